@@ -1,0 +1,67 @@
+//! Why the account said no. Each variant is something a portal developer can act on.
+
+use chrono::{DateTime, Utc};
+
+use super::state::LoginStatus;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DomainError {
+    #[error("the account does not exist")]
+    AccountNotFound,
+    #[error("the account is locked after too many failed attempts until {until}")]
+    AccountLocked { until: DateTime<Utc> },
+    #[error("no such login for this account")]
+    LoginNotFound,
+    #[error("the login is no longer pending (it is {status})")]
+    LoginNotPending { status: LoginStatus },
+    #[error("the login expired")]
+    LoginExpired,
+    #[error("the code is not valid")]
+    InvalidCode { attempts_left: u32 },
+    #[error(
+        "TOTP is already active on a device: reset it before activating another (FAQ 1 and 2)"
+    )]
+    AlreadyActive,
+    #[error("TOTP is not active on this account")]
+    NotActive,
+    #[error("no pending activation with this enrollment id")]
+    EnrollmentNotFound,
+    #[error("the activation QR code expired: start a new login to get a new one")]
+    EnrollmentExpired,
+    #[error("this device is not the account's active device")]
+    DeviceNotRecognised,
+    #[error("the login waits for {expected}, not for this action")]
+    WrongStage { expected: &'static str },
+    #[error(
+        "disabling TOTP needs an approved login of this account from the last {minutes} minutes"
+    )]
+    RecentLoginRequired { minutes: i64 },
+    /// The caller prepared the command against an older state (a secret for another enrollment,
+    /// no enrollment where one is now needed). Not the user's fault: reload and decide again.
+    #[error("the command was prepared against an older state of the account")]
+    StalePreparation,
+}
+
+/// A refusal, with the events that record it. Most refusals change nothing; a wrong code still
+/// counts toward the lock and an expired login is still marked expired, so those carry events
+/// that must be appended before the error is returned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub error: DomainError,
+    pub record: Vec<super::AccountEvent>,
+}
+
+impl Rejection {
+    pub fn recorded(error: DomainError, record: Vec<super::AccountEvent>) -> Self {
+        Rejection { error, record }
+    }
+}
+
+impl From<DomainError> for Rejection {
+    fn from(error: DomainError) -> Self {
+        Rejection {
+            error,
+            record: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,27 @@
+//! The SPSE TOTP account model.
+//!
+//! Everything that decides what happens to a user's second factor lives here: the identifiers and
+//! codes the portal sends (parsed, never merely validated), the events that record an account's
+//! whole TOTP life, the commands that ask for a change, and the pure `decide`/`evolve` functions
+//! between them. This crate is synchronous and does no IO: no database, no clock, no network.
+//! Time, policy and any secret needed to check a code are handed in by the caller, so every rule
+//! in `DESIGN.md` is a unit test here.
+//!
+//! It may depend on nothing else in the workspace.
+
+pub mod account;
+pub mod apikey;
+pub mod code;
+pub mod ids;
+pub mod policy;
+pub mod totp;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+pub use account::{
+    decide, Account, AccountCommand, AccountEvent, DomainError, Rejection, TotpStatus,
+};
+pub use code::{ApprovalNumber, TotpCode};
+pub use ids::{AccountKey, DeviceId, EnrollmentId, LoginId, UserId, UserType};
+pub use policy::Policy;

@@ -1,0 +1,107 @@
+//! Given / when / then for account decisions: the past as events, one command at one instant,
+//! and the events (or the refusal) that must follow. No database, no clock.
+
+use chrono::{DateTime, TimeZone, Utc};
+
+use crate::account::{decide, Account, AccountCommand, AccountEvent, DomainError, Rejection};
+use crate::policy::Policy;
+
+pub struct Given {
+    history: Vec<AccountEvent>,
+    policy: Policy,
+}
+
+pub fn given(history: impl IntoIterator<Item = AccountEvent>) -> Given {
+    Given {
+        history: history.into_iter().collect(),
+        policy: Policy::default(),
+    }
+}
+
+/// A fixed instant in the middle of a 30-second step, so `now - 15s` and `now + 14s` share it.
+pub fn t0() -> DateTime<Utc> {
+    Utc.timestamp_opt(1_767_225_615, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+impl Given {
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    pub fn state(&self) -> Account {
+        Account::from_events(&self.history)
+    }
+
+    pub fn when(self, command: AccountCommand, now: DateTime<Utc>) -> Then {
+        let state = self.state();
+        let result = decide(&state, &command, now, &self.policy);
+        Then { state, result }
+    }
+}
+
+pub struct Then {
+    pub state: Account,
+    pub result: Result<Vec<AccountEvent>, Rejection>,
+}
+
+impl Then {
+    /// The decision accepted the command with exactly these events.
+    #[track_caller]
+    pub fn then(self, expected: Vec<AccountEvent>) -> Account {
+        match self.result {
+            Ok(events) => {
+                assert_eq!(events, expected, "unexpected events");
+                events.iter().fold(self.state, |s, e| s.evolve(e))
+            }
+            Err(rejection) => panic!("expected events, got {rejection:?}"),
+        }
+    }
+
+    /// The command was accepted; the events are checked by `check`.
+    #[track_caller]
+    pub fn then_events(self, check: impl FnOnce(&[AccountEvent])) -> Account {
+        match self.result {
+            Ok(events) => {
+                check(&events);
+                events.iter().fold(self.state, |s, e| s.evolve(e))
+            }
+            Err(rejection) => panic!("expected events, got {rejection:?}"),
+        }
+    }
+
+    /// Refused, and nothing recorded.
+    #[track_caller]
+    pub fn then_err(self, expected: DomainError) {
+        match self.result {
+            Ok(events) => panic!("expected {expected:?}, got events {events:?}"),
+            Err(rejection) => {
+                assert_eq!(rejection.error, expected);
+                assert!(
+                    rejection.record.is_empty(),
+                    "refusal recorded {:?}",
+                    rejection.record
+                );
+            }
+        }
+    }
+
+    /// Refused, with these events recorded (a counted failure, an expiry noticed).
+    #[track_caller]
+    pub fn then_rejected_recording(
+        self,
+        expected: DomainError,
+        record: Vec<AccountEvent>,
+    ) -> Account {
+        match self.result {
+            Ok(events) => panic!("expected {expected:?}, got events {events:?}"),
+            Err(rejection) => {
+                assert_eq!(rejection.error, expected);
+                assert_eq!(rejection.record, record, "unexpected recorded events");
+                record.iter().fold(self.state, |s, e| s.evolve(e))
+            }
+        }
+    }
+}
