@@ -142,6 +142,9 @@ pub fn decide(
                         .as_ref()
                         .filter(|e| e.login_id == *login_id)
                         .ok_or(DomainError::EnrollmentNotFound)?;
+                    if enrollment.expires_at <= now {
+                        return Err(DomainError::EnrollmentExpired.into());
+                    }
                     let secret = opened(secret, enrollment.enrollment_id)?;
                     match totp::matching_step(&secret.secret, code, now, policy.window_back_steps) {
                         Some(step) => Ok(vec![

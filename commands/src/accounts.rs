@@ -1,0 +1,580 @@
+//! The account command handler: load, prepare, decide, append, retry.
+//!
+//! Each command runs under a per-account async lock, so requests for one account in this process
+//! queue instead of colliding, and appends with the version it decided on, so requests from
+//! other processes that got in first are noticed (a conflict) and the command is decided again on
+//! the new state. Together they make a code single-use and the failure count exact.
+//!
+//! Loading is cheap at any history length: the folded state stays in memory (an LRU of accounts),
+//! is saved as a snapshot every few hundred events, and only the events after it are read.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use spse_totp_domain::account::{needs_enrollment, secret_needed, LoginStage, OpenedSecret};
+use spse_totp_domain::totp::TotpSecret;
+use spse_totp_domain::{
+    decide, Account, AccountCommand, AccountEvent, AccountKey, ApprovalNumber, DeviceId,
+    DomainError, EnrollmentId, LoginId, Policy, Rejection, TotpCode, TotpStatus,
+};
+use uuid::Uuid;
+
+use crate::clock::Clock;
+use crate::enrollment::{otpauth_uri, qr_svg, EnrollmentError};
+use crate::snapshots::SnapshotStore;
+use crate::store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
+use crate::tokens::{random_bytes, random_token, sha256_hex};
+use crate::vault::{Vault, VaultError};
+
+/// Decisions retried after a conflict before the caller is told to try again. Conflicts need a
+/// second process writing the same account at the same instant, so a handful is plenty.
+const MAX_ATTEMPTS: usize = 8;
+const READ_PAGE: usize = 1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused. Anything the refusal recorded is already appended, up to `position`.
+    #[error("{error}")]
+    Rejected {
+        error: DomainError,
+        position: Option<u64>,
+    },
+    #[error("the account is busy; try again")]
+    Contention,
+    #[error("the device token is not valid")]
+    UnknownDevice,
+    #[error("the vault has no secret for enrollment {0}")]
+    SecretMissing(EnrollmentId),
+    #[error("stored event in {stream} does not decode: {reason}")]
+    Decode { stream: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Enrollment(#[from] EnrollmentError),
+}
+
+impl CommandError {
+    pub fn domain(&self) -> Option<&DomainError> {
+        match self {
+            CommandError::Rejected { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub policy: Policy,
+    /// Where a push-capable app calls back; goes into the QR code.
+    pub public_base_url: String,
+    /// Accounts whose folded state is kept in memory.
+    pub cached_accounts: usize,
+    /// Events between snapshots.
+    pub snapshot_every: u64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            policy: Policy::default(),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            cached_accounts: 50_000,
+            snapshot_every: 200,
+        }
+    }
+}
+
+/// A command that went through: the account after it, the events it appended, and the last
+/// position they took (what a reader of projections waits for).
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub account: Account,
+    pub events: Vec<AccountEvent>,
+    pub position: Option<u64>,
+}
+
+/// What `start_login` answers: the login, and the QR code when it needs an activation.
+#[derive(Debug, Clone)]
+pub struct StartedLogin {
+    pub login_id: LoginId,
+    pub stage: LoginStage,
+    pub expires_at: DateTime<Utc>,
+    pub approval_number: Option<ApprovalNumber>,
+    pub totp_status: TotpStatus,
+    pub activation: Option<Activation>,
+    pub position: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Activation {
+    pub enrollment_id: EnrollmentId,
+    pub otpauth_uri: String,
+    pub qr_svg: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivatedDevice {
+    pub account_key: AccountKey,
+    pub account: Account,
+    /// Shown to the device once; only its digest is kept.
+    pub device_token: String,
+    pub position: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+struct Loaded {
+    account: Account,
+    version: u64,
+    snapshot_version: u64,
+}
+
+type Slot = Arc<tokio::sync::Mutex<Option<Loaded>>>;
+
+pub struct AccountService {
+    events: Arc<dyn EventStore>,
+    vault: Vault,
+    snapshots: SnapshotStore,
+    clock: Arc<dyn Clock>,
+    settings: ServiceSettings,
+    slots: Mutex<LruCache<String, Slot>>,
+}
+
+impl AccountService {
+    pub fn new(
+        events: Arc<dyn EventStore>,
+        vault: Vault,
+        snapshots: SnapshotStore,
+        clock: Arc<dyn Clock>,
+        settings: ServiceSettings,
+    ) -> Self {
+        let capacity = NonZeroUsize::new(settings.cached_accounts).unwrap_or(NonZeroUsize::MIN);
+        AccountService {
+            events,
+            vault,
+            snapshots,
+            clock,
+            settings,
+            slots: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.settings.policy
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn slot(&self, stream: &str) -> Slot {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(slot) = slots.get(stream) {
+            return Arc::clone(slot);
+        }
+        // An evicted slot still held by a running command is harmless: the append's expected
+        // version catches the rare overlap.
+        let slot: Slot = Arc::default();
+        slots.put(stream.to_owned(), Arc::clone(&slot));
+        slot
+    }
+
+    /// The account as it is now, folded from its snapshot and the events after it.
+    pub async fn load(&self, key: &AccountKey) -> Result<Account, CommandError> {
+        let stream = key.stream_name();
+        let slot = self.slot(&stream);
+        let mut loaded = slot.lock().await;
+        self.catch_up(&stream, &mut loaded).await?;
+        Ok(loaded
+            .as_ref()
+            .map(|l| l.account.clone())
+            .unwrap_or_default())
+    }
+
+    async fn catch_up(&self, stream: &str, slot: &mut Option<Loaded>) -> Result<(), CommandError> {
+        if slot.is_none() {
+            let snapshot = self.snapshots.load::<Account>(stream).await.unwrap_or_else(|e| {
+                tracing::warn!(stream, error = %e, "snapshot unreadable, folding the whole stream");
+                None
+            });
+            *slot = Some(match snapshot {
+                Some((account, version)) => Loaded {
+                    account,
+                    version,
+                    snapshot_version: version,
+                },
+                None => Loaded {
+                    account: Account::default(),
+                    version: 0,
+                    snapshot_version: 0,
+                },
+            });
+        }
+        let Some(loaded) = slot.as_mut() else {
+            return Ok(());
+        };
+        loop {
+            let page = self
+                .events
+                .read_stream(stream, loaded.version + 1, READ_PAGE)
+                .await?;
+            let full = page.len() == READ_PAGE;
+            for recorded in page {
+                let event = AccountEvent::from_stored(
+                    &recorded.event_type,
+                    recorded.schema_version,
+                    recorded.payload,
+                )
+                .map_err(|e| CommandError::Decode {
+                    stream: stream.to_owned(),
+                    reason: e.to_string(),
+                })?;
+                loaded.account.apply(&event);
+                loaded.version = recorded.version;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs one command against one account.
+    pub async fn execute(
+        &self,
+        key: &AccountKey,
+        command: AccountCommand,
+        metadata: EventMetadata,
+    ) -> Result<Executed, CommandError> {
+        self.run(key, command, metadata)
+            .await
+            .map(|(executed, _)| executed)
+    }
+
+    async fn run(
+        &self,
+        key: &AccountKey,
+        mut command: AccountCommand,
+        metadata: EventMetadata,
+    ) -> Result<(Executed, Option<(EnrollmentId, TotpSecret)>), CommandError> {
+        let stream = key.stream_name();
+        let slot = self.slot(&stream);
+        let mut loaded = slot.lock().await;
+        let mut prepared: Option<(EnrollmentId, TotpSecret)> = None;
+        let result = self
+            .attempt(&stream, &mut command, &metadata, &mut loaded, &mut prepared)
+            .await;
+        // A QR code sealed for a decision that did not use it is destroyed at once.
+        if let Some((enrollment_id, _)) = &prepared {
+            let used = matches!(&result, Ok(executed) if executed.events.iter().any(|e| matches!(e,
+                AccountEvent::EnrollmentStarted { enrollment_id: id, .. } if id == enrollment_id)));
+            if !used {
+                self.destroy_secret(*enrollment_id).await;
+            }
+        }
+        result.map(|executed| (executed, prepared))
+    }
+
+    async fn attempt(
+        &self,
+        stream: &str,
+        command: &mut AccountCommand,
+        metadata: &EventMetadata,
+        loaded: &mut Option<Loaded>,
+        prepared: &mut Option<(EnrollmentId, TotpSecret)>,
+    ) -> Result<Executed, CommandError> {
+        for _ in 0..MAX_ATTEMPTS {
+            self.catch_up(stream, loaded).await?;
+            let Some(current) = loaded.as_mut() else {
+                continue;
+            };
+            let now = self.clock.now();
+            self.prepare(stream, command, &current.account, now, prepared)
+                .await?;
+            let (events, refusal) =
+                match decide(&current.account, command, now, &self.settings.policy) {
+                    Ok(events) => (events, None),
+                    Err(Rejection {
+                        error: DomainError::StalePreparation,
+                        ..
+                    }) => {
+                        *loaded = None;
+                        continue;
+                    }
+                    Err(Rejection { error, record }) => (record, Some(error)),
+                };
+            if events.is_empty() {
+                return match refusal {
+                    Some(error) => Err(CommandError::Rejected {
+                        error,
+                        position: None,
+                    }),
+                    None => Ok(Executed {
+                        account: current.account.clone(),
+                        events,
+                        position: None,
+                    }),
+                };
+            }
+            let causation = Uuid::now_v7().to_string();
+            let new_events = events
+                .iter()
+                .map(|event| NewEvent {
+                    event_id: Uuid::now_v7(),
+                    event_type: event.event_type().to_owned(),
+                    schema_version: event.schema_version(),
+                    payload: event.to_payload(),
+                    metadata: EventMetadata {
+                        causation_id: metadata
+                            .causation_id
+                            .clone()
+                            .or_else(|| Some(causation.clone())),
+                        ..metadata.clone()
+                    },
+                    recorded_at: now,
+                })
+                .collect();
+            match self
+                .events
+                .append(stream, ExpectedVersion::at(current.version), new_events)
+                .await
+            {
+                Ok(appended) => {
+                    for event in &events {
+                        current.account.apply(event);
+                    }
+                    current.version = appended.version;
+                    self.after_commit(stream, current, &events).await;
+                    let position = Some(appended.last_position);
+                    return match refusal {
+                        Some(error) => Err(CommandError::Rejected { error, position }),
+                        None => Ok(Executed {
+                            account: current.account.clone(),
+                            events,
+                            position,
+                        }),
+                    };
+                }
+                // Another process appended first: the next round reads its events and decides again.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => {
+                    *loaded = None;
+                    return Err(e.into());
+                }
+            }
+        }
+        Err(CommandError::Contention)
+    }
+
+    /// Puts into the command what deciding it needs from outside: a sealed new secret when a
+    /// login will show a QR code, the opened secret when a code must be checked.
+    async fn prepare(
+        &self,
+        stream: &str,
+        command: &mut AccountCommand,
+        account: &Account,
+        now: DateTime<Utc>,
+        prepared: &mut Option<(EnrollmentId, TotpSecret)>,
+    ) -> Result<(), CommandError> {
+        if let AccountCommand::StartLogin { enrollment, .. } = command {
+            if needs_enrollment(account) && prepared.is_none() {
+                let enrollment_id = EnrollmentId::generate();
+                let ttl = self
+                    .settings
+                    .policy
+                    .enrollment_ttl
+                    .min(self.settings.policy.login_ttl);
+                let secret = self
+                    .vault
+                    .create(enrollment_id, stream, now, now + ttl)
+                    .await?;
+                *prepared = Some((enrollment_id, secret));
+            }
+            *enrollment = prepared.as_ref().map(|(id, _)| *id);
+            return Ok(());
+        }
+        let Some(needed) = secret_needed(account, command) else {
+            return Ok(());
+        };
+        let slot = match command {
+            AccountCommand::SubmitCode { secret, .. }
+            | AccountCommand::ActivateDevice { secret, .. }
+            | AccountCommand::ApproveOnDevice { secret, .. }
+            | AccountCommand::Disable { secret, .. } => secret,
+            _ => return Ok(()),
+        };
+        if slot.as_ref().is_some_and(|s| s.enrollment_id == needed) {
+            return Ok(());
+        }
+        let secret = self
+            .vault
+            .open(needed)
+            .await?
+            .ok_or(CommandError::SecretMissing(needed))?;
+        *slot = Some(OpenedSecret {
+            enrollment_id: needed,
+            secret,
+        });
+        Ok(())
+    }
+
+    /// Vault upkeep and snapshots. The events are durable already, so nothing here may fail the
+    /// command: a missed step is redone by the housekeeping sweep or the next snapshot.
+    async fn after_commit(&self, stream: &str, loaded: &mut Loaded, events: &[AccountEvent]) {
+        for event in events {
+            match event {
+                AccountEvent::TotpActivated { enrollment_id, .. } => {
+                    if let Err(e) = self.vault.keep(*enrollment_id).await {
+                        tracing::error!(%enrollment_id, error = %e, "could not mark the activated secret as kept");
+                    }
+                }
+                AccountEvent::TotpDisabled { enrollment_id, .. } => {
+                    self.destroy_secret(*enrollment_id).await
+                }
+                _ => {}
+            }
+        }
+        if loaded.version - loaded.snapshot_version >= self.settings.snapshot_every {
+            match self
+                .snapshots
+                .save(stream, loaded.version, &loaded.account)
+                .await
+            {
+                Ok(()) => loaded.snapshot_version = loaded.version,
+                Err(e) => tracing::warn!(stream, error = %e, "snapshot not saved"),
+            }
+        }
+    }
+
+    async fn destroy_secret(&self, enrollment_id: EnrollmentId) {
+        if let Err(e) = self.vault.destroy(enrollment_id).await {
+            tracing::error!(%enrollment_id, error = %e, "could not destroy a sealed secret; the sweep will retry");
+        }
+    }
+
+    /// Flow 1 and 2, step 1: the portal checked the password.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_login(
+        &self,
+        key: &AccountKey,
+        email: Option<String>,
+        name: Option<String>,
+        client_ip: Option<String>,
+        user_agent: Option<String>,
+        metadata: EventMetadata,
+    ) -> Result<StartedLogin, CommandError> {
+        let login_id = LoginId::generate();
+        let command = AccountCommand::StartLogin {
+            user_type: key.user_type,
+            user_id: key.user_id.clone(),
+            email,
+            name,
+            login_id,
+            client_ip,
+            user_agent,
+            enrollment: None,
+            approval_number: ApprovalNumber::from_random(random_bytes::<1>()[0]),
+        };
+        let (executed, prepared) = self.run(key, command, metadata).await?;
+        let login = executed
+            .account
+            .login(login_id)
+            .ok_or(CommandError::Rejected {
+                error: DomainError::LoginNotFound,
+                position: executed.position,
+            })?;
+        let activation = match (login.stage, prepared) {
+            (LoginStage::Activation, Some((enrollment_id, secret))) => {
+                let uri = otpauth_uri(&secret, key, enrollment_id, &self.settings.public_base_url)?;
+                let qr_svg = qr_svg(&uri)?;
+                Some(Activation {
+                    enrollment_id,
+                    otpauth_uri: uri,
+                    qr_svg,
+                })
+            }
+            _ => None,
+        };
+        Ok(StartedLogin {
+            login_id,
+            stage: login.stage,
+            expires_at: login.expires_at,
+            approval_number: login.approval_number,
+            totp_status: executed.account.totp_status,
+            activation,
+            position: executed.position,
+        })
+    }
+
+    /// A push-capable app scanned the QR code: the enrollment id finds the account.
+    pub async fn activate_device(
+        &self,
+        enrollment_id: EnrollmentId,
+        code: TotpCode,
+        device_label: String,
+        platform: Option<String>,
+        metadata: EventMetadata,
+    ) -> Result<ActivatedDevice, CommandError> {
+        let not_found = CommandError::Rejected {
+            error: DomainError::EnrollmentNotFound,
+            position: None,
+        };
+        let stream = self
+            .vault
+            .stream_of(enrollment_id)
+            .await?
+            .ok_or_else(|| not_found)?;
+        let account_key = AccountKey::from_stream_name(&stream).ok_or(CommandError::Rejected {
+            error: DomainError::EnrollmentNotFound,
+            position: None,
+        })?;
+        let device_token = random_token("spse_dt");
+        let command = AccountCommand::ActivateDevice {
+            enrollment_id,
+            code,
+            secret: None,
+            device_id: DeviceId::generate(),
+            device_label,
+            platform,
+            device_token_sha256: sha256_hex(&device_token),
+        };
+        let executed = self.execute(&account_key, command, metadata).await?;
+        Ok(ActivatedDevice {
+            account_key,
+            account: executed.account,
+            device_token,
+            position: executed.position,
+        })
+    }
+
+    /// Housekeeping: records the expiry of overdue logins and destroys secrets of QR codes that
+    /// were never activated. Returns how many secrets were destroyed.
+    pub async fn sweep_vault(&self, limit: i64) -> Result<usize, CommandError> {
+        let now = self.clock.now();
+        let mut destroyed = 0;
+        for (enrollment_id, stream) in self.vault.expired(now, limit).await? {
+            let in_use = match AccountKey::from_stream_name(&stream) {
+                Some(key) => {
+                    let account = self.load(&key).await?;
+                    account
+                        .device
+                        .as_ref()
+                        .is_some_and(|d| d.enrollment_id == enrollment_id)
+                }
+                None => false,
+            };
+            if in_use {
+                self.vault.keep(enrollment_id).await?;
+            } else {
+                self.vault.destroy(enrollment_id).await?;
+                destroyed += 1;
+            }
+        }
+        Ok(destroyed)
+    }
+}

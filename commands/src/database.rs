@@ -1,0 +1,107 @@
+//! Opening the database named by `SPSE_TOTP_DATABASE_URL`: the engine it names, its migrations,
+//! the event store adapter for it, and a pool the rest of the service shares across engines.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::AnyPool;
+use sqlx::Executor;
+
+use crate::store::{EventStore, SqliteEventStore, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
+    UnsupportedUrl,
+    #[error("cannot create the database folder {path}: {source}")]
+    Folder {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Every connection to the SQLite file is durable on commit and waits for the write lock rather
+/// than failing at once.
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+#[derive(Clone)]
+pub struct Database {
+    pub engine: Engine,
+    /// For the read models, the vault, snapshots: SQL that both engines accept.
+    pub pool: AnyPool,
+    pub events: Arc<dyn EventStore>,
+}
+
+impl Database {
+    /// Opens (creating if need be) and migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<Self, DatabaseError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            Self::open_sqlite(url).await
+        } else {
+            Err(DatabaseError::UnsupportedUrl)
+        }
+    }
+
+    async fn open_sqlite(url: &str) -> Result<Self, DatabaseError> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        if let Some(folder) = options
+            .get_filename()
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+        {
+            create_folder(folder)?;
+        }
+        let native = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("../migrations/sqlite").run(&native).await?;
+        let events: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(native).await?);
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute(SQLITE_PRAGMAS).await?;
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        Ok(Database {
+            engine: Engine::Sqlite,
+            pool,
+            events,
+        })
+    }
+}
+
+fn create_folder(folder: &Path) -> Result<(), DatabaseError> {
+    std::fs::create_dir_all(folder).map_err(|source| DatabaseError::Folder {
+        path: folder.display().to_string(),
+        source,
+    })
+}

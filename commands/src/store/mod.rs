@@ -1,0 +1,209 @@
+//! The event store port: one trait, chosen at start-up from the database URL, and the adapters.
+//!
+//! Streams are versioned from 1; the log has one global position per event, increasing in commit
+//! order, which is what projections follow.
+
+mod sqlite;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use sqlite::SqliteEventStore;
+
+/// What the writer believes the stream's version is. `NoStream` is version 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    Any,
+    NoStream,
+    Exact(u64),
+}
+
+impl ExpectedVersion {
+    pub fn matches(self, actual: u64) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == 0,
+            ExpectedVersion::Exact(v) => v == actual,
+        }
+    }
+
+    /// The version a stream at `version` is expected to have: `NoStream` for 0.
+    pub fn at(version: u64) -> Self {
+        if version == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(version)
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::Exact(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// Who caused an event. Recorded on every event, so an auditor can answer "who did this".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// The portal, through the API key named.
+    Portal { key_id: Uuid, key_name: String },
+    /// The account's bound device (or a device activating an enrollment).
+    Device { device_id: Uuid },
+    /// A helpdesk operator, named on the call, through the API key named.
+    Helpdesk { operator: String, key_id: Uuid },
+    /// The service itself: expiry sweeps, email outcomes.
+    System,
+    /// Someone at the `spse-totp` command line on the server.
+    Operator { name: String },
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Actor::Portal { .. } => "portal",
+            Actor::Device { .. } => "device",
+            Actor::Helpdesk { .. } => "helpdesk",
+            Actor::System => "system",
+            Actor::Operator { .. } => "operator",
+        }
+    }
+
+    /// A short readable name: the key's name, the operator, the device id.
+    pub fn display_name(&self) -> String {
+        match self {
+            Actor::Portal { key_name, .. } => key_name.clone(),
+            Actor::Device { device_id } => device_id.to_string(),
+            Actor::Helpdesk { operator, .. } => operator.clone(),
+            Actor::System => "system".to_owned(),
+            Actor::Operator { name } => name.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMetadata {
+    pub actor: Actor,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// Ties together everything one user action caused, across requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// The command (request) that produced the event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+}
+
+impl EventMetadata {
+    pub fn system() -> Self {
+        EventMetadata {
+            actor: Actor::System,
+            client_ip: None,
+            user_agent: None,
+            correlation_id: None,
+            causation_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    /// Unique per event: a retried append of the same event is refused, not duplicated.
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    pub position: u64,
+    pub stream: String,
+    pub version: u64,
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: EventMetadata,
+    pub recorded_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The stream's version after the append.
+    pub version: u64,
+    /// Global positions of the first and last event appended.
+    pub first_position: u64,
+    pub last_position: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Someone else appended first: reload, decide again.
+    #[error("stream {stream} is at version {actual}, not {expected}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedVersion,
+        actual: u64,
+    },
+    #[error("an event with id {0} is already stored")]
+    DuplicateEvent(Uuid),
+    #[error("nothing to append")]
+    EmptyAppend,
+    #[error("stored event at position {position} is unreadable: {reason}")]
+    Corrupt { position: u64, reason: String },
+    #[error("the event store's writer has stopped")]
+    WriterGone,
+    #[error("event store: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The port. Implementations must make `append` durable before returning, assign positions in
+/// commit order, and never let `read_all` skip an event that commits later with a smaller
+/// position.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError>;
+
+    /// Events of one stream with version >= `from_version`, in order, at most `limit`.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Events of all streams with position > `after`, in position order, at most `limit`.
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The current version of a stream, 0 if it has no events.
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError>;
+
+    /// The highest position a reader may safely read up to now.
+    async fn head_position(&self) -> Result<u64, StoreError>;
+
+    /// Wakes when this process appends; readers also poll, for appends by other processes.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+}

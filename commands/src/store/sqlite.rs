@@ -1,0 +1,338 @@
+//! The embedded adapter: one SQLite file in WAL mode with `synchronous=FULL`.
+//!
+//! SQLite has one writer at a time, so this adapter gives it exactly one: a task that owns a
+//! dedicated connection and commits appends in groups. Every append waiting when a commit starts
+//! joins it, each with its own expected-version check, and one fsync makes the whole group
+//! durable. Under load that turns hundreds of commits into a few, which is what lets one file keep
+//! up with thousands of approvals a second; with no load a group is one append and costs nothing.
+//!
+//! Positions are `MAX(position) + 1` read inside the write lock, so they follow commit order even
+//! when another process (the command line) appends to the same file, and a reader can never see a
+//! later position before an earlier one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::Row;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+/// The most appends one commit takes. Bounds the time a group holds the write lock.
+const MAX_GROUP: usize = 256;
+
+const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
+     schema_version, payload, metadata, recorded_at FROM events";
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+pub struct SqliteEventStore {
+    readers: SqlitePool,
+    writer: mpsc::Sender<AppendRequest>,
+    head: Arc<watch::Sender<u64>>,
+}
+
+impl SqliteEventStore {
+    /// Takes one connection out of `pool` for the writer; the rest serve reads.
+    pub async fn open(pool: SqlitePool) -> Result<Self, StoreError> {
+        let head_now = max_position(&pool).await?;
+        let (head, _) = watch::channel(head_now);
+        let head = Arc::new(head);
+        let connection = pool.acquire().await?.detach();
+        let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run_writer(connection, requests, Arc::clone(&head)));
+        Ok(SqliteEventStore {
+            readers: pool,
+            writer,
+            head,
+        })
+    }
+}
+
+async fn max_position(pool: &SqlitePool) -> Result<u64, StoreError> {
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
+    Ok(to_u64(max))
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+async fn run_writer(
+    mut connection: SqliteConnection,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    head: Arc<watch::Sender<u64>>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let results = match commit_group(&mut connection, &group).await {
+            Ok(results) => results,
+            // One bad append (a duplicate event id) must not fail its neighbours: commit each
+            // alone so only the culprit hears about it.
+            Err(_) => {
+                let mut results = Vec::with_capacity(group.len());
+                for request in &group {
+                    let single = std::slice::from_ref(request);
+                    results.push(match commit_group(&mut connection, single).await {
+                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::EmptyAppend)),
+                        Err(e) => Err(e),
+                    });
+                }
+                results
+            }
+        };
+        if let Some(last) = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.last_position)
+            .max()
+        {
+            head.send_if_modified(|h| {
+                let moved = last > *h;
+                *h = (*h).max(last);
+                moved
+            });
+        }
+        for (request, result) in group.into_iter().zip(results) {
+            // The caller may have given up (request cancelled); the append stands regardless.
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+/// Appends a group in one transaction. Returns each request's outcome, or an error that rolled
+/// back the whole group.
+async fn commit_group(
+    connection: &mut SqliteConnection,
+    group: &[AppendRequest],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    // IMMEDIATE takes the write lock now, so MAX(position) below cannot change under us.
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut *connection)
+        .await?;
+    match append_group(connection, group).await {
+        Ok(results) => match sqlx::query("COMMIT").execute(&mut *connection).await {
+            Ok(_) => Ok(results),
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *connection).await;
+            Err(e)
+        }
+    }
+}
+
+async fn append_group(
+    connection: &mut SqliteConnection,
+    group: &[AppendRequest],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(&mut *connection)
+        .await?;
+    let mut next_position = to_u64(max) + 1;
+    let mut versions: HashMap<&str, u64> = HashMap::new();
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        if request.events.is_empty() {
+            results.push(Err(StoreError::EmptyAppend));
+            continue;
+        }
+        let actual = match versions.get(request.stream.as_str()) {
+            Some(v) => *v,
+            None => stream_version_on(connection, &request.stream).await?,
+        };
+        if !request.expected.matches(actual) {
+            results.push(Err(StoreError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual,
+            }));
+            continue;
+        }
+        let first_position = next_position;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            insert(connection, next_position, &request.stream, version, event).await?;
+            next_position += 1;
+        }
+        versions.insert(request.stream.as_str(), version);
+        results.push(Ok(Appended {
+            version,
+            first_position,
+            last_position: next_position - 1,
+        }));
+    }
+    Ok(results)
+}
+
+async fn stream_version_on(
+    connection: &mut SqliteConnection,
+    stream: &str,
+) -> Result<u64, StoreError> {
+    let v: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1")
+            .bind(stream)
+            .fetch_one(&mut *connection)
+            .await?;
+    Ok(to_u64(v))
+}
+
+async fn insert(
+    connection: &mut SqliteConnection,
+    position: u64,
+    stream: &str,
+    version: u64,
+    event: &NewEvent,
+) -> Result<(), StoreError> {
+    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt {
+        position,
+        reason: e.to_string(),
+    })?;
+    sqlx::query(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(to_i64(position))
+    .bind(stream)
+    .bind(to_i64(version))
+    .bind(event.event_id.to_string())
+    .bind(&event.event_type)
+    .bind(i64::from(event.schema_version))
+    .bind(event.payload.to_string())
+    .bind(metadata)
+    .bind(event.recorded_at.timestamp_micros())
+    .execute(&mut *connection)
+    .await
+    .map_err(|e| match &e {
+        sqlx::Error::Database(db) if db.message().contains("events.event_id") => {
+            StoreError::DuplicateEvent(event.event_id)
+        }
+        _ => StoreError::Database(e),
+    })?;
+    Ok(())
+}
+
+fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position = to_u64(row.try_get::<i64, _>(0)?);
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let event_id: String = row.try_get(3)?;
+    let payload: String = row.try_get(6)?;
+    let metadata: String = row.try_get(7)?;
+    let recorded_at: i64 = row.try_get(8)?;
+    Ok(RecordedEvent {
+        position,
+        stream: row.try_get(1)?,
+        version: to_u64(row.try_get::<i64, _>(2)?),
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
+        event_type: row.try_get(4)?,
+        schema_version: u32::try_from(row.try_get::<i64, _>(5)?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
+        recorded_at: DateTime::<Utc>::from_timestamp_micros(recorded_at)
+            .ok_or_else(|| corrupt("recorded_at out of range".to_owned()))?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        self.writer
+            .send(request)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        outcome.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_COLUMNS} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
+        ))
+        .bind(stream)
+        .bind(to_i64(from_version))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_COLUMNS} WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(to_i64(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.readers)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let mut connection: PoolConnection<Sqlite> = self.readers.acquire().await?;
+        stream_version_on(&mut connection, stream).await
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        max_position(&self.readers).await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_versions_match_as_documented() {
+        assert!(ExpectedVersion::NoStream.matches(0));
+        assert!(!ExpectedVersion::NoStream.matches(1));
+        assert!(ExpectedVersion::Exact(3).matches(3));
+        assert!(ExpectedVersion::Any.matches(17));
+    }
+}

@@ -1,0 +1,254 @@
+//! The secret vault: TOTP secrets sealed with XChaCha20-Poly1305 under the master key.
+//!
+//! A secret leaves the vault only to check a code or to draw the one-time QR code. Each sealed
+//! secret is bound to its enrollment and account as associated data, so a row copied onto another
+//! enrollment does not open. Resets and disables destroy the row; the log keeps only the
+//! enrollment id.
+
+use std::fmt;
+use std::path::Path;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use spse_totp_domain::totp::{TotpSecret, SECRET_BYTES};
+use spse_totp_domain::EnrollmentId;
+use sqlx::AnyPool;
+
+use crate::tokens::random_bytes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("the master key must be 32 bytes, written as 64 hex digits or 44 base64 characters")]
+    BadMasterKey,
+    #[error("master key file {path}: {source}")]
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the sealed secret of enrollment {0} does not open under this master key")]
+    Unseal(EnrollmentId),
+    #[error("sealing failed")]
+    Seal,
+    #[error("vault: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// The 256-bit key every secret is sealed under. Never printed.
+#[derive(Clone)]
+pub struct MasterKey([u8; 32]);
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "MasterKey({})", self.key_id())
+    }
+}
+
+impl MasterKey {
+    pub fn parse(text: &str) -> Result<Self, VaultError> {
+        let text = text.trim();
+        let bytes = if text.len() == 64 {
+            hex::decode(text).map_err(|_| VaultError::BadMasterKey)?
+        } else {
+            STANDARD
+                .decode(text)
+                .map_err(|_| VaultError::BadMasterKey)?
+        };
+        let key: [u8; 32] = bytes.try_into().map_err(|_| VaultError::BadMasterKey)?;
+        Ok(MasterKey(key))
+    }
+
+    pub fn generate() -> Self {
+        MasterKey(random_bytes::<32>())
+    }
+
+    pub fn to_base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// Names the key without revealing it, so a row sealed under another key is recognised.
+    pub fn key_id(&self) -> String {
+        hex::encode(&Sha256::digest(self.0)[..8])
+    }
+
+    /// Reads the key file, or creates it (mode 0600) when absent. Returns whether it was created.
+    pub fn load_or_create(path: &Path) -> Result<(Self, bool), VaultError> {
+        let file_error = |source| VaultError::KeyFile {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok((MasterKey::parse(&text)?, false)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = MasterKey::generate();
+                if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(folder).map_err(file_error)?;
+                }
+                write_private(path, &key.to_base64()).map_err(file_error)?;
+                Ok((key, true))
+            }
+            Err(e) => Err(file_error(e)),
+        }
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+#[derive(Clone)]
+pub struct Vault {
+    pool: AnyPool,
+    cipher: XChaCha20Poly1305,
+    key_id: String,
+}
+
+impl Vault {
+    pub fn new(pool: AnyPool, key: &MasterKey) -> Self {
+        Vault {
+            pool,
+            cipher: XChaCha20Poly1305::new((&key.0).into()),
+            key_id: key.key_id(),
+        }
+    }
+
+    fn associated_data(enrollment_id: EnrollmentId, stream: &str) -> Vec<u8> {
+        format!("spse-totp/v1/{enrollment_id}/{stream}").into_bytes()
+    }
+
+    /// Makes a fresh 160-bit secret, seals and stores it. The caller gets it back to draw the QR.
+    pub async fn create(
+        &self,
+        enrollment_id: EnrollmentId,
+        stream: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<TotpSecret, VaultError> {
+        let secret = TotpSecret::from_bytes(random_bytes::<SECRET_BYTES>().to_vec());
+        let nonce = random_bytes::<24>();
+        let aad = Self::associated_data(enrollment_id, stream);
+        let sealed = self
+            .cipher
+            .encrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: secret.as_bytes(),
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Seal)?;
+        sqlx::query(
+            "INSERT INTO vault_secrets (enrollment_id, stream, key_id, nonce, sealed, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(enrollment_id.to_string())
+        .bind(stream)
+        .bind(&self.key_id)
+        .bind(nonce.to_vec())
+        .bind(sealed)
+        .bind(now.timestamp_micros())
+        .bind(expires_at.timestamp_micros())
+        .execute(&self.pool)
+        .await?;
+        Ok(secret)
+    }
+
+    /// The secret of an enrollment, if the vault still holds it.
+    pub async fn open(
+        &self,
+        enrollment_id: EnrollmentId,
+    ) -> Result<Option<TotpSecret>, VaultError> {
+        let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+            "SELECT stream, nonce, sealed FROM vault_secrets WHERE enrollment_id = $1",
+        )
+        .bind(enrollment_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((stream, nonce, sealed)) = row else {
+            return Ok(None);
+        };
+        if nonce.len() != 24 {
+            return Err(VaultError::Unseal(enrollment_id));
+        }
+        let aad = Self::associated_data(enrollment_id, &stream);
+        let plain = self
+            .cipher
+            .decrypt(
+                XNonce::from_slice(&nonce),
+                Payload {
+                    msg: &sealed,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| VaultError::Unseal(enrollment_id))?;
+        Ok(Some(TotpSecret::from_bytes(plain)))
+    }
+
+    /// The account stream an enrollment belongs to: how a scanned QR finds its account.
+    pub async fn stream_of(
+        &self,
+        enrollment_id: EnrollmentId,
+    ) -> Result<Option<String>, VaultError> {
+        Ok(
+            sqlx::query_scalar("SELECT stream FROM vault_secrets WHERE enrollment_id = $1")
+                .bind(enrollment_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Keeps an activated secret past its enrollment's expiry.
+    pub async fn keep(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
+        sqlx::query("UPDATE vault_secrets SET expires_at = $1 WHERE enrollment_id = $2")
+            .bind(i64::MAX)
+            .bind(enrollment_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn destroy(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
+        sqlx::query("DELETE FROM vault_secrets WHERE enrollment_id = $1")
+            .bind(enrollment_id.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Enrollments whose QR expired before `now`, oldest first: candidates for destruction once
+    /// the caller has checked the account does not use them.
+    pub async fn expired(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<(EnrollmentId, String)>, VaultError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT enrollment_id, stream FROM vault_secrets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(now.timestamp_micros())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(id, stream)| Some((id.parse().ok()?, stream)))
+            .collect())
+    }
+}
