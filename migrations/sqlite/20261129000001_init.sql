@@ -87,7 +87,6 @@ CREATE TABLE login_sessions (
     stage           TEXT    NOT NULL,
     status          TEXT    NOT NULL,
     approval_number INTEGER,
-    enrollment_id   TEXT,
     client_ip       TEXT,
     user_agent      TEXT,
     started_at      INTEGER NOT NULL,

@@ -1,1 +1,35 @@
-//! placeholder
+//! The SPSE TOTP read side.
+//!
+//! Projectors turn the event log into the tables the API reads (`accounts`, `device_bindings`,
+//! `login_sessions`, `audit_log`, `api_keys`), and each module holds both the projector and the
+//! queries of its table. The [`runner::ProjectionRunner`] feeds them from the event store and
+//! advances each projector's checkpoint in the same transaction as its writes, so a crash
+//! repeats nothing and loses nothing; `rebuild` replays the log from zero into the same tables.
+//!
+//! Depends on `spse-totp-domain` for the events and on `spse-totp-commands` for the event store
+//! port; nothing here writes an event.
+
+pub mod accounts;
+pub mod api_keys;
+pub mod audit_log;
+pub mod device_bindings;
+pub mod event;
+pub mod login_sessions;
+pub mod projector;
+pub mod runner;
+mod time;
+
+pub use event::Decoded;
+pub use projector::Projector;
+pub use runner::{ProjectionError, ProjectionRunner};
+
+/// Every projector of the service, in the order they apply an event.
+pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
+    vec![
+        std::sync::Arc::new(accounts::AccountsProjector),
+        std::sync::Arc::new(device_bindings::DeviceBindingsProjector),
+        std::sync::Arc::new(login_sessions::LoginSessionsProjector),
+        std::sync::Arc::new(audit_log::AuditLogProjector),
+        std::sync::Arc::new(api_keys::ApiKeysProjector),
+    ]
+}

@@ -1,0 +1,33 @@
+//! A recorded event, decoded once for all projectors.
+
+use spse_totp_commands::RecordedEvent;
+use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::{AccountEvent, AccountKey};
+
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    Account(AccountKey, AccountEvent),
+    ApiKey(ApiKeyEvent),
+    /// A stream this version does not project (from a newer version, or another tool).
+    Other,
+}
+
+impl Decoded {
+    pub fn decode(recorded: &RecordedEvent) -> Result<Decoded, String> {
+        if let Some(key) = AccountKey::from_stream_name(&recorded.stream) {
+            let event = AccountEvent::from_stored(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(Decoded::Account(key, event));
+        }
+        if recorded.stream.starts_with(ApiKeyEvent::STREAM_PREFIX) {
+            let event = ApiKeyEvent::from_stored(&recorded.event_type, recorded.payload.clone())
+                .map_err(|e| e.to_string())?;
+            return Ok(Decoded::ApiKey(event));
+        }
+        Ok(Decoded::Other)
+    }
+}

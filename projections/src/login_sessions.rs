@@ -1,0 +1,256 @@
+//! `login_sessions`: every login and where it stands, for the portal's polling and the device's
+//! list of logins waiting for it.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use spse_totp_commands::RecordedEvent;
+use spse_totp_domain::account::{LoginStage, LoginStatus};
+use spse_totp_domain::{AccountEvent, LoginId};
+use sqlx::{AnyConnection, AnyPool};
+
+use crate::event::Decoded;
+use crate::projector::Projector;
+use crate::time::{from_db, to_db};
+
+pub struct LoginSessionsProjector;
+
+fn stage_str(stage: LoginStage) -> &'static str {
+    match stage {
+        LoginStage::Activation => "activation",
+        LoginStage::Approval => "approval",
+    }
+}
+
+#[async_trait]
+impl Projector for LoginSessionsProjector {
+    fn name(&self) -> &'static str {
+        "login_sessions"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["login_sessions"]
+    }
+
+    async fn apply(
+        &self,
+        c: &mut AnyConnection,
+        recorded: &RecordedEvent,
+        decoded: &Decoded,
+    ) -> Result<(), sqlx::Error> {
+        let Decoded::Account(key, event) = decoded else {
+            return Ok(());
+        };
+        match event {
+            AccountEvent::LoginStarted {
+                login_id,
+                stage,
+                expires_at,
+                approval_number,
+                client_ip,
+                user_agent,
+                at,
+            } => {
+                sqlx::query(
+                    "INSERT INTO login_sessions (login_id, stream, user_type, user_id, stage, status, approval_number, \
+                     client_ip, user_agent, started_at, expires_at, decided_at, method) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
+                )
+                .bind(login_id.to_string())
+                .bind(recorded.stream.as_str())
+                .bind(key.user_type.as_str())
+                .bind(key.user_id.as_str())
+                .bind(stage_str(*stage))
+                .bind(LoginStatus::pending_for(*stage).as_str())
+                .bind(approval_number.map(|n| i64::from(n.value())))
+                .bind(client_ip.clone())
+                .bind(user_agent.clone())
+                .bind(to_db(*at))
+                .bind(to_db(*expires_at))
+                .execute(c)
+                .await?;
+            }
+            AccountEvent::LoginApproved {
+                login_id,
+                method,
+                at,
+                ..
+            } => {
+                decided(
+                    c,
+                    *login_id,
+                    LoginStatus::Approved,
+                    *at,
+                    Some(method.as_str()),
+                )
+                .await?
+            }
+            AccountEvent::LoginDenied { login_id, at, .. } => {
+                decided(c, *login_id, LoginStatus::Denied, *at, Some("device")).await?
+            }
+            AccountEvent::LoginExpired { login_id, at } => {
+                decided(c, *login_id, LoginStatus::Expired, *at, None).await?
+            }
+            AccountEvent::LoginCancelled { login_id, at, .. } => {
+                decided(c, *login_id, LoginStatus::Cancelled, *at, None).await?
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+async fn decided(
+    c: &mut AnyConnection,
+    login_id: LoginId,
+    status: LoginStatus,
+    at: DateTime<Utc>,
+    method: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE login_sessions SET status = $1, decided_at = $2, method = $3 WHERE login_id = $4",
+    )
+    .bind(status.as_str())
+    .bind(to_db(at))
+    .bind(method.map(str::to_owned))
+    .bind(login_id.to_string())
+    .execute(c)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginRow {
+    pub login_id: String,
+    pub stream: String,
+    pub user_type: String,
+    pub user_id: String,
+    pub stage: String,
+    pub status: String,
+    pub approval_number: Option<i64>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub method: Option<String>,
+}
+
+impl LoginRow {
+    /// The status as of `now`: a pending login past its time reads as expired even before the
+    /// sweep records it, so no caller ever acts on a login that can no longer be approved.
+    pub fn status_at(&self, now: DateTime<Utc>) -> &str {
+        if self.is_pending() && self.expires_at <= now {
+            LoginStatus::Expired.as_str()
+        } else {
+            &self.status
+        }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.status == LoginStatus::AwaitingActivation.as_str()
+            || self.status == LoginStatus::AwaitingApproval.as_str()
+    }
+
+    /// When its status last changed or will change by itself: for expired-by-time logins, the
+    /// expiry instant.
+    pub fn decided_at_as_of(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.is_pending() && self.expires_at <= now {
+            Some(self.expires_at)
+        } else {
+            self.decided_at
+        }
+    }
+}
+
+type Row = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+);
+
+const COLUMNS: &str =
+    "SELECT login_id, stream, user_type, user_id, stage, status, approval_number, client_ip, \
+     user_agent, started_at, expires_at, decided_at, method FROM login_sessions";
+
+fn row(r: Row) -> LoginRow {
+    let (
+        login_id,
+        stream,
+        user_type,
+        user_id,
+        stage,
+        status,
+        approval_number,
+        client_ip,
+        user_agent,
+        started_at,
+        expires_at,
+        decided_at,
+        method,
+    ) = r;
+    LoginRow {
+        login_id,
+        stream,
+        user_type,
+        user_id,
+        stage,
+        status,
+        approval_number,
+        client_ip,
+        user_agent,
+        started_at: from_db(started_at),
+        expires_at: from_db(expires_at),
+        decided_at: decided_at.map(from_db),
+        method,
+    }
+}
+
+pub async fn get(pool: &AnyPool, login_id: LoginId) -> Result<Option<LoginRow>, sqlx::Error> {
+    let r: Option<Row> = sqlx::query_as(&format!("{COLUMNS} WHERE login_id = $1"))
+        .bind(login_id.to_string())
+        .fetch_optional(pool)
+        .await?;
+    Ok(r.map(row))
+}
+
+/// Logins of an account still waiting for its device at `now`, oldest first.
+pub async fn pending_approvals(
+    pool: &AnyPool,
+    stream: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<LoginRow>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{COLUMNS} WHERE stream = $1 AND status = 'awaiting_approval' AND expires_at > $2 ORDER BY started_at"
+    ))
+    .bind(stream)
+    .bind(to_db(now))
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(row).collect())
+}
+
+/// Accounts with a pending login past its time: what the expiry sweep visits.
+pub async fn streams_with_overdue(
+    pool: &AnyPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT stream FROM login_sessions WHERE status IN ('awaiting_activation', 'awaiting_approval') \
+         AND expires_at <= $1 LIMIT $2",
+    )
+    .bind(to_db(now))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
