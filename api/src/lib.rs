@@ -1,1 +1,20 @@
-//! placeholder
+//! The SPSE TOTP REST API and the `spse-totp` command line.
+//!
+//! This crate is the composition root: it reads the configuration, opens the database, builds
+//! the write side (`spse-totp-commands`) and the read side (`spse-totp-projections`), and serves
+//! them over HTTP with axum. It holds no business rule of its own: handlers parse, authorise,
+//! run a command or a query, and map the answer.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod housekeeping;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+pub use app::App;
+pub use config::Config;

@@ -515,6 +515,7 @@ impl AccountService {
     pub async fn activate_device(
         &self,
         enrollment_id: EnrollmentId,
+        device_id: DeviceId,
         code: TotpCode,
         device_label: String,
         platform: Option<String>,
@@ -538,7 +539,7 @@ impl AccountService {
             enrollment_id,
             code,
             secret: None,
-            device_id: DeviceId::generate(),
+            device_id,
             device_label,
             platform,
             device_token_sha256: sha256_hex(&device_token),

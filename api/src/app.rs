@@ -1,0 +1,170 @@
+//! The composition root: opens the database, wires the write side, the projections and the HTTP
+//! routes together, and runs the background work (projection runner, housekeeping).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use spse_totp_commands::accounts::{AccountService, ServiceSettings};
+use spse_totp_commands::snapshots::SnapshotStore;
+use spse_totp_commands::vault::{MasterKey, Vault, VaultError};
+use spse_totp_commands::{Clock, Database, DatabaseError};
+use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::housekeeping;
+use crate::metrics::{self, Metrics};
+use crate::routes::{accounts, device, logins, system};
+use crate::state::{AppState, Services};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error(transparent)]
+    MasterKey(#[from] VaultError),
+    #[error(transparent)]
+    Projections(#[from] ProjectionError),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// A running service: its shared state and background tasks. Dropping it does not stop them;
+/// call [`App::shutdown`].
+pub struct App {
+    pub services: AppState,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// The master key from configuration, or the key file, created with a warning on first run.
+pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
+    if let Some(text) = &config.master_key {
+        return MasterKey::parse(text);
+    }
+    let (key, created) = MasterKey::load_or_create(&config.master_key_file)?;
+    if created {
+        tracing::warn!(
+            path = %config.master_key_file.display(),
+            "created a new master key file: fine for development; in production set SPSE_TOTP_MASTER_KEY \
+             or SPSE_TOTP_MASTER_KEY_FILE and back the key up, since losing it loses every TOTP secret"
+        );
+    }
+    Ok(key)
+}
+
+impl App {
+    pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        let db = Database::open(&config.database_url).await?;
+        let key = master_key(&config)?;
+        let accounts = AccountService::new(
+            Arc::clone(&db.events),
+            Vault::new(db.pool.clone(), &key),
+            SnapshotStore::new(db.pool.clone()),
+            Arc::clone(&clock),
+            ServiceSettings {
+                policy: config.policy.clone(),
+                public_base_url: config.public_base_url.clone(),
+                ..ServiceSettings::default()
+            },
+        );
+        let projections = Arc::new(ProjectionRunner::new(
+            db.pool.clone(),
+            Arc::clone(&db.events),
+            all_projectors(),
+        ));
+        projections.catch_up().await?;
+        let services = Arc::new(Services {
+            config,
+            db,
+            accounts,
+            projections,
+            clock,
+            metrics: Metrics::new()?,
+        });
+        let (shutdown, stop) = watch::channel(false);
+        let tasks = vec![
+            tokio::spawn(Arc::clone(&services.projections).run(stop.clone())),
+            tokio::spawn(housekeeping::run(Arc::clone(&services), stop)),
+        ];
+        Ok(App {
+            services,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn router(&self) -> Router {
+        router(Arc::clone(&self.services))
+    }
+
+    /// Serves on `listener` until `signal` completes, then stops the background tasks.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let router = self.router();
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal)
+        .await?;
+        self.shutdown().await;
+        Ok(())
+    }
+
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/v1/logins", post(logins::start))
+        .route("/v1/logins/{login_id}", get(logins::status))
+        .route("/v1/logins/{login_id}/code", post(logins::submit_code))
+        .route("/v1/logins/{login_id}/cancel", post(logins::cancel))
+        .route("/v1/device/activations", post(device::activate))
+        .route("/v1/device/logins", get(device::pending))
+        .route("/v1/device/logins/{login_id}/approve", post(device::approve))
+        .route("/v1/device/logins/{login_id}/deny", post(device::deny))
+        .route("/v1/accounts/{user_type}/{user_id}", get(accounts::get))
+        .route("/v1/accounts/{user_type}/{user_id}/disable", post(accounts::disable))
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .fallback(system::not_found)
+        .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), metrics::track))
+        .layer(DefaultBodyLimit::max(max_body))
+        // The span names the path only: query strings may carry tokens and never reach a log.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id)
+        }))
+        .layer(CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            use axum::response::IntoResponse;
+            ApiError::internal(&"a handler panicked").into_response()
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,130 @@
+//! Who is calling. API keys (portal, helpdesk, auditor) and device tokens both arrive as
+//! `Authorization: Bearer ...`; only their SHA-256 digests are stored, so a lookup by digest is
+//! the whole check.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use spse_totp_commands::tokens::sha256_hex;
+use spse_totp_commands::Actor;
+use spse_totp_domain::apikey::Role;
+use spse_totp_domain::AccountKey;
+use spse_totp_projections::{api_keys, device_bindings};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+fn bearer(parts: &Parts) -> Result<&str, ApiError> {
+    parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 128)
+        .ok_or_else(unauthorized)
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "send a valid key as Authorization: Bearer <key>",
+    )
+}
+
+/// A caller holding an API key.
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub key_id: Uuid,
+    pub name: String,
+    pub role: Role,
+}
+
+impl ApiCaller {
+    pub fn require(&self, role: Role) -> Result<(), ApiError> {
+        if self.role == role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "this endpoint needs a {role} key; this key is {}",
+                    self.role
+                ),
+            ))
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::Portal {
+            key_id: self.key_id,
+            key_name: self.name.clone(),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts)?;
+        let row = api_keys::by_digest(&app.db.pool, &sha256_hex(key))
+            .await?
+            .ok_or_else(unauthorized)?;
+        Ok(ApiCaller {
+            key_id: row.key_id,
+            name: row.name,
+            role: row.role,
+        })
+    }
+}
+
+/// A caller holding the device token issued at activation: the account's bound device.
+#[derive(Debug, Clone)]
+pub struct DeviceCaller {
+    pub account: AccountKey,
+    pub device_id: Uuid,
+    pub token_sha256: String,
+}
+
+impl DeviceCaller {
+    pub fn actor(&self) -> Actor {
+        Actor::Device {
+            device_id: self.device_id,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for DeviceCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let not_recognised = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "device_not_recognised",
+                "this device is not bound to any account",
+            )
+        };
+        let token_sha256 = sha256_hex(bearer(parts).map_err(|_| not_recognised())?);
+        let row = device_bindings::by_token(&app.db.pool, &token_sha256)
+            .await?
+            .ok_or_else(not_recognised)?;
+        let account = AccountKey::from_stream_name(&row.stream).ok_or_else(not_recognised)?;
+        let device_id = row.device_id.parse().map_err(|_| not_recognised())?;
+        Ok(DeviceCaller {
+            account,
+            device_id,
+            token_sha256,
+        })
+    }
+}

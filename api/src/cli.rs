@@ -1,0 +1,191 @@
+//! `spse-totp`: serve, migrate, create API keys, rebuild projections, print an account's history.
+//! Every command works on a fresh folder: opening the database creates and migrates it.
+
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use spse_totp_commands::{apikeys, Database, SystemClock};
+use spse_totp_domain::apikey::Role;
+use spse_totp_domain::{AccountKey, UserId, UserType};
+use spse_totp_projections::audit_log::summary;
+use spse_totp_projections::{all_projectors, Decoded, ProjectionRunner};
+
+use crate::app::App;
+use crate::config::{Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spse-totp",
+    version,
+    about = "The SPSE TOTP second-factor service"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage API keys.
+    Apikey {
+        #[command(subcommand)]
+        command: ApikeyCommand,
+    },
+    /// Manage the read models.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+    /// Print an account's whole TOTP history as a timeline.
+    History {
+        /// penyedia or non_penyedia
+        user_type: String,
+        /// The User ID (case-insensitive).
+        user_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key; it is printed once and stored only as a digest.
+    Create {
+        #[arg(long, value_parser = ["portal", "helpdesk", "auditor"])]
+        role: String,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsCommand {
+    /// Empty every read model and replay the whole log into it.
+    Rebuild,
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            Database::open(&config.database_url).await?;
+            println!("database at {} is migrated", config.database_url);
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Create { role, name },
+        } => {
+            let role: Role = role.parse()?;
+            let db = Database::open(&config.database_url).await?;
+            let operator = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
+            let created = apikeys::create(
+                db.events.as_ref(),
+                &name,
+                role,
+                &operator,
+                chrono::Utc::now(),
+            )
+            .await?;
+            // Make the key usable at once, even by a server that is already running.
+            ProjectionRunner::new(db.pool.clone(), Arc::clone(&db.events), all_projectors())
+                .catch_up()
+                .await?;
+            eprintln!(
+                "created {role} key \"{name}\" ({}); it is shown once:",
+                created.key_id
+            );
+            println!("{}", created.key);
+            Ok(())
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild,
+        } => {
+            let db = Database::open(&config.database_url).await?;
+            let runner =
+                ProjectionRunner::new(db.pool.clone(), Arc::clone(&db.events), all_projectors());
+            let position = runner.rebuild().await?;
+            println!("projections rebuilt up to position {position}");
+            Ok(())
+        }
+        Command::History { user_type, user_id } => {
+            let key = AccountKey::new(user_type.parse::<UserType>()?, UserId::parse(&user_id)?);
+            let db = Database::open(&config.database_url).await?;
+            print_history(&db, &key).await
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = App::start(config, Arc::new(SystemClock)).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    tracing::info!(address = %listen, "serving");
+    app.serve(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+async fn print_history(db: &Database, key: &AccountKey) -> anyhow::Result<()> {
+    let stream = key.stream_name();
+    let mut from = 1;
+    let mut printed = 0usize;
+    loop {
+        let page = db.events.read_stream(&stream, from, 1000).await?;
+        let Some(last) = page.last().map(|e| e.version) else {
+            break;
+        };
+        for event in &page {
+            let decoded = Decoded::decode(event).unwrap_or(Decoded::Other);
+            println!(
+                "{}  #{:<6} {:<18} {:<9} {:<22} {}",
+                event.recorded_at.format("%Y-%m-%d %H:%M:%S%.3fZ"),
+                event.version,
+                event.event_type,
+                event.metadata.actor.kind(),
+                event.metadata.actor.display_name(),
+                summary(&decoded, &event.event_type),
+            );
+        }
+        printed += page.len();
+        from = last + 1;
+    }
+    if printed == 0 {
+        println!("no history for {key}");
+    }
+    Ok(())
+}

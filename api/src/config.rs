@@ -1,0 +1,299 @@
+//! Configuration: defaults that run on a fresh machine, an optional TOML file, then environment
+//! variables (`SPSE_TOTP_*`), each overriding the one before. Relative paths are relative to the
+//! working directory.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use serde::Deserialize;
+use spse_totp_domain::Policy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("configuration file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("{name}: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+/// The file's shape: every key optional, named as the environment variable without the prefix,
+/// in lower case (`listen`, `database_url`, `login_ttl_seconds`, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<String>,
+    database_url: Option<String>,
+    master_key: Option<String>,
+    master_key_file: Option<PathBuf>,
+    public_base_url: Option<String>,
+    log_format: Option<String>,
+    max_body_bytes: Option<usize>,
+    login_ttl_seconds: Option<i64>,
+    enrollment_ttl_seconds: Option<i64>,
+    max_failed_attempts: Option<u32>,
+    lock_minutes: Option<i64>,
+    max_lock_minutes: Option<i64>,
+    window_back_steps: Option<u8>,
+    number_matching: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    /// The master key itself (base64 or hex). When absent the key file is used.
+    pub master_key: Option<String>,
+    pub master_key_file: PathBuf,
+    /// How the outside world reaches this service; goes into QR codes and emailed links, never
+    /// taken from a request's Host header.
+    pub public_base_url: String,
+    pub log_format: LogFormat,
+    pub max_body_bytes: usize,
+    pub policy: Policy,
+    /// Take the device's address from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://./data/spse-totp.db".to_owned(),
+            master_key: None,
+            master_key_file: PathBuf::from("./data/master.key"),
+            public_base_url: "http://127.0.0.1:8080".to_owned(),
+            log_format: LogFormat::Text,
+            max_body_bytes: 16 * 1024,
+            policy: Policy::default(),
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the file named by `SPSE_TOTP_CONFIG` (or `./spse-totp.toml` if present),
+    /// then the environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::load_from(|name| std::env::var(name).ok())
+    }
+
+    pub fn load_from(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let file = match env("SPSE_TOTP_CONFIG") {
+            Some(path) => Some(read_file(Path::new(&path))?),
+            None if Path::new("spse-totp.toml").exists() => {
+                Some(read_file(Path::new("spse-totp.toml"))?)
+            }
+            None => None,
+        };
+        let mut config = Config::default();
+        if let Some(file) = file {
+            config.apply(file)?;
+        }
+        config.apply(from_env(&env)?)?;
+        Ok(config)
+    }
+
+    fn apply(&mut self, f: FileConfig) -> Result<(), ConfigError> {
+        if let Some(v) = f.listen {
+            self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
+        }
+        if let Some(v) = f.database_url {
+            self.database_url = v;
+        }
+        if let Some(v) = f.master_key {
+            self.master_key = Some(v);
+        }
+        if let Some(v) = f.master_key_file {
+            self.master_key_file = v;
+        }
+        if let Some(v) = f.public_base_url {
+            url_check(&v)?;
+            self.public_base_url = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = f.log_format {
+            self.log_format = match v.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(invalid(
+                        "SPSE_TOTP_LOG_FORMAT",
+                        format!("{other:?} is not text or json"),
+                    ))
+                }
+            };
+        }
+        if let Some(v) = f.max_body_bytes {
+            self.max_body_bytes = v;
+        }
+        let p = &mut self.policy;
+        if let Some(v) = f.login_ttl_seconds {
+            p.login_ttl = positive_seconds("SPSE_TOTP_LOGIN_TTL_SECONDS", v)?;
+        }
+        if let Some(v) = f.enrollment_ttl_seconds {
+            p.enrollment_ttl = positive_seconds("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", v)?;
+        }
+        if let Some(v) = f.max_failed_attempts {
+            if v == 0 {
+                return Err(invalid(
+                    "SPSE_TOTP_MAX_FAILED_ATTEMPTS",
+                    "must be at least 1",
+                ));
+            }
+            p.max_failed_attempts = v;
+        }
+        if let Some(v) = f.lock_minutes {
+            p.base_lock = positive_seconds("SPSE_TOTP_LOCK_MINUTES", v.saturating_mul(60))?;
+        }
+        if let Some(v) = f.max_lock_minutes {
+            p.max_lock = positive_seconds("SPSE_TOTP_MAX_LOCK_MINUTES", v.saturating_mul(60))?;
+        }
+        if let Some(v) = f.window_back_steps {
+            if v > 2 {
+                return Err(invalid(
+                    "SPSE_TOTP_WINDOW_BACK_STEPS",
+                    "at most 2 (RFC 6238 section 5.2)",
+                ));
+            }
+            p.window_back_steps = v;
+        }
+        if let Some(v) = f.number_matching {
+            p.number_matching = v;
+        }
+        if let Some(v) = f.trust_forwarded_for {
+            self.trust_forwarded_for = v;
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigError> {
+    fn parsed<T: std::str::FromStr>(
+        env: &impl Fn(&str) -> Option<String>,
+        name: &'static str,
+    ) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        env(name)
+            .map(|v| v.trim().parse::<T>().map_err(|e| invalid(name, e)))
+            .transpose()
+    }
+    Ok(FileConfig {
+        listen: env("SPSE_TOTP_LISTEN"),
+        database_url: env("SPSE_TOTP_DATABASE_URL"),
+        master_key: env("SPSE_TOTP_MASTER_KEY"),
+        master_key_file: env("SPSE_TOTP_MASTER_KEY_FILE").map(PathBuf::from),
+        public_base_url: env("SPSE_TOTP_PUBLIC_BASE_URL"),
+        log_format: env("SPSE_TOTP_LOG_FORMAT"),
+        max_body_bytes: parsed(env, "SPSE_TOTP_MAX_BODY_BYTES")?,
+        login_ttl_seconds: parsed(env, "SPSE_TOTP_LOGIN_TTL_SECONDS")?,
+        enrollment_ttl_seconds: parsed(env, "SPSE_TOTP_ENROLLMENT_TTL_SECONDS")?,
+        max_failed_attempts: parsed(env, "SPSE_TOTP_MAX_FAILED_ATTEMPTS")?,
+        lock_minutes: parsed(env, "SPSE_TOTP_LOCK_MINUTES")?,
+        max_lock_minutes: parsed(env, "SPSE_TOTP_MAX_LOCK_MINUTES")?,
+        window_back_steps: parsed(env, "SPSE_TOTP_WINDOW_BACK_STEPS")?,
+        number_matching: parsed(env, "SPSE_TOTP_NUMBER_MATCHING")?,
+        trust_forwarded_for: parsed(env, "SPSE_TOTP_TRUST_FORWARDED_FOR")?,
+    })
+}
+
+fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        reason: reason.to_string(),
+    }
+}
+
+fn positive_seconds(name: &'static str, seconds: i64) -> Result<Duration, ConfigError> {
+    if seconds <= 0 {
+        return Err(invalid(name, "must be positive"));
+    }
+    Ok(Duration::seconds(seconds))
+}
+
+fn url_check(v: &str) -> Result<(), ConfigError> {
+    if v.starts_with("http://") || v.starts_with("https://") {
+        Ok(())
+    } else {
+        Err(invalid(
+            "SPSE_TOTP_PUBLIC_BASE_URL",
+            "must start with http:// or https://",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load_from(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_run_on_a_fresh_folder() {
+        let config = with(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.database_url, "sqlite://./data/spse-totp.db");
+        assert_eq!(config.policy, Policy::default());
+    }
+
+    #[test]
+    fn the_environment_overrides_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlogin_ttl_seconds = 1020\nnumber_matching = false\n",
+        )
+        .unwrap();
+        let config = with(&[
+            ("SPSE_TOTP_CONFIG", file.to_str().unwrap()),
+            ("SPSE_TOTP_LISTEN", "0.0.0.0:9100"),
+        ])
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:9100");
+        assert_eq!(config.policy.login_ttl, Duration::seconds(1020));
+        assert!(!config.policy.number_matching);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let err = with(&[("SPSE_TOTP_LOGIN_TTL_SECONDS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("SPSE_TOTP_LOGIN_TTL_SECONDS"));
+        assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
+        assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
+    }
+}

@@ -1,0 +1,66 @@
+//! The OpenAPI document served at `/openapi.json`, generated from the handlers' annotations so it
+//! cannot drift from the code.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "SPSE TOTP service",
+        description = "Second factor for SPSE 4.5: TOTP activation by QR code, login approval from the phone or by typed code, disable. Every 4xx/5xx answer is `{\"error\": {\"code\", \"message\"}}`.",
+    ),
+    paths(
+        routes::logins::start,
+        routes::logins::status,
+        routes::logins::submit_code,
+        routes::logins::cancel,
+        routes::device::activate,
+        routes::device::pending,
+        routes::device::approve,
+        routes::device::deny,
+        routes::accounts::get,
+        routes::accounts::disable,
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "logins", description = "The portal's side of a login (API key, role portal)"),
+        (name = "device", description = "The phone's side (device token from activation)"),
+        (name = "accounts", description = "Account state and self-service disable (API key, role portal)"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key from `spse-totp apikey create`"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "device_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The device_token returned by POST /v1/device/activations",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

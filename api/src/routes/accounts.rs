@@ -1,0 +1,124 @@
+//! An account's TOTP state, and self-service disable (FAQ 4).
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use spse_totp_domain::apikey::Role;
+use spse_totp_domain::{AccountCommand, AccountKey, LoginId, UserId, UserType};
+use spse_totp_projections::{accounts, device_bindings};
+use utoipa::ToSchema;
+
+use super::logins::parse_code;
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::{AppState, RequestContext};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDevice {
+    pub label: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `code` (a standard app, by typed code) or `device` (a push-capable app).
+    pub method: String,
+    pub activated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountView {
+    pub user_type: String,
+    pub user_id: String,
+    /// `inactive` (never activated, or reset), `active` or `disabled`.
+    pub totp_status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<AccountDevice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DisableRequest {
+    /// The user's own login, approved in the last 10 minutes.
+    pub login_id: String,
+    /// A fresh code.
+    pub code: String,
+}
+
+type AccountPath = ApiPath<(UserType, UserId)>;
+
+pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
+    let row = accounts::get(&app.db.pool, key)
+        .await?
+        .ok_or_else(|| ApiError::not_found("account_not_found", "the account does not exist"))?;
+    let device = device_bindings::for_account(&app.db.pool, key).await?;
+    Ok(AccountView {
+        user_type: row.user_type.clone(),
+        user_id: row.user_id.clone(),
+        totp_status: row.totp_status.clone(),
+        device: device.map(|d| AccountDevice {
+            label: d.label,
+            platform: d.platform,
+            method: d.method,
+            activated_at: d.activated_at,
+        }),
+        locked_until: row.locked_at(app.now()),
+    })
+}
+
+/// An account's TOTP status, device and lock.
+#[utoipa::path(get, path = "/v1/accounts/{user_type}/{user_id}", tag = "accounts",
+    params(("user_type" = String, Path, description = "penyedia or non_penyedia"), ("user_id" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountView), (status = 404, body = super::ErrorBody)))]
+pub async fn get(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ApiPath((user_type, user_id)): AccountPath,
+) -> Result<Json<AccountView>, ApiError> {
+    caller.require(Role::Portal)?;
+    Ok(Json(
+        view(&app, &AccountKey::new(user_type, user_id)).await?,
+    ))
+}
+
+/// Turn TOTP off (FAQ 4): the next login asks for activation again.
+#[utoipa::path(post, path = "/v1/accounts/{user_type}/{user_id}/disable", tag = "accounts",
+    params(("user_type" = String, Path), ("user_id" = String, Path)), request_body = DisableRequest,
+    security(("api_key" = [])),
+    responses((status = 200, body = AccountView), (status = 400, body = super::ErrorBody),
+        (status = 403, description = "No approved login of this account in the last 10 minutes", body = super::ErrorBody),
+        (status = 409, description = "TOTP is not active", body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+pub async fn disable(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ctx: RequestContext,
+    ApiPath((user_type, user_id)): AccountPath,
+    ApiJson(body): ApiJson<DisableRequest>,
+) -> Result<Json<AccountView>, ApiError> {
+    caller.require(Role::Portal)?;
+    let key = AccountKey::new(user_type, user_id);
+    let login_id: LoginId = body
+        .login_id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_request", "login_id is not a login id"))?;
+    let code = parse_code(&body.code)?;
+    let command = AccountCommand::Disable {
+        login_id,
+        code,
+        secret: None,
+    };
+    match app
+        .accounts
+        .execute(&key, command, ctx.metadata(caller.actor()))
+        .await
+    {
+        Ok(executed) => {
+            app.succeeded("disable");
+            app.caught_up(executed.position).await;
+            Ok(Json(view(&app, &key).await?))
+        }
+        Err(e) => Err(app.refused("disable", e).await),
+    }
+}

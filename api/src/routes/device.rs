@@ -1,0 +1,225 @@
+//! What the phone calls: activate by scanning the QR code, list logins waiting for it, approve or
+//! deny one. A standard authenticator never calls these; it is used by typed codes instead.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use spse_totp_commands::Actor;
+use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
+use spse_totp_projections::login_sessions;
+use utoipa::ToSchema;
+
+use super::logins::{decided, parse_code, LoginView};
+use super::{clean_text, AccountRef};
+use crate::auth::DeviceCaller;
+use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::state::{AppState, RequestContext};
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivationRequest {
+    /// From the scanned `otpauth://` URI's `enrollment_id` parameter.
+    #[schema(value_type = String)]
+    pub enrollment_id: EnrollmentId,
+    /// The app's first code for the scanned secret: proof it holds it.
+    pub code: String,
+    /// How the user will recognise this device, e.g. "Pixel 7".
+    pub device_label: String,
+    pub platform: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeviceView {
+    pub device_id: String,
+    pub label: String,
+    pub activated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivationResponse {
+    /// Bearer token for the device endpoints. Shown once; keep it in the device's keystore.
+    pub device_token: String,
+    pub account: AccountRef,
+    pub device: DeviceView,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingLogin {
+    pub login_id: String,
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// Where the login came from, as the portal relayed it: the user checks it before approving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingLogins {
+    pub user_type: String,
+    pub user_id: String,
+    pub logins: Vec<PendingLogin>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    /// A fresh code from the device: it still holds the secret.
+    pub code: String,
+    /// The two-digit number the portal shows (required when number matching is on).
+    pub number: Option<u8>,
+}
+
+/// Activate TOTP from a push-capable app: possession of the QR code is the proof.
+#[utoipa::path(post, path = "/v1/device/activations", tag = "device", request_body = ActivationRequest,
+    responses(
+        (status = 201, body = ActivationResponse),
+        (status = 400, body = super::ErrorBody), (status = 404, description = "Unknown enrollment", body = super::ErrorBody),
+        (status = 409, description = "TOTP is already active on a device (reset first)", body = super::ErrorBody),
+        (status = 410, description = "The QR code expired", body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+pub async fn activate(
+    State(app): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(body): ApiJson<ActivationRequest>,
+) -> Result<Response, ApiError> {
+    let code = parse_code(&body.code)?;
+    let label = clean_text("device_label", Some(body.device_label), 100)?.ok_or_else(|| {
+        ApiError::bad_request("invalid_request", "device_label must not be empty")
+    })?;
+    let platform = clean_text("platform", body.platform, 50)?;
+    let device_id = DeviceId::generate();
+    let metadata = ctx.metadata(Actor::Device {
+        device_id: device_id.0,
+    });
+    let activated = match app
+        .accounts
+        .activate_device(
+            body.enrollment_id,
+            device_id,
+            code,
+            label,
+            platform,
+            metadata,
+        )
+        .await
+    {
+        Ok(activated) => activated,
+        Err(e) => return Err(app.refused("activate_device", e).await),
+    };
+    app.succeeded("activate_device");
+    app.caught_up(activated.position).await;
+    let device = activated
+        .account
+        .device
+        .as_ref()
+        .ok_or_else(|| ApiError::internal(&"activation left no device"))?;
+    let body = ActivationResponse {
+        device_token: activated.device_token.clone(),
+        account: AccountRef::new(&activated.account_key, activated.account.totp_status),
+        device: DeviceView {
+            device_id: device.device_id.to_string(),
+            label: device.label.clone(),
+            activated_at: device.activated_at,
+        },
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The logins waiting for this device's approval.
+#[utoipa::path(get, path = "/v1/device/logins", tag = "device", security(("device_token" = [])),
+    responses((status = 200, body = PendingLogins), (status = 401, body = super::ErrorBody)))]
+pub async fn pending(
+    State(app): State<AppState>,
+    device: DeviceCaller,
+) -> Result<Json<PendingLogins>, ApiError> {
+    let rows =
+        login_sessions::pending_approvals(&app.db.pool, &device.account.stream_name(), app.now())
+            .await?;
+    Ok(Json(PendingLogins {
+        user_type: device.account.user_type.as_str().to_owned(),
+        user_id: device.account.user_id.to_string(),
+        // The approval number is deliberately absent: the user must read it off the portal.
+        logins: rows
+            .into_iter()
+            .map(|r| PendingLogin {
+                login_id: r.login_id,
+                started_at: r.started_at,
+                expires_at: r.expires_at,
+                client_ip: r.client_ip,
+                user_agent: r.user_agent,
+            })
+            .collect(),
+    }))
+}
+
+/// Approve a login from the device ("Authorize Login").
+#[utoipa::path(post, path = "/v1/device/logins/{login_id}/approve", tag = "device", params(("login_id" = String, Path)),
+    request_body = ApproveRequest, security(("device_token" = [])),
+    responses((status = 200, body = LoginView), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+pub async fn approve(
+    State(app): State<AppState>,
+    device: DeviceCaller,
+    ctx: RequestContext,
+    ApiPath(login_id): ApiPath<LoginId>,
+    ApiJson(body): ApiJson<ApproveRequest>,
+) -> Result<Json<LoginView>, ApiError> {
+    let code = parse_code(&body.code)?;
+    let number = body
+        .number
+        .map(ApprovalNumber::new)
+        .transpose()
+        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+    let command = AccountCommand::ApproveOnDevice {
+        login_id,
+        device_token_sha256: device.token_sha256.clone(),
+        code,
+        number,
+        secret: None,
+    };
+    decided(
+        &app,
+        &device.account,
+        command,
+        "approve_on_device",
+        ctx.metadata(device.actor()),
+        login_id,
+    )
+    .await
+}
+
+/// Deny a login from the device: the user did not start it.
+#[utoipa::path(post, path = "/v1/device/logins/{login_id}/deny", tag = "device", params(("login_id" = String, Path)),
+    security(("device_token" = [])),
+    responses((status = 200, body = LoginView), (status = 401, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
+        (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]
+pub async fn deny(
+    State(app): State<AppState>,
+    device: DeviceCaller,
+    ctx: RequestContext,
+    ApiPath(login_id): ApiPath<LoginId>,
+) -> Result<Json<LoginView>, ApiError> {
+    let command = AccountCommand::DenyOnDevice {
+        login_id,
+        device_token_sha256: device.token_sha256.clone(),
+    };
+    decided(
+        &app,
+        &device.account,
+        command,
+        "deny_on_device",
+        ctx.metadata(device.actor()),
+        login_id,
+    )
+    .await
+}

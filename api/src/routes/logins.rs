@@ -1,0 +1,334 @@
+//! Logins, as the portal drives them: start after the password check, poll, relay a typed code,
+//! cancel. Flow 1 (activation) and flow 2 (approval) of the user guide.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use spse_totp_domain::account::LoginStage;
+use spse_totp_domain::apikey::Role;
+use spse_totp_domain::{AccountCommand, AccountKey, LoginId, TotpCode, UserId, UserType};
+use spse_totp_projections::login_sessions::{self, LoginRow};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{clean_text, AccountRef};
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::state::{AppState, RequestContext};
+
+/// The longest a status poll may wait.
+const MAX_WAIT_SECONDS: u64 = 30;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartLoginRequest {
+    #[schema(value_type = String, example = "non_penyedia")]
+    pub user_type: UserType,
+    /// Case-insensitive; 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
+    #[schema(value_type = String, example = "ppk1")]
+    pub user_id: UserId,
+    /// The email registered in LPSE (used by resets).
+    pub email: Option<String>,
+    pub name: Option<String>,
+    /// The user's browser address, shown on the device before approval.
+    pub client_ip: Option<String>,
+    /// The user's browser, shown on the device before approval.
+    pub user_agent: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActivationView {
+    pub enrollment_id: String,
+    /// Standard `otpauth://totp/...` URI (SHA1, 6 digits, 30 s). Holds the secret: show it once.
+    pub otpauth_uri: String,
+    /// The same URI as an SVG QR code.
+    pub qr_svg: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StartLoginResponse {
+    pub login_id: String,
+    /// `awaiting_activation` or `awaiting_approval`.
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    pub account: AccountRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub activation: Option<ActivationView>,
+    /// Number matching: show it; the user picks it on the device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_number: Option<u8>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginView {
+    pub login_id: String,
+    /// `awaiting_activation`, `awaiting_approval`, `approved`, `denied`, `expired` or `cancelled`.
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
+    /// How it was approved or denied: `code` (typed) or `device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    pub user_type: String,
+    pub user_id: String,
+    /// While awaiting approval with number matching on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval_number: Option<i64>,
+}
+
+impl LoginView {
+    pub fn of(row: &LoginRow, now: DateTime<Utc>) -> Self {
+        let status = row.status_at(now).to_owned();
+        let pending = status == "awaiting_approval";
+        LoginView {
+            login_id: row.login_id.clone(),
+            expires_at: row.expires_at,
+            decided_at: row.decided_at_as_of(now),
+            method: row.method.clone(),
+            user_type: row.user_type.clone(),
+            user_id: row.user_id.clone(),
+            approval_number: row.approval_number.filter(|_| pending),
+            status,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct WaitQuery {
+    /// Long-poll: wait up to this many seconds (at most 30) for the status to change.
+    pub wait_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    /// The six digits the user typed.
+    pub code: String,
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
+    TotpCode::parse(raw).map_err(|e| ApiError::bad_request("invalid_code_format", e.to_string()))
+}
+
+/// Start the second factor, after the portal has checked the password.
+#[utoipa::path(post, path = "/v1/logins", tag = "logins", request_body = StartLoginRequest,
+    security(("api_key" = [])),
+    responses(
+        (status = 201, description = "Login started; activation holds the QR code when the account has no active device", body = StartLoginResponse),
+        (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
+        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+pub async fn start(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ctx: RequestContext,
+    ApiJson(body): ApiJson<StartLoginRequest>,
+) -> Result<Response, ApiError> {
+    caller.require(Role::Portal)?;
+    let email = clean_text("email", body.email, 254)?;
+    if email
+        .as_deref()
+        .is_some_and(|e| !e.contains('@') || e.contains(char::is_whitespace))
+    {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "email is not an email address",
+        ));
+    }
+    let name = clean_text("name", body.name, 200)?;
+    let client_ip = match clean_text("client_ip", body.client_ip, 64)? {
+        Some(ip) => Some(
+            ip.parse::<IpAddr>()
+                .map_err(|_| {
+                    ApiError::bad_request("invalid_request", "client_ip is not an IP address")
+                })?
+                .to_string(),
+        ),
+        None => None,
+    };
+    // A browser's user agent can be long; what matters fits in 512 characters.
+    let user_agent = body
+        .user_agent
+        .map(|ua| ua.chars().filter(|c| !c.is_control()).take(512).collect());
+    let key = AccountKey::new(body.user_type, body.user_id);
+    let started = match app
+        .accounts
+        .start_login(
+            &key,
+            email,
+            name,
+            client_ip,
+            user_agent,
+            ctx.metadata(caller.actor()),
+        )
+        .await
+    {
+        Ok(started) => started,
+        Err(e) => return Err(app.refused("start_login", e).await),
+    };
+    app.succeeded("start_login");
+    app.caught_up(started.position).await;
+    let status = match started.stage {
+        LoginStage::Activation => "awaiting_activation",
+        LoginStage::Approval => "awaiting_approval",
+    };
+    let body = StartLoginResponse {
+        login_id: started.login_id.to_string(),
+        status: status.to_owned(),
+        expires_at: started.expires_at,
+        account: AccountRef::new(&key, started.totp_status),
+        activation: started.activation.map(|a| ActivationView {
+            enrollment_id: a.enrollment_id.to_string(),
+            otpauth_uri: a.otpauth_uri,
+            qr_svg: a.qr_svg,
+        }),
+        approval_number: started.approval_number.map(|n| n.value()),
+    };
+    Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
+}
+
+async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
+    login_sessions::get(&app.db.pool, login_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("login_not_found", "no such login"))
+}
+
+/// A login's status; with `wait_seconds`, waits for it to change (long-poll).
+#[utoipa::path(get, path = "/v1/logins/{login_id}", tag = "logins", params(("login_id" = String, Path), WaitQuery),
+    security(("api_key" = [])),
+    responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody)))]
+pub async fn status(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ApiPath(login_id): ApiPath<LoginId>,
+    ApiQuery(query): ApiQuery<WaitQuery>,
+) -> Result<Json<LoginView>, ApiError> {
+    caller.require(Role::Portal)?;
+    let wait = query.wait_seconds.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("wait_seconds is at most {MAX_WAIT_SECONDS}"),
+        ));
+    }
+    let mut progress = app.projections.subscribe();
+    let row = find(&app, login_id).await?;
+    let first = LoginView::of(&row, app.now());
+    if wait == 0 || !row.is_pending() || first.status == "expired" {
+        return Ok(Json(first));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    loop {
+        // Wake for new projected events, or when the login runs out of time.
+        let until_expiry = (row.expires_at - app.now()).to_std().unwrap_or_default();
+        let wake = deadline.min(tokio::time::Instant::now() + until_expiry);
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break },
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        let view = LoginView::of(&find(&app, login_id).await?, app.now());
+        if view.status != first.status || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view));
+        }
+    }
+    Ok(Json(LoginView::of(&find(&app, login_id).await?, app.now())))
+}
+
+/// The code the user typed into the portal: activates, or approves the login.
+#[utoipa::path(post, path = "/v1/logins/{login_id}/code", tag = "logins", params(("login_id" = String, Path)),
+    request_body = CodeRequest, security(("api_key" = [])),
+    responses(
+        (status = 200, description = "Approved (and activated, if it was awaiting activation)", body = LoginView),
+        (status = 400, description = "Not six ASCII digits", body = super::ErrorBody),
+        (status = 404, body = super::ErrorBody),
+        (status = 409, description = "No longer pending", body = super::ErrorBody),
+        (status = 410, description = "Expired", body = super::ErrorBody),
+        (status = 422, description = "Wrong code; attempts_left says how many remain", body = super::ErrorBody),
+        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+pub async fn submit_code(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ctx: RequestContext,
+    ApiPath(login_id): ApiPath<LoginId>,
+    ApiJson(body): ApiJson<CodeRequest>,
+) -> Result<Json<LoginView>, ApiError> {
+    caller.require(Role::Portal)?;
+    let row = find(&app, login_id).await?;
+    let code = parse_code(&body.code)?;
+    let key = account_of(&row)?;
+    let command = AccountCommand::SubmitCode {
+        login_id,
+        code,
+        secret: None,
+    };
+    decided(
+        &app,
+        &key,
+        command,
+        "submit_code",
+        ctx.metadata(caller.actor()),
+        login_id,
+    )
+    .await
+}
+
+/// The portal gives up on a login.
+#[utoipa::path(post, path = "/v1/logins/{login_id}/cancel", tag = "logins", params(("login_id" = String, Path)),
+    security(("api_key" = [])),
+    responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]
+pub async fn cancel(
+    State(app): State<AppState>,
+    caller: ApiCaller,
+    ctx: RequestContext,
+    ApiPath(login_id): ApiPath<LoginId>,
+) -> Result<Json<LoginView>, ApiError> {
+    caller.require(Role::Portal)?;
+    let row = find(&app, login_id).await?;
+    let key = account_of(&row)?;
+    decided(
+        &app,
+        &key,
+        AccountCommand::CancelLogin { login_id },
+        "cancel_login",
+        ctx.metadata(caller.actor()),
+        login_id,
+    )
+    .await
+}
+
+pub fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
+    AccountKey::from_stream_name(&row.stream)
+        .ok_or_else(|| ApiError::internal(&format!("login {} names no account", row.login_id)))
+}
+
+/// Runs a command that decides a login, then answers with the login as projected.
+pub async fn decided(
+    app: &AppState,
+    key: &AccountKey,
+    command: AccountCommand,
+    name: &'static str,
+    metadata: spse_totp_commands::EventMetadata,
+    login_id: LoginId,
+) -> Result<Json<LoginView>, ApiError> {
+    match app.accounts.execute(key, command, metadata).await {
+        Ok(executed) => {
+            app.succeeded(name);
+            app.caught_up(executed.position).await;
+            Ok(Json(LoginView::of(&find(app, login_id).await?, app.now())))
+        }
+        Err(e) => Err(app.refused(name, e).await),
+    }
+}

@@ -1,0 +1,74 @@
+//! The REST API, one module per resource.
+
+pub mod accounts;
+pub mod device;
+pub mod logins;
+pub mod system;
+
+use serde::Serialize;
+use spse_totp_domain::{AccountKey, TotpStatus};
+use utoipa::ToSchema;
+
+/// The account a response is about.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountRef {
+    /// `penyedia` or `non_penyedia`.
+    pub user_type: String,
+    /// Canonical (upper-case) User ID.
+    pub user_id: String,
+    /// `inactive` (never activated, or reset), `active` or `disabled`.
+    pub totp_status: String,
+}
+
+impl AccountRef {
+    pub fn new(key: &AccountKey, status: TotpStatus) -> Self {
+        AccountRef {
+            user_type: key.user_type.as_str().to_owned(),
+            user_id: key.user_id.to_string(),
+            totp_status: status.as_str().to_owned(),
+        }
+    }
+}
+
+/// The error shape of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `invalid_code`, `account_locked`, `login_expired`, ...
+    pub code: String,
+    /// For people; may change.
+    pub message: String,
+    /// With `invalid_code`: failures left before the account locks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// With `account_locked`: when codes are checked again (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    /// With `login_not_pending`: the login's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+/// Trims, refuses control characters and overlong text.
+pub fn clean_text(
+    field: &'static str,
+    value: Option<String>,
+    max: usize,
+) -> Result<Option<String>, crate::error::ApiError> {
+    let Some(value) = value else { return Ok(None) };
+    let value = value.trim().to_owned();
+    if value.is_empty() {
+        return Ok(None);
+    }
+    if value.chars().count() > max || value.chars().any(char::is_control) {
+        return Err(crate::error::ApiError::bad_request(
+            "invalid_request",
+            format!("{field} must be at most {max} characters, without control characters"),
+        ));
+    }
+    Ok(Some(value))
+}

@@ -1,0 +1,82 @@
+//! For operators and load balancers: liveness, readiness, metrics, and the API's own description.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Projections further behind the log than this make the instance not ready.
+const READY_LAG: u64 = 10_000;
+
+/// The process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// The database answers and the projections are close to the log: send traffic here.
+pub async fn readyz(State(app): State<AppState>) -> Response {
+    let database = sqlx::query_scalar::<_, i64>("SELECT 1")
+        .fetch_one(&app.db.pool)
+        .await
+        .is_ok();
+    let head = app.db.events.head_position().await.ok();
+    let projected = app.projections.position();
+    let lag = head.map(|h| h.saturating_sub(projected));
+    let ready = database && lag.is_some_and(|l| l <= READY_LAG);
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "database": database,
+        "projection_lag": lag,
+    });
+    if ready {
+        (StatusCode::OK, Json(body)).into_response()
+    } else {
+        let error = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            "the database or the projections are not ready",
+        );
+        let mut response = error.into_response();
+        *response.body_mut() = axum::body::Body::from(
+            json!({ "error": { "code": "not_ready", "message": "the database or the projections are not ready", "detail": body } }).to_string(),
+        );
+        response
+    }
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(app): State<AppState>) -> Response {
+    if let Ok(head) = app.db.events.head_position().await {
+        app.metrics
+            .event_store_head
+            .set(i64::try_from(head).unwrap_or(i64::MAX));
+    }
+    app.metrics
+        .projection_position
+        .set(i64::try_from(app.projections.position()).unwrap_or(i64::MAX));
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
+    Json(crate::openapi::document())
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::not_found("not_found", "no such endpoint")
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}

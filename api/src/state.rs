@@ -1,0 +1,134 @@
+//! What every handler shares, and the steps most of them take: check a role, build the event
+//! metadata, run a command, wait until the projections show it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use spse_totp_commands::accounts::{AccountService, CommandError};
+use spse_totp_commands::{Actor, Clock, Database, EventMetadata};
+use spse_totp_projections::ProjectionRunner;
+
+use crate::config::Config;
+use crate::error::{command_error, ApiError};
+use crate::metrics::Metrics;
+
+/// How long a handler waits for the projections to show its own write before answering anyway.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+pub type AppState = Arc<Services>;
+
+pub struct Services {
+    pub config: Config,
+    pub db: Database,
+    pub accounts: AccountService,
+    pub projections: Arc<ProjectionRunner>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Metrics,
+}
+
+impl Services {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Waits until every projection includes `position`, so the caller reads its own write.
+    pub async fn caught_up(&self, position: Option<u64>) {
+        let Some(position) = position else { return };
+        if !self.projections.wait_for(position, READ_YOUR_WRITES).await {
+            tracing::warn!(position, "projections lag behind a command's write");
+        }
+    }
+
+    /// Maps a command's failure to its answer, counting it, and waits for anything the refusal
+    /// recorded (a counted failure) to be visible too.
+    pub async fn refused(&self, command: &'static str, error: CommandError) -> ApiError {
+        if let CommandError::Rejected { position, .. } = &error {
+            self.caught_up(*position).await;
+        }
+        let api_error = command_error(&error, self.now());
+        self.metrics
+            .commands
+            .with_label_values(&[command, api_error.code])
+            .inc();
+        api_error
+    }
+
+    pub fn succeeded(&self, command: &'static str) {
+        self.metrics
+            .commands
+            .with_label_values(&[command, "ok"])
+            .inc();
+    }
+}
+
+/// Who is calling from where: the part of every event's metadata that comes from the request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub correlation_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, actor: Actor) -> EventMetadata {
+        EventMetadata {
+            actor,
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            correlation_id: self
+                .correlation_id
+                .clone()
+                .or_else(|| self.request_id.clone()),
+            causation_id: self.request_id.clone(),
+        }
+    }
+}
+
+fn header(headers: &HeaderMap, name: &str, max: usize) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.chars()
+                .filter(|c| !c.is_control())
+                .take(max)
+                .collect::<String>()
+        })
+        .filter(|v| !v.is_empty())
+}
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let forwarded = app
+            .config
+            .trust_forwarded_for
+            .then(|| header(&parts.headers, "x-forwarded-for", 256))
+            .flatten()
+            .and_then(|v| {
+                v.split(',')
+                    .next()
+                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+            });
+        Ok(RequestContext {
+            client_ip: forwarded.or(peer).map(|ip| ip.to_string()),
+            user_agent: header(&parts.headers, "user-agent", 512),
+            correlation_id: header(&parts.headers, "x-correlation-id", 128),
+            request_id: header(&parts.headers, "x-request-id", 128),
+        })
+    }
+}
