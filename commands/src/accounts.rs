@@ -521,7 +521,7 @@ impl AccountService {
         platform: Option<String>,
         metadata: EventMetadata,
     ) -> Result<ActivatedDevice, CommandError> {
-        let not_found = CommandError::Rejected {
+        let not_found = || CommandError::Rejected {
             error: DomainError::EnrollmentNotFound,
             position: None,
         };
@@ -529,11 +529,8 @@ impl AccountService {
             .vault
             .stream_of(enrollment_id)
             .await?
-            .ok_or_else(|| not_found)?;
-        let account_key = AccountKey::from_stream_name(&stream).ok_or(CommandError::Rejected {
-            error: DomainError::EnrollmentNotFound,
-            position: None,
-        })?;
+            .ok_or_else(not_found)?;
+        let account_key = AccountKey::from_stream_name(&stream).ok_or_else(not_found)?;
         let device_token = random_token("spse_dt");
         let command = AccountCommand::ActivateDevice {
             enrollment_id,
