@@ -1,0 +1,379 @@
+//! The operator's command line, driven as a real process: `spse-totp migrate | apikey create |
+//! serve | history | projections rebuild`, each in a fresh temporary folder as its working
+//! directory, with the defaults (`./data/...`) the README promises.
+//!
+//! The binary belongs to another package (`spse-totp-api`), so Cargo's `CARGO_BIN_EXE_*` is not
+//! set for these tests. They find it next to their own executable instead:
+//! `target/<profile>/deps/cli-<hash>` -> `target/<profile>/spse-totp`. `cargo test --workspace`
+//! builds every member's binaries before running tests; when running this package alone, run
+//! `cargo build -p spse-totp-api` first.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+/// Every variable the service reads, removed so the tests see the defaults whatever the
+/// environment they run in.
+const SERVICE_VARIABLES: &[&str] = &[
+    "SPSE_TOTP_CONFIG",
+    "SPSE_TOTP_LISTEN",
+    "SPSE_TOTP_DATABASE_URL",
+    "SPSE_TOTP_MASTER_KEY",
+    "SPSE_TOTP_MASTER_KEY_FILE",
+    "SPSE_TOTP_PUBLIC_BASE_URL",
+    "SPSE_TOTP_LOG_FORMAT",
+    "SPSE_TOTP_MAX_BODY_BYTES",
+    "SPSE_TOTP_LOGIN_TTL_SECONDS",
+    "SPSE_TOTP_ENROLLMENT_TTL_SECONDS",
+    "SPSE_TOTP_MAX_FAILED_ATTEMPTS",
+    "SPSE_TOTP_LOCK_MINUTES",
+    "SPSE_TOTP_MAX_LOCK_MINUTES",
+    "SPSE_TOTP_WINDOW_BACK_STEPS",
+    "SPSE_TOTP_NUMBER_MATCHING",
+    "SPSE_TOTP_TRUST_FORWARDED_FOR",
+    "RUST_LOG",
+];
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let profile_dir = exe
+        .parent() // deps
+        .and_then(Path::parent) // target/<profile>
+        .expect("the test runs from target/<profile>/deps");
+    let binary = profile_dir.join(format!("spse-totp{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} does not exist: build it first with `cargo build -p spse-totp-api` \
+         (`cargo test --workspace` does this by itself)",
+        binary.display()
+    );
+    binary
+}
+
+/// `spse-totp ARGS` in `dir`, with a clean environment for the service's variables.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(binary());
+    command.args(args).current_dir(dir);
+    for name in SERVICE_VARIABLES {
+        command.env_remove(name);
+    }
+    command
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    command(dir, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("spse-totp runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn create_key(dir: &Path, role: &str, name: &str) -> String {
+    let output = run(dir, &["apikey", "create", "--role", role, "--name", name]);
+    assert!(
+        output.status.success(),
+        "apikey create failed: {}",
+        text(&output.stderr)
+    );
+    text(&output.stdout).trim().to_owned()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `spse-totp serve` in the background; stderr goes to a file so a chatty log never blocks it.
+struct Served {
+    child: Child,
+    base: String,
+    stderr_path: PathBuf,
+}
+
+impl Served {
+    fn start(dir: &Path) -> Served {
+        let port = free_port();
+        let stderr_path = dir.join("serve.stderr");
+        let child = command(dir, &["serve"])
+            .env("SPSE_TOTP_LISTEN", format!("127.0.0.1:{port}"))
+            .env(
+                "SPSE_TOTP_PUBLIC_BASE_URL",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr_path).expect("a log file"))
+            .spawn()
+            .expect("spse-totp serve starts");
+        Served {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            stderr_path,
+        }
+    }
+
+    /// Polls `/healthz` for up to ten seconds.
+    async fn wait_until_healthy(&mut self, client: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("the child's status") {
+                panic!(
+                    "spse-totp serve exited early with {status}: {}",
+                    self.stderr()
+                );
+            }
+            let answer = client
+                .get(format!("{}/healthz", self.base))
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if let Ok(response) = answer {
+                if response.status() == reqwest::StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "spse-totp serve did not answer /healthz within 10 s: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Asks the server to stop as an init system would (SIGTERM) and waits up to ten seconds.
+    /// Returns whether it stopped by itself with success.
+    fn terminate(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            let sent = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if sent {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if let Some(status) = self.child.try_wait().expect("the child's status") {
+                        return status.success();
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        false
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // Never leave a server behind, even when an assertion failed half-way.
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+async fn start_login(client: &reqwest::Client, base: &str, key: &str) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/v1/logins"))
+        .bearer_auth(key)
+        .json(&json!({"user_type": "non_penyedia", "user_id": "ppk1"}))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+#[test]
+fn migrate_creates_the_database_under_data() {
+    let dir = TempDir::new().unwrap();
+    let output = run(dir.path(), &["migrate"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(dir.path().join("data/spse-totp.db").is_file());
+    // Migrating again is harmless.
+    let output = run(dir.path(), &["migrate"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn apikey_create_prints_one_key_on_stdout() {
+    let dir = TempDir::new().unwrap();
+    let output = run(
+        dir.path(),
+        &["apikey", "create", "--role", "portal", "--name", "x"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "only the key on stdout: {stdout:?}");
+    assert!(lines[0].starts_with("spse_key_"), "{stdout:?}");
+    assert!(lines[0].len() > "spse_key_".len() + 20, "a long key");
+    // The key is not echoed on stderr (logs are kept; the key is shown once).
+    assert!(!text(&output.stderr).contains(lines[0]));
+    assert!(dir.path().join("data/spse-totp.db").is_file());
+
+    // Each call makes a different key.
+    let second = create_key(dir.path(), "helpdesk", "y");
+    assert!(second.starts_with("spse_key_"));
+    assert_ne!(second, lines[0]);
+}
+
+#[test]
+fn apikey_create_with_an_unknown_role_fails() {
+    let dir = TempDir::new().unwrap();
+    let output = run(
+        dir.path(),
+        &["apikey", "create", "--role", "admin", "--name", "x"],
+    );
+    assert!(!output.status.success());
+    assert!(text(&output.stdout).trim().is_empty(), "no key printed");
+    assert!(!text(&output.stderr).is_empty(), "an explanation on stderr");
+}
+
+#[tokio::test]
+async fn serve_creates_a_master_key_answers_with_a_created_key_and_stops_on_sigterm() {
+    let dir = TempDir::new().unwrap();
+    let key = create_key(dir.path(), "portal", "portal");
+    let mut served = Served::start(dir.path());
+    let client = reqwest::Client::new();
+    served.wait_until_healthy(&client).await;
+
+    assert!(dir.path().join("data/master.key").is_file());
+    let stderr = served.stderr();
+    assert!(
+        stderr.contains("WARN") && stderr.contains("master key"),
+        "a warning about the new master key: {stderr}"
+    );
+
+    let (status, login) = start_login(&client, &served.base, &key).await;
+    assert_eq!(status, 201, "{login}");
+    assert_eq!(login["status"], "awaiting_activation");
+    assert_eq!(login["account"]["user_id"], "PPK1");
+    let uri = login["activation"]["otpauth_uri"].as_str().unwrap();
+    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
+    assert!(
+        uri.contains(&url_encoded(&served.base)),
+        "the callback is the public URL: {uri}"
+    );
+
+    // A made-up key is refused.
+    let (status, body) = start_login(&client, &served.base, "spse_key_made_up").await;
+    assert_eq!(status, 401, "{body}");
+
+    assert!(served.terminate(), "stopped cleanly: {}", served.stderr());
+
+    // The key file is reused, not replaced, on the next start.
+    let before = std::fs::read(dir.path().join("data/master.key")).unwrap();
+    let mut again = Served::start(dir.path());
+    again.wait_until_healthy(&client).await;
+    assert_eq!(
+        std::fs::read(dir.path().join("data/master.key")).unwrap(),
+        before
+    );
+    assert!(again.terminate(), "stopped cleanly: {}", again.stderr());
+}
+
+fn url_encoded(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn history_prints_the_accounts_timeline_and_projections_rebuild_succeeds() {
+    let dir = TempDir::new().unwrap();
+    let key = create_key(dir.path(), "portal", "portal");
+    let mut served = Served::start(dir.path());
+    let client = reqwest::Client::new();
+    served.wait_until_healthy(&client).await;
+    let (status, login) = start_login(&client, &served.base, &key).await;
+    assert_eq!(status, 201, "{login}");
+
+    // While the server runs: the database is shared (WAL).
+    let output = run(dir.path(), &["history", "non_penyedia", "PPK1"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("LoginStarted"));
+    assert!(served.terminate(), "stopped cleanly: {}", served.stderr());
+
+    let output = run(dir.path(), &["history", "non_penyedia", "ppk1"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    let registered = lines
+        .iter()
+        .position(|l| l.contains("AccountRegistered"))
+        .unwrap_or_else(|| panic!("AccountRegistered in {stdout}"));
+    let started = lines
+        .iter()
+        .position(|l| l.contains("LoginStarted"))
+        .unwrap_or_else(|| panic!("LoginStarted in {stdout}"));
+    assert!(registered < started, "in order: {stdout}");
+    assert!(stdout.contains("EnrollmentStarted"), "{stdout}");
+    // The QR's secret never reaches the log.
+    let secret = login["activation"]["otpauth_uri"]
+        .as_str()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            u.query_pairs()
+                .find(|(k, _)| k == "secret")
+                .map(|(_, v)| v.into_owned())
+        })
+        .expect("a secret in the QR");
+    assert!(!stdout.contains(&secret));
+
+    let output = run(dir.path(), &["history", "penyedia", "ppk1"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).contains("LoginStarted"));
+
+    let output = run(dir.path(), &["projections", "rebuild"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stdout).is_empty());
+
+    // The rebuilt read side still knows the key and the login.
+    let mut served = Served::start(dir.path());
+    served.wait_until_healthy(&client).await;
+    let id = login["login_id"].as_str().unwrap();
+    let response = client
+        .get(format!("{}/v1/logins/{id}", served.base))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let view: Value = response.json().await.unwrap();
+    assert_eq!(view["status"], "awaiting_activation");
+    assert!(served.terminate(), "stopped cleanly: {}", served.stderr());
+}
+
+#[test]
+fn projections_rebuild_works_on_a_fresh_folder() {
+    let dir = TempDir::new().unwrap();
+    let output = run(dir.path(), &["projections", "rebuild"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(dir.path().join("data/spse-totp.db").is_file());
+}
+
+#[test]
+fn history_of_an_unknown_account_says_so() {
+    let dir = TempDir::new().unwrap();
+    let output = run(dir.path(), &["history", "non_penyedia", "nobody"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("no history"));
+    let output = run(dir.path(), &["history", "admin", "nobody"]);
+    assert!(!output.status.success(), "an unknown user type is an error");
+}
