@@ -70,8 +70,8 @@ impl App {
         let key = master_key(&config)?;
         let accounts = AccountService::new(
             Arc::clone(&db.events),
-            Vault::new(db.pool.clone(), &key),
-            SnapshotStore::new(db.pool.clone()),
+            Vault::new(&db, &key),
+            SnapshotStore::new(&db),
             Arc::clone(&clock),
             ServiceSettings {
                 policy: config.policy.clone(),
@@ -79,11 +79,7 @@ impl App {
                 ..ServiceSettings::default()
             },
         );
-        let projections = Arc::new(ProjectionRunner::new(
-            db.pool.clone(),
-            Arc::clone(&db.events),
-            all_projectors(),
-        ));
+        let projections = Arc::new(ProjectionRunner::new(&db, all_projectors()));
         projections.catch_up().await?;
         let services = Arc::new(Services {
             config,

@@ -41,12 +41,39 @@ pub enum DatabaseError {
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
 
+/// Serialises this process's writers to one SQLite file. SQLite lets one writer in at a time and
+/// makes the others sleep and retry (1, 2, 5, 10 ms, ...), which under load costs more than the
+/// writes themselves; queueing on an async mutex hands the lock over the moment it is free.
+/// Another process on the same file (the command line) still meets SQLite's own busy wait.
+/// With PostgreSQL, which locks rows, it lets everyone through.
+#[derive(Clone, Default)]
+pub struct WriteGate(Option<Arc<tokio::sync::Mutex<()>>>);
+
+impl WriteGate {
+    pub fn exclusive() -> Self {
+        WriteGate(Some(Arc::default()))
+    }
+
+    pub fn open() -> Self {
+        WriteGate(None)
+    }
+
+    /// Waits for this process's turn to write; the turn lasts as long as the guard.
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(mutex) => Some(Arc::clone(mutex).lock_owned().await),
+            None => None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Database {
     pub engine: Engine,
     /// For the read models, the vault, snapshots: SQL that both engines accept.
     pub pool: AnyPool,
     pub events: Arc<dyn EventStore>,
+    pub write_gate: WriteGate,
 }
 
 impl Database {
@@ -80,7 +107,9 @@ impl Database {
             .connect_with(options)
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&native).await?;
-        let events: Arc<dyn EventStore> = Arc::new(SqliteEventStore::open(native).await?);
+        let write_gate = WriteGate::exclusive();
+        let events: Arc<dyn EventStore> =
+            Arc::new(SqliteEventStore::open(native, write_gate.clone()).await?);
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .after_connect(|connection, _| {
@@ -95,6 +124,7 @@ impl Database {
             engine: Engine::Sqlite,
             pool,
             events,
+            write_gate,
         })
     }
 }

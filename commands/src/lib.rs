@@ -18,7 +18,7 @@ pub mod tokens;
 pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use database::{Database, DatabaseError, Engine};
+pub use database::{Database, DatabaseError, Engine, WriteGate};
 pub use store::{
     Actor, Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreError,

@@ -4,17 +4,23 @@
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::AnyPool;
 
+use crate::database::{Database, WriteGate};
+
 /// Bumped whenever the folded state's shape changes; older snapshots are then ignored.
 pub const SCHEMA: i64 = 1;
 
 #[derive(Clone)]
 pub struct SnapshotStore {
     pool: AnyPool,
+    gate: WriteGate,
 }
 
 impl SnapshotStore {
-    pub fn new(pool: AnyPool) -> Self {
-        SnapshotStore { pool }
+    pub fn new(db: &Database) -> Self {
+        SnapshotStore {
+            pool: db.pool.clone(),
+            gate: db.write_gate.clone(),
+        }
     }
 
     /// The latest usable snapshot of `stream`: its state and the version it was folded up to.
@@ -45,6 +51,7 @@ impl SnapshotStore {
         let Ok(state) = serde_json::to_string(state) else {
             return Ok(());
         };
+        let _turn = self.gate.enter().await;
         sqlx::query(
             "INSERT INTO snapshots (stream, version, schema, state) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (stream) DO UPDATE SET version = excluded.version, schema = excluded.schema, \

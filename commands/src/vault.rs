@@ -18,6 +18,7 @@ use spse_totp_domain::totp::{TotpSecret, SECRET_BYTES};
 use spse_totp_domain::EnrollmentId;
 use sqlx::AnyPool;
 
+use crate::database::{Database, WriteGate};
 use crate::tokens::random_bytes;
 
 #[derive(Debug, thiserror::Error)]
@@ -116,14 +117,16 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 #[derive(Clone)]
 pub struct Vault {
     pool: AnyPool,
+    gate: WriteGate,
     cipher: XChaCha20Poly1305,
     key_id: String,
 }
 
 impl Vault {
-    pub fn new(pool: AnyPool, key: &MasterKey) -> Self {
+    pub fn new(db: &Database, key: &MasterKey) -> Self {
         Vault {
-            pool,
+            pool: db.pool.clone(),
+            gate: db.write_gate.clone(),
             cipher: XChaCha20Poly1305::new((&key.0).into()),
             key_id: key.key_id(),
         }
@@ -154,6 +157,7 @@ impl Vault {
                 },
             )
             .map_err(|_| VaultError::Seal)?;
+        let _turn = self.gate.enter().await;
         sqlx::query(
             "INSERT INTO vault_secrets (enrollment_id, stream, key_id, nonce, sealed, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -216,6 +220,7 @@ impl Vault {
 
     /// Keeps an activated secret past its enrollment's expiry.
     pub async fn keep(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
+        let _turn = self.gate.enter().await;
         sqlx::query("UPDATE vault_secrets SET expires_at = $1 WHERE enrollment_id = $2")
             .bind(i64::MAX)
             .bind(enrollment_id.to_string())
@@ -225,6 +230,7 @@ impl Vault {
     }
 
     pub async fn destroy(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
+        let _turn = self.gate.enter().await;
         sqlx::query("DELETE FROM vault_secrets WHERE enrollment_id = $1")
             .bind(enrollment_id.to_string())
             .execute(&self.pool)

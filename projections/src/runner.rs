@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use spse_totp_commands::{EventStore, RecordedEvent, StoreError};
+use spse_totp_commands::{Database, EventStore, RecordedEvent, StoreError, WriteGate};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
@@ -38,6 +38,7 @@ pub enum ProjectionError {
 
 pub struct ProjectionRunner {
     pool: AnyPool,
+    gate: WriteGate,
     store: Arc<dyn EventStore>,
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
@@ -51,15 +52,12 @@ enum Step {
 }
 
 impl ProjectionRunner {
-    pub fn new(
-        pool: AnyPool,
-        store: Arc<dyn EventStore>,
-        projectors: Vec<Arc<dyn Projector>>,
-    ) -> Self {
+    pub fn new(db: &Database, projectors: Vec<Arc<dyn Projector>>) -> Self {
         let (progress, _) = watch::channel(0);
         ProjectionRunner {
-            pool,
-            store,
+            pool: db.pool.clone(),
+            gate: db.write_gate.clone(),
+            store: Arc::clone(&db.events),
             projectors,
             progress,
         }
@@ -120,24 +118,30 @@ impl ProjectionRunner {
     }
 
     async fn checkpoints(&self) -> Result<HashMap<String, u64>, ProjectionError> {
-        for projector in &self.projectors {
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, 0, $2) \
-                 ON CONFLICT (projector) DO NOTHING",
-            )
-            .bind(projector.name())
-            .bind(Utc::now().timestamp_micros())
-            .execute(&self.pool)
-            .await?;
-        }
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT projector, position FROM projection_checkpoints")
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
+        let mut checkpoints: HashMap<String, u64> = rows
             .into_iter()
             .map(|(name, position)| (name, u64::try_from(position).unwrap_or(0)))
-            .collect())
+            .collect();
+        // A projector seen for the first time starts from zero. Inserted only when missing: every
+        // write here is a commit, and this runs before every batch.
+        for projector in &self.projectors {
+            if !checkpoints.contains_key(projector.name()) {
+                sqlx::query(
+                    "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, 0, $2) \
+                     ON CONFLICT (projector) DO NOTHING",
+                )
+                .bind(projector.name())
+                .bind(Utc::now().timestamp_micros())
+                .execute(&self.pool)
+                .await?;
+                checkpoints.insert(projector.name().to_owned(), 0);
+            }
+        }
+        Ok(checkpoints)
     }
 
     async fn step(&self) -> Result<Step, ProjectionError> {
@@ -237,6 +241,7 @@ impl ProjectionRunner {
         let Some(end) = batch.last().map(|e| e.position) else {
             return Ok(true);
         };
+        let _turn = self.gate.enter().await;
         let mut tx = self.pool.begin().await?;
         for projector in projectors {
             let name = projector.name();
@@ -272,6 +277,7 @@ impl ProjectionRunner {
         reason: &str,
         start: u64,
     ) -> Result<bool, ProjectionError> {
+        let _turn = self.gate.enter().await;
         let mut tx = self.pool.begin().await?;
         if !move_checkpoint(&mut tx, projector, start, event.position).await? {
             tx.rollback().await?;
@@ -294,6 +300,7 @@ impl ProjectionRunner {
 
     /// Empties every projection and replays the log from zero into the same tables.
     pub async fn rebuild(&self) -> Result<u64, ProjectionError> {
+        let turn = self.gate.enter().await;
         let mut tx = self.pool.begin().await?;
         for projector in &self.projectors {
             sqlx::query(
@@ -315,6 +322,7 @@ impl ProjectionRunner {
                 .await?;
         }
         tx.commit().await?;
+        drop(turn);
         self.progress.send_replace(0);
         self.catch_up().await
     }

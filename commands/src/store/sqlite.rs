@@ -21,6 +21,8 @@ use sqlx::Row;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::database::WriteGate;
+
 use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 /// The most appends one commit takes. Bounds the time a group holds the write lock.
@@ -43,14 +45,15 @@ pub struct SqliteEventStore {
 }
 
 impl SqliteEventStore {
-    /// Takes one connection out of `pool` for the writer; the rest serve reads.
-    pub async fn open(pool: SqlitePool) -> Result<Self, StoreError> {
+    /// Takes one connection out of `pool` for the writer; the rest serve reads. The writer takes
+    /// turns with the process's other writers through `gate`.
+    pub async fn open(pool: SqlitePool, gate: WriteGate) -> Result<Self, StoreError> {
         let head_now = max_position(&pool).await?;
         let (head, _) = watch::channel(head_now);
         let head = Arc::new(head);
         let connection = pool.acquire().await?.detach();
         let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
-        tokio::spawn(run_writer(connection, requests, Arc::clone(&head)));
+        tokio::spawn(run_writer(connection, requests, Arc::clone(&head), gate));
         Ok(SqliteEventStore {
             readers: pool,
             writer,
@@ -78,8 +81,10 @@ async fn run_writer(
     mut connection: SqliteConnection,
     mut requests: mpsc::Receiver<AppendRequest>,
     head: Arc<watch::Sender<u64>>,
+    gate: WriteGate,
 ) {
     while let Some(first) = requests.recv().await {
+        let turn = gate.enter().await;
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match requests.try_recv() {
@@ -103,6 +108,7 @@ async fn run_writer(
                 results
             }
         };
+        drop(turn);
         if let Some(last) = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
