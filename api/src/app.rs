@@ -79,7 +79,7 @@ impl App {
                 ..ServiceSettings::default()
             },
         );
-        let projections = Arc::new(ProjectionRunner::new(&db, all_projectors()));
+        let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let services = Arc::new(Services {
             config,

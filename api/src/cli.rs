@@ -101,7 +101,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             )
             .await?;
             // Make the key usable at once, even by a server that is already running.
-            ProjectionRunner::new(&db, all_projectors())
+            ProjectionRunner::new(&db, all_projectors())?
                 .catch_up()
                 .await?;
             eprintln!(
@@ -115,7 +115,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: ProjectionsCommand::Rebuild,
         } => {
             let db = Database::open(&config.database_url).await?;
-            let runner = ProjectionRunner::new(&db, all_projectors());
+            let runner = ProjectionRunner::new(&db, all_projectors())?;
             let position = runner.rebuild().await?;
             println!("projections rebuilt up to position {position}");
             Ok(())

@@ -1,7 +1,7 @@
 //! Opening the database named by `SPSE_TOTP_DATABASE_URL`: the engine it names, its migrations,
 //! the event store adapter for it, and a pool the rest of the service shares across engines.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +58,13 @@ impl WriteGate {
         WriteGate(None)
     }
 
+    /// The same, for a thread outside the async runtime.
+    pub fn blocking_enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        self.0
+            .as_ref()
+            .map(|mutex| Arc::clone(mutex).blocking_lock_owned())
+    }
+
     /// Waits for this process's turn to write; the turn lasts as long as the guard.
     pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
         match &self.0 {
@@ -74,6 +81,8 @@ pub struct Database {
     pub pool: AnyPool,
     pub events: Arc<dyn EventStore>,
     pub write_gate: WriteGate,
+    /// The SQLite file, for writers that open connections of their own.
+    pub sqlite_path: Option<PathBuf>,
 }
 
 impl Database {
@@ -94,6 +103,7 @@ impl Database {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        let path = options.get_filename().to_path_buf();
         if let Some(folder) = options
             .get_filename()
             .parent()
@@ -109,7 +119,7 @@ impl Database {
         sqlx::migrate!("../migrations/sqlite").run(&native).await?;
         let write_gate = WriteGate::exclusive();
         let events: Arc<dyn EventStore> =
-            Arc::new(SqliteEventStore::open(native, write_gate.clone()).await?);
+            Arc::new(SqliteEventStore::open(native, path.clone(), write_gate.clone()).await?);
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .after_connect(|connection, _| {
@@ -125,6 +135,7 @@ impl Database {
             pool,
             events,
             write_gate,
+            sqlite_path: Some(path),
         })
     }
 }

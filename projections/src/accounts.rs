@@ -1,18 +1,18 @@
 //! `accounts`: one row per account, what the portal and the helpdesk read about it.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
 use crate::time::{from_db, to_db};
 
 pub struct AccountsProjector;
 
-#[async_trait]
 impl Projector for AccountsProjector {
     fn name(&self) -> &'static str {
         "accounts"
@@ -22,102 +22,66 @@ impl Projector for AccountsProjector {
         &["accounts"]
     }
 
-    async fn apply(
-        &self,
-        c: &mut AnyConnection,
-        recorded: &RecordedEvent,
-        decoded: &Decoded,
-    ) -> Result<(), sqlx::Error> {
+    fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
         let Decoded::Account(key, event) = decoded else {
-            return Ok(());
+            return Vec::new();
         };
         let stream = recorded.stream.as_str();
         let at = to_db(recorded.recorded_at);
-        match event {
-            AccountEvent::AccountRegistered { email, name, .. } => {
-                sqlx::query(
-                    "INSERT INTO accounts (stream, user_type, user_id, email, name, totp_status, failed_attempts, \
-                     locked_until, registered_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'inactive', 0, NULL, $6, $6)",
-                )
-                .bind(stream)
-                .bind(key.user_type.as_str())
-                .bind(key.user_id.as_str())
-                .bind(email.clone())
-                .bind(name.clone())
-                .bind(at)
-                .execute(c)
-                .await?;
-            }
-            AccountEvent::ProfileUpdated { email, name } => {
-                sqlx::query(
-                    "UPDATE accounts SET email = COALESCE($1, email), name = COALESCE($2, name), updated_at = $3 WHERE stream = $4",
-                )
-                .bind(email.clone())
-                .bind(name.clone())
-                .bind(at)
-                .bind(stream)
-                .execute(c)
-                .await?;
-            }
-            AccountEvent::TotpActivated { .. } => {
-                set(
-                    c,
-                    stream,
-                    "totp_status = 'active', failed_attempts = 0, locked_until = NULL",
-                    at,
-                )
-                .await?
-            }
-            AccountEvent::TotpDisabled { .. } => {
-                set(c, stream, "totp_status = 'disabled'", at).await?
-            }
-            AccountEvent::LoginApproved { .. } => {
-                set(c, stream, "failed_attempts = 0, locked_until = NULL", at).await?
-            }
-            AccountEvent::CodeRejected {
-                failed_attempts, ..
-            } => {
-                sqlx::query(
-                    "UPDATE accounts SET failed_attempts = $1, updated_at = $2 WHERE stream = $3",
-                )
-                .bind(i64::from(*failed_attempts))
-                .bind(at)
-                .bind(stream)
-                .execute(c)
-                .await?;
-            }
-            AccountEvent::AccountLocked { until, .. } => {
-                sqlx::query("UPDATE accounts SET failed_attempts = 0, locked_until = $1, updated_at = $2 WHERE stream = $3")
-                    .bind(to_db(*until))
-                    .bind(at)
-                    .bind(stream)
-                    .execute(c)
-                    .await?;
-            }
+        let set = |assignments: &'static str| {
+            sql!(
+                format!("UPDATE accounts SET {assignments}, updated_at = $1 WHERE stream = $2"),
+                at,
+                stream
+            )
+        };
+        let statement = match event {
+            AccountEvent::AccountRegistered { email, name, .. } => sql!(
+                "INSERT INTO accounts (stream, user_type, user_id, email, name, totp_status, failed_attempts, \
+                 locked_until, registered_at, updated_at) VALUES ($1, $2, $3, $4, $5, 'inactive', 0, NULL, $6, $6)",
+                stream,
+                key.user_type.as_str(),
+                key.user_id.as_str(),
+                email.clone(),
+                name.clone(),
+                at,
+            ),
+            AccountEvent::ProfileUpdated { email, name } => sql!(
+                "UPDATE accounts SET email = COALESCE($1, email), name = COALESCE($2, name), updated_at = $3 WHERE stream = $4",
+                email.clone(),
+                name.clone(),
+                at,
+                stream,
+            ),
+            AccountEvent::TotpActivated { .. } => set("totp_status = 'active', failed_attempts = 0, locked_until = NULL"),
+            AccountEvent::TotpDisabled { .. } => set("totp_status = 'disabled'"),
+            // A success clears the failure count and any lock; skip the write when nothing to clear.
+            AccountEvent::LoginApproved { .. } => sql!(
+                "UPDATE accounts SET failed_attempts = 0, locked_until = NULL, updated_at = $1 \
+                 WHERE stream = $2 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)",
+                at,
+                stream,
+            ),
+            AccountEvent::CodeRejected { failed_attempts, .. } => sql!(
+                "UPDATE accounts SET failed_attempts = $1, updated_at = $2 WHERE stream = $3",
+                i64::from(*failed_attempts),
+                at,
+                stream,
+            ),
+            AccountEvent::AccountLocked { until, .. } => sql!(
+                "UPDATE accounts SET failed_attempts = 0, locked_until = $1, updated_at = $2 WHERE stream = $3",
+                to_db(*until),
+                at,
+                stream,
+            ),
             AccountEvent::EnrollmentStarted { .. }
             | AccountEvent::LoginStarted { .. }
             | AccountEvent::LoginDenied { .. }
             | AccountEvent::LoginExpired { .. }
-            | AccountEvent::LoginCancelled { .. } => {}
-        }
-        Ok(())
+            | AccountEvent::LoginCancelled { .. } => return Vec::new(),
+        };
+        vec![statement]
     }
-}
-
-async fn set(
-    c: &mut AnyConnection,
-    stream: &str,
-    assignments: &'static str,
-    at: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "UPDATE accounts SET {assignments}, updated_at = $1 WHERE stream = $2"
-    ))
-    .bind(at)
-    .bind(stream)
-    .execute(c)
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq)]

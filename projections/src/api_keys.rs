@@ -1,18 +1,18 @@
 //! `api_keys`: who may call, as what. Requests are checked against the key's SHA-256 here.
 
-use async_trait::async_trait;
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::apikey::{ApiKeyEvent, Role};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
 use crate::time::to_db;
 
 pub struct ApiKeysProjector;
 
-#[async_trait]
 impl Projector for ApiKeysProjector {
     fn name(&self) -> &'static str {
         "api_keys"
@@ -22,12 +22,7 @@ impl Projector for ApiKeysProjector {
         &["api_keys"]
     }
 
-    async fn apply(
-        &self,
-        c: &mut AnyConnection,
-        _recorded: &RecordedEvent,
-        decoded: &Decoded,
-    ) -> Result<(), sqlx::Error> {
+    fn project(&self, _recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
         let Decoded::ApiKey(ApiKeyEvent::ApiKeyCreated {
             key_id,
             name,
@@ -36,17 +31,16 @@ impl Projector for ApiKeysProjector {
             at,
         }) = decoded
         else {
-            return Ok(());
+            return Vec::new();
         };
-        sqlx::query("INSERT INTO api_keys (key_id, name, role, key_sha256, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(key_id.to_string())
-            .bind(name.as_str())
-            .bind(role.as_str())
-            .bind(key_sha256.as_str())
-            .bind(to_db(*at))
-            .execute(c)
-            .await?;
-        Ok(())
+        vec![sql!(
+            "INSERT INTO api_keys (key_id, name, role, key_sha256, created_at) VALUES ($1, $2, $3, $4, $5)",
+            key_id.to_string(),
+            name.as_str(),
+            role.as_str(),
+            key_sha256.as_str(),
+            to_db(*at),
+        )]
     }
 }
 

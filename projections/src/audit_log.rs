@@ -1,20 +1,19 @@
 //! `audit_log`: one row per event with who, from where and a readable summary, indexed for the
 //! helpdesk's filters. The summary is also what `spse-totp history` prints.
 
-use async_trait::async_trait;
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason};
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::AccountEvent;
-use sqlx::AnyConnection;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
 
-#[async_trait]
 impl Projector for AuditLogProjector {
     fn name(&self) -> &'static str {
         "audit_log"
@@ -24,12 +23,7 @@ impl Projector for AuditLogProjector {
         &["audit_log"]
     }
 
-    async fn apply(
-        &self,
-        c: &mut AnyConnection,
-        recorded: &RecordedEvent,
-        decoded: &Decoded,
-    ) -> Result<(), sqlx::Error> {
+    fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
         let (user_type, user_id) = match decoded {
             Decoded::Account(key, _) => (
                 Some(key.user_type.as_str()),
@@ -38,25 +32,22 @@ impl Projector for AuditLogProjector {
             _ => (None, None),
         };
         let meta = &recorded.metadata;
-        sqlx::query(
+        vec![sql!(
             "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, client_ip, \
              user_agent, correlation_id, recorded_at, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(i64::try_from(recorded.position).unwrap_or(i64::MAX))
-        .bind(recorded.stream.as_str())
-        .bind(user_type)
-        .bind(user_id)
-        .bind(recorded.event_type.as_str())
-        .bind(meta.actor.kind())
-        .bind(meta.actor.display_name())
-        .bind(meta.client_ip.clone())
-        .bind(meta.user_agent.clone())
-        .bind(meta.correlation_id.clone())
-        .bind(to_db(recorded.recorded_at))
-        .bind(summary(decoded, &recorded.event_type))
-        .execute(c)
-        .await?;
-        Ok(())
+            i64::try_from(recorded.position).unwrap_or(i64::MAX),
+            recorded.stream.as_str(),
+            user_type,
+            user_id,
+            recorded.event_type.as_str(),
+            meta.actor.kind(),
+            meta.actor.display_name(),
+            meta.client_ip.clone(),
+            meta.user_agent.clone(),
+            meta.correlation_id.clone(),
+            to_db(recorded.recorded_at),
+            summary(decoded, &recorded.event_type),
+        )]
     }
 }
 

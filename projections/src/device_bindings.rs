@@ -1,18 +1,18 @@
 //! `device_bindings`: the one active device of each account, and how a device token finds it.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
 use crate::time::{from_db, to_db};
 
 pub struct DeviceBindingsProjector;
 
-#[async_trait]
 impl Projector for DeviceBindingsProjector {
     fn name(&self) -> &'static str {
         "device_bindings"
@@ -22,14 +22,9 @@ impl Projector for DeviceBindingsProjector {
         &["device_bindings"]
     }
 
-    async fn apply(
-        &self,
-        c: &mut AnyConnection,
-        recorded: &RecordedEvent,
-        decoded: &Decoded,
-    ) -> Result<(), sqlx::Error> {
+    fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
         let Decoded::Account(key, event) = decoded else {
-            return Ok(());
+            return Vec::new();
         };
         match event {
             AccountEvent::TotpActivated {
@@ -41,36 +36,28 @@ impl Projector for DeviceBindingsProjector {
                 device_token_sha256,
                 at,
                 ..
-            } => {
-                sqlx::query(
-                    "INSERT INTO device_bindings (stream, user_type, user_id, device_id, enrollment_id, label, platform, \
-                     method, token_sha256, activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                     ON CONFLICT (stream) DO UPDATE SET device_id = excluded.device_id, enrollment_id = excluded.enrollment_id, \
-                     label = excluded.label, platform = excluded.platform, method = excluded.method, \
-                     token_sha256 = excluded.token_sha256, activated_at = excluded.activated_at",
-                )
-                .bind(recorded.stream.as_str())
-                .bind(key.user_type.as_str())
-                .bind(key.user_id.as_str())
-                .bind(device_id.to_string())
-                .bind(enrollment_id.to_string())
-                .bind(device_label.as_str())
-                .bind(platform.clone())
-                .bind(method.as_str())
-                .bind(device_token_sha256.clone())
-                .bind(to_db(*at))
-                .execute(c)
-                .await?;
-            }
+            } => vec![sql!(
+                "INSERT INTO device_bindings (stream, user_type, user_id, device_id, enrollment_id, label, platform, \
+                 method, token_sha256, activated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (stream) DO UPDATE SET device_id = excluded.device_id, enrollment_id = excluded.enrollment_id, \
+                 label = excluded.label, platform = excluded.platform, method = excluded.method, \
+                 token_sha256 = excluded.token_sha256, activated_at = excluded.activated_at",
+                recorded.stream.as_str(),
+                key.user_type.as_str(),
+                key.user_id.as_str(),
+                device_id.to_string(),
+                enrollment_id.to_string(),
+                device_label.as_str(),
+                platform.clone(),
+                method.as_str(),
+                device_token_sha256.clone(),
+                to_db(*at),
+            )],
             AccountEvent::TotpDisabled { .. } => {
-                sqlx::query("DELETE FROM device_bindings WHERE stream = $1")
-                    .bind(recorded.stream.as_str())
-                    .execute(c)
-                    .await?;
+                vec![sql!("DELETE FROM device_bindings WHERE stream = $1", recorded.stream.as_str())]
             }
-            _ => {}
+            _ => Vec::new(),
         }
-        Ok(())
     }
 }
 

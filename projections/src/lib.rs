@@ -17,6 +17,8 @@ pub mod event;
 pub mod login_sessions;
 pub mod projector;
 pub mod runner;
+pub mod sink;
+pub mod statement;
 mod time;
 
 pub use event::Decoded;

@@ -1,15 +1,16 @@
 //! `login_sessions`: every login and where it stands, for the portal's polling and the device's
 //! list of logins waiting for it.
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::account::{LoginStage, LoginStatus};
 use spse_totp_domain::{AccountEvent, LoginId};
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::AnyPool;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
 use crate::time::{from_db, to_db};
 
 pub struct LoginSessionsProjector;
@@ -21,7 +22,6 @@ fn stage_str(stage: LoginStage) -> &'static str {
     }
 }
 
-#[async_trait]
 impl Projector for LoginSessionsProjector {
     fn name(&self) -> &'static str {
         "login_sessions"
@@ -31,91 +31,52 @@ impl Projector for LoginSessionsProjector {
         &["login_sessions"]
     }
 
-    async fn apply(
-        &self,
-        c: &mut AnyConnection,
-        recorded: &RecordedEvent,
-        decoded: &Decoded,
-    ) -> Result<(), sqlx::Error> {
+    fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
         let Decoded::Account(key, event) = decoded else {
-            return Ok(());
+            return Vec::new();
         };
-        match event {
-            AccountEvent::LoginStarted {
-                login_id,
-                stage,
-                expires_at,
-                approval_number,
-                client_ip,
-                user_agent,
-                at,
-            } => {
-                sqlx::query(
-                    "INSERT INTO login_sessions (login_id, stream, user_type, user_id, stage, status, approval_number, \
-                     client_ip, user_agent, started_at, expires_at, decided_at, method) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
-                )
-                .bind(login_id.to_string())
-                .bind(recorded.stream.as_str())
-                .bind(key.user_type.as_str())
-                .bind(key.user_id.as_str())
-                .bind(stage_str(*stage))
-                .bind(LoginStatus::pending_for(*stage).as_str())
-                .bind(approval_number.map(|n| i64::from(n.value())))
-                .bind(client_ip.clone())
-                .bind(user_agent.clone())
-                .bind(to_db(*at))
-                .bind(to_db(*expires_at))
-                .execute(c)
-                .await?;
+        let statement = match event {
+            AccountEvent::LoginStarted { login_id, stage, expires_at, approval_number, client_ip, user_agent, at } => sql!(
+                "INSERT INTO login_sessions (login_id, stream, user_type, user_id, stage, status, approval_number, \
+                 client_ip, user_agent, started_at, expires_at, decided_at, method) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
+                login_id.to_string(),
+                recorded.stream.as_str(),
+                key.user_type.as_str(),
+                key.user_id.as_str(),
+                stage_str(*stage),
+                LoginStatus::pending_for(*stage).as_str(),
+                approval_number.map(|n| i64::from(n.value())),
+                client_ip.clone(),
+                user_agent.clone(),
+                to_db(*at),
+                to_db(*expires_at),
+            ),
+            AccountEvent::LoginApproved { login_id, method, at, .. } => {
+                decided(*login_id, LoginStatus::Approved, *at, Some(method.as_str()))
             }
-            AccountEvent::LoginApproved {
-                login_id,
-                method,
-                at,
-                ..
-            } => {
-                decided(
-                    c,
-                    *login_id,
-                    LoginStatus::Approved,
-                    *at,
-                    Some(method.as_str()),
-                )
-                .await?
-            }
-            AccountEvent::LoginDenied { login_id, at, .. } => {
-                decided(c, *login_id, LoginStatus::Denied, *at, Some("device")).await?
-            }
-            AccountEvent::LoginExpired { login_id, at } => {
-                decided(c, *login_id, LoginStatus::Expired, *at, None).await?
-            }
-            AccountEvent::LoginCancelled { login_id, at, .. } => {
-                decided(c, *login_id, LoginStatus::Cancelled, *at, None).await?
-            }
-            _ => {}
-        }
-        Ok(())
+            AccountEvent::LoginDenied { login_id, at, .. } => decided(*login_id, LoginStatus::Denied, *at, Some("device")),
+            AccountEvent::LoginExpired { login_id, at } => decided(*login_id, LoginStatus::Expired, *at, None),
+            AccountEvent::LoginCancelled { login_id, at, .. } => decided(*login_id, LoginStatus::Cancelled, *at, None),
+            _ => return Vec::new(),
+        };
+        vec![statement]
     }
 }
 
-async fn decided(
-    c: &mut AnyConnection,
+fn decided(
     login_id: LoginId,
     status: LoginStatus,
     at: DateTime<Utc>,
     method: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Statement {
+    sql!(
         "UPDATE login_sessions SET status = $1, decided_at = $2, method = $3 WHERE login_id = $4",
+        status.as_str(),
+        to_db(at),
+        method,
+        login_id.to_string(),
     )
-    .bind(status.as_str())
-    .bind(to_db(at))
-    .bind(method.map(str::to_owned))
-    .bind(login_id.to_string())
-    .execute(c)
-    .await?;
-    Ok(())
 }
 
 #[derive(Debug, Clone, PartialEq)]

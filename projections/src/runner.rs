@@ -1,11 +1,11 @@
 //! Feeds the projectors from the event store.
 //!
-//! One batch of events is applied in one transaction. For each projector the transaction first
-//! moves its checkpoint with a compare-and-set (`WHERE position = <what we read>`), then applies
-//! the events past it: if another process (a second instance, the command line) moved the
-//! checkpoint first, the set touches no row, the transaction is rolled back and the batch is
-//! re-read. So each event changes each table once, whoever runs the projector, and a crash
-//! between two batches resumes from the last commit.
+//! One batch of events is written as one unit. For each projector the unit first moves its
+//! checkpoint with a compare-and-set (`WHERE position = <what we read>`), then carries the
+//! projector's statements for the events past it: if another process (a second instance, the
+//! command line) moved the checkpoint first, the set changes no row, the unit is rolled back and
+//! the batch is read again. So each event changes each table once, whoever runs the projector,
+//! and a crash between two batches resumes from the last commit.
 //!
 //! An event a projector cannot apply is parked in `projection_failures` and skipped, so one bad
 //! event does not stop every read model behind it.
@@ -15,12 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use spse_totp_commands::{Database, EventStore, RecordedEvent, StoreError, WriteGate};
+use spse_totp_commands::{Database, EventStore, RecordedEvent, StoreError};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
+use crate::sink::{PoolSink, ProjectionSink, SqliteSink, Unit};
+use crate::sql;
+use crate::statement::Statement;
 
 const BATCH: usize = 500;
 /// How often a runner looks for events appended by other processes, which do not wake it.
@@ -32,13 +35,15 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("projection database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("projection database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("stored event does not decode: {0}")]
     Undecodable(String),
 }
 
 pub struct ProjectionRunner {
     pool: AnyPool,
-    gate: WriteGate,
+    sink: Box<dyn ProjectionSink>,
     store: Arc<dyn EventStore>,
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
@@ -52,15 +57,22 @@ enum Step {
 }
 
 impl ProjectionRunner {
-    pub fn new(db: &Database, projectors: Vec<Arc<dyn Projector>>) -> Self {
+    pub fn new(
+        db: &Database,
+        projectors: Vec<Arc<dyn Projector>>,
+    ) -> Result<Self, ProjectionError> {
+        let sink: Box<dyn ProjectionSink> = match &db.sqlite_path {
+            Some(path) => Box::new(SqliteSink::open(path, db.write_gate.clone())?),
+            None => Box::new(PoolSink::new(db.pool.clone())),
+        };
         let (progress, _) = watch::channel(0);
-        ProjectionRunner {
+        Ok(ProjectionRunner {
             pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
+            sink,
             store: Arc::clone(&db.events),
             projectors,
             progress,
-        }
+        })
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -74,9 +86,8 @@ impl ProjectionRunner {
     /// Applies everything in the log now. Returns the position reached.
     pub async fn catch_up(&self) -> Result<u64, ProjectionError> {
         loop {
-            match self.step().await? {
-                Step::Progressed => continue,
-                Step::CaughtUp(position) => return Ok(position),
+            if let Step::CaughtUp(position) = self.step().await? {
+                return Ok(position);
             }
         }
     }
@@ -126,19 +137,30 @@ impl ProjectionRunner {
             .into_iter()
             .map(|(name, position)| (name, u64::try_from(position).unwrap_or(0)))
             .collect();
-        // A projector seen for the first time starts from zero. Inserted only when missing: every
-        // write here is a commit, and this runs before every batch.
-        for projector in &self.projectors {
-            if !checkpoints.contains_key(projector.name()) {
-                sqlx::query(
+        // A projector seen for the first time starts from zero. Written only when missing: this
+        // runs before every batch.
+        let missing: Vec<Statement> = self
+            .projectors
+            .iter()
+            .filter(|p| !checkpoints.contains_key(p.name()))
+            .map(|p| {
+                sql!(
                     "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, 0, $2) \
                      ON CONFLICT (projector) DO NOTHING",
+                    p.name(),
+                    Utc::now().timestamp_micros(),
                 )
-                .bind(projector.name())
-                .bind(Utc::now().timestamp_micros())
-                .execute(&self.pool)
+            })
+            .collect();
+        if !missing.is_empty() {
+            self.sink
+                .commit(Unit {
+                    guards: Vec::new(),
+                    statements: missing,
+                })
                 .await?;
-                checkpoints.insert(projector.name().to_owned(), 0);
+            for projector in &self.projectors {
+                checkpoints.entry(projector.name().to_owned()).or_insert(0);
             }
         }
         Ok(checkpoints)
@@ -154,19 +176,20 @@ impl ProjectionRunner {
             return Ok(Step::CaughtUp(from));
         };
         let decoded: Vec<Result<Decoded, String>> = batch.iter().map(Decoded::decode).collect();
-        let outcome = match self
-            .apply_batch(&batch, &decoded, &checkpoints, false)
-            .await
-        {
-            Ok(outcome) => outcome,
+        let all: Vec<&Arc<dyn Projector>> = self.projectors.iter().collect();
+        let attempt = match unit(&all, &batch, &decoded, &checkpoints) {
+            Ok(unit) => self.sink.commit(unit).await.map_err(|e| e.to_string()),
+            Err(reason) => Err(reason),
+        };
+        let committed = match attempt {
+            Ok(committed) => committed,
             // Something in the batch failed: redo it event by event so only that event is parked.
-            Err(e) => {
-                tracing::warn!(error = %e, "projection batch failed, applying event by event");
-                self.apply_batch(&batch, &decoded, &checkpoints, true)
-                    .await?
+            Err(reason) => {
+                tracing::warn!(%reason, "projection batch failed, applying event by event");
+                self.apply_carefully(&batch, &decoded, checkpoints).await?
             }
         };
-        if outcome {
+        if committed {
             self.publish(last);
         }
         Ok(Step::Progressed)
@@ -180,170 +203,123 @@ impl ProjectionRunner {
         });
     }
 
-    /// Applies a batch in one transaction; `careful` instead gives each event and projector a
-    /// transaction of its own and parks what fails. Returns false when another runner moved a
-    /// checkpoint first.
-    async fn apply_batch(
+    /// Gives each event and projector a unit of its own and parks what fails. Returns false when
+    /// another runner moved a checkpoint first.
+    async fn apply_carefully(
         &self,
         batch: &[RecordedEvent],
         decoded: &[Result<Decoded, String>],
-        checkpoints: &HashMap<String, u64>,
-        careful: bool,
+        mut reached: HashMap<String, u64>,
     ) -> Result<bool, ProjectionError> {
-        if !careful {
-            let all: Vec<&Arc<dyn Projector>> = self.projectors.iter().collect();
-            return self.apply_unit(&all, batch, decoded, checkpoints).await;
-        }
-        let mut reached: HashMap<String, u64> = checkpoints.clone();
-        for i in 0..batch.len() {
+        for (i, recorded) in batch.iter().enumerate() {
             for projector in &self.projectors {
-                let unit = std::slice::from_ref(projector);
-                let outcome = self
-                    .apply_unit(
-                        &unit.iter().collect::<Vec<_>>(),
-                        &batch[i..=i],
-                        &decoded[i..=i],
-                        &reached,
-                    )
-                    .await;
-                match outcome {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(false),
+                let name = projector.name();
+                let start = reached.get(name).copied().unwrap_or(0);
+                if start >= recorded.position {
+                    continue;
+                }
+                let attempt = match unit(&[projector], &batch[i..=i], &decoded[i..=i], &reached) {
+                    Ok(single) => self.sink.commit(single).await.map_err(|e| e.to_string()),
+                    Err(reason) => Err(reason),
+                };
+                let committed = match attempt {
+                    Ok(committed) => committed,
                     Err(e) => {
-                        let start = reached.get(projector.name()).copied().unwrap_or(0);
-                        tracing::error!(projector = projector.name(), position = batch[i].position, error = %e, "event parked");
-                        if !self
-                            .park(projector.name(), &batch[i], &e.to_string(), start)
-                            .await?
-                        {
-                            return Ok(false);
-                        }
+                        tracing::error!(projector = name, position = recorded.position, error = %e, "event parked");
+                        let park = Unit {
+                            guards: vec![move_checkpoint(name, start, recorded.position)],
+                            statements: vec![sql!(
+                                "INSERT INTO projection_failures (projector, position, event_type, error, failed_at) \
+                                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projector, position) DO NOTHING",
+                                name,
+                                to_i64(recorded.position),
+                                recorded.event_type.as_str(),
+                                e,
+                                Utc::now().timestamp_micros(),
+                            )],
+                        };
+                        self.sink.commit(park).await?
                     }
+                };
+                if !committed {
+                    return Ok(false);
                 }
-                reached.insert(
-                    projector.name().to_owned(),
-                    batch[i]
-                        .position
-                        .max(reached.get(projector.name()).copied().unwrap_or(0)),
-                );
+                reached.insert(name.to_owned(), recorded.position);
             }
         }
-        Ok(true)
-    }
-
-    async fn apply_unit(
-        &self,
-        projectors: &[&Arc<dyn Projector>],
-        batch: &[RecordedEvent],
-        decoded: &[Result<Decoded, String>],
-        checkpoints: &HashMap<String, u64>,
-    ) -> Result<bool, ProjectionError> {
-        let Some(end) = batch.last().map(|e| e.position) else {
-            return Ok(true);
-        };
-        let _turn = self.gate.enter().await;
-        let mut tx = self.pool.begin().await?;
-        for projector in projectors {
-            let name = projector.name();
-            let start = checkpoints.get(name).copied().unwrap_or(0);
-            if start >= end {
-                continue;
-            }
-            // Compare-and-set first: it is also the statement that takes the write lock.
-            if !move_checkpoint(&mut tx, name, start, end).await? {
-                tx.rollback().await?;
-                return Ok(false);
-            }
-            for (recorded, event) in batch
-                .iter()
-                .zip(decoded)
-                .filter(|(r, _)| r.position > start)
-            {
-                match event {
-                    Ok(event) => projector.apply(&mut tx, recorded, event).await?,
-                    Err(reason) => return Err(ProjectionError::Undecodable(reason.clone())),
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(true)
-    }
-
-    /// Records a failed event and moves the projector's checkpoint past it.
-    async fn park(
-        &self,
-        projector: &str,
-        event: &RecordedEvent,
-        reason: &str,
-        start: u64,
-    ) -> Result<bool, ProjectionError> {
-        let _turn = self.gate.enter().await;
-        let mut tx = self.pool.begin().await?;
-        if !move_checkpoint(&mut tx, projector, start, event.position).await? {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO projection_failures (projector, position, event_type, error, failed_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (projector, position) DO NOTHING",
-        )
-        .bind(projector)
-        .bind(to_i64(event.position))
-        .bind(&event.event_type)
-        .bind(reason)
-        .bind(Utc::now().timestamp_micros())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
         Ok(true)
     }
 
     /// Empties every projection and replays the log from zero into the same tables.
     pub async fn rebuild(&self) -> Result<u64, ProjectionError> {
-        let turn = self.gate.enter().await;
-        let mut tx = self.pool.begin().await?;
+        let mut statements = Vec::new();
         for projector in &self.projectors {
-            sqlx::query(
+            statements.push(sql!(
                 "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, 0, $2) \
                  ON CONFLICT (projector) DO UPDATE SET position = 0, updated_at = excluded.updated_at",
-            )
-            .bind(projector.name())
-            .bind(Utc::now().timestamp_micros())
-            .execute(&mut *tx)
-            .await?;
+                projector.name(),
+                Utc::now().timestamp_micros(),
+            ));
             for table in projector.tables() {
-                sqlx::query(&format!("DELETE FROM {table}"))
-                    .execute(&mut *tx)
-                    .await?;
+                statements.push(Statement::new(format!("DELETE FROM {table}"), Vec::new()));
             }
-            sqlx::query("DELETE FROM projection_failures WHERE projector = $1")
-                .bind(projector.name())
-                .execute(&mut *tx)
-                .await?;
+            statements.push(sql!(
+                "DELETE FROM projection_failures WHERE projector = $1",
+                projector.name()
+            ));
         }
-        tx.commit().await?;
-        drop(turn);
+        self.sink
+            .commit(Unit {
+                guards: Vec::new(),
+                statements,
+            })
+            .await?;
         self.progress.send_replace(0);
         self.catch_up().await
     }
 }
 
-async fn move_checkpoint(
-    connection: &mut sqlx::AnyConnection,
-    projector: &str,
-    from: u64,
-    to: u64,
-) -> Result<bool, ProjectionError> {
-    let moved = sqlx::query(
+/// The unit that applies `batch` to `projectors` from their checkpoints on, or why an event in it
+/// cannot be projected.
+fn unit(
+    projectors: &[&Arc<dyn Projector>],
+    batch: &[RecordedEvent],
+    decoded: &[Result<Decoded, String>],
+    checkpoints: &HashMap<String, u64>,
+) -> Result<Unit, String> {
+    let Some(end) = batch.last().map(|e| e.position) else {
+        return Ok(Unit::default());
+    };
+    let mut unit = Unit::default();
+    for projector in projectors {
+        let name = projector.name();
+        let start = checkpoints.get(name).copied().unwrap_or(0);
+        if start >= end {
+            continue;
+        }
+        unit.guards.push(move_checkpoint(name, start, end));
+        for (recorded, event) in batch
+            .iter()
+            .zip(decoded)
+            .filter(|(r, _)| r.position > start)
+        {
+            let event = event
+                .as_ref()
+                .map_err(|reason| format!("event {}: {reason}", recorded.position))?;
+            unit.statements.extend(projector.project(recorded, event));
+        }
+    }
+    Ok(unit)
+}
+
+fn move_checkpoint(projector: &str, from: u64, to: u64) -> Statement {
+    sql!(
         "UPDATE projection_checkpoints SET position = $1, updated_at = $2 WHERE projector = $3 AND position = $4",
+        to_i64(to),
+        Utc::now().timestamp_micros(),
+        projector,
+        to_i64(from),
     )
-    .bind(to_i64(to))
-    .bind(Utc::now().timestamp_micros())
-    .bind(projector)
-    .bind(to_i64(from))
-    .execute(connection)
-    .await?;
-    Ok(moved.rows_affected() == 1)
 }
 
 fn to_i64(v: u64) -> i64 {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use sqlite::SqliteEventStore;
+pub use sqlite::{open_write_connection, SqliteEventStore};
 
 /// What the writer believes the stream's version is. `NoStream` is version 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,6 +173,8 @@ pub enum StoreError {
     WriterGone,
     #[error("event store: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("event store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
 }
 
 /// The port. Implementations must make `append` durable before returning, assign positions in
