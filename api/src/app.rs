@@ -21,6 +21,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::housekeeping;
@@ -88,6 +89,7 @@ impl App {
             projections,
             clock,
             metrics: Metrics::new()?,
+            api_keys: KnownKeys::default(),
         });
         let (shutdown, stop) = watch::channel(false);
         let tasks = vec![

@@ -2,6 +2,10 @@
 //! `Authorization: Bearer ...`; only their SHA-256 digests are stored, so a lookup by digest is
 //! the whole check.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
@@ -73,15 +77,63 @@ impl FromRequestParts<AppState> for ApiCaller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts)?;
-        let row = api_keys::by_digest(&app.db.pool, &sha256_hex(key))
+        let digest = sha256_hex(bearer(parts)?);
+        if let Some(caller) = app.api_keys.get(&digest) {
+            return Ok(caller);
+        }
+        let row = api_keys::by_digest(&app.db.pool, &digest)
             .await?
             .ok_or_else(unauthorized)?;
-        Ok(ApiCaller {
+        let caller = ApiCaller {
             key_id: row.key_id,
             name: row.name,
             role: row.role,
-        })
+        };
+        app.api_keys.put(digest, caller.clone());
+        Ok(caller)
+    }
+}
+
+/// Keys recently seen valid, so the portal's every call does not read the key table. Only known
+/// keys are kept (an unknown one is looked up each time, so a key created a moment ago works at
+/// once), and only for a short while.
+pub struct KnownKeys {
+    keys: Mutex<HashMap<String, (ApiCaller, Instant)>>,
+}
+
+const KNOWN_FOR: Duration = Duration::from_secs(30);
+const KNOWN_MAX: usize = 1024;
+
+impl Default for KnownKeys {
+    fn default() -> Self {
+        KnownKeys {
+            keys: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl KnownKeys {
+    fn get(&self, digest: &str) -> Option<ApiCaller> {
+        let keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        keys.get(digest)
+            .filter(|(_, seen)| seen.elapsed() < KNOWN_FOR)
+            .map(|(caller, _)| caller.clone())
+    }
+
+    fn put(&self, digest: String, caller: ApiCaller) {
+        let mut keys = self
+            .keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if keys.len() >= KNOWN_MAX {
+            keys.retain(|_, (_, seen)| seen.elapsed() < KNOWN_FOR);
+        }
+        if keys.len() < KNOWN_MAX {
+            keys.insert(digest, (caller, Instant::now()));
+        }
     }
 }
 

@@ -13,6 +13,7 @@ use spse_totp_commands::accounts::{AccountService, CommandError};
 use spse_totp_commands::{Actor, Clock, Database, EventMetadata};
 use spse_totp_projections::ProjectionRunner;
 
+use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::{command_error, ApiError};
 use crate::metrics::Metrics;
@@ -29,6 +30,7 @@ pub struct Services {
     pub projections: Arc<ProjectionRunner>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
+    pub api_keys: KnownKeys,
 }
 
 impl Services {

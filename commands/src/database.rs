@@ -111,7 +111,10 @@ impl Database {
         {
             create_folder(folder)?;
         }
+        // No ping before each use: with SQLite it is one more round trip to the connection's
+        // thread for every query, and a broken file shows on the query itself.
         let native = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
@@ -121,6 +124,7 @@ impl Database {
         let events: Arc<dyn EventStore> =
             Arc::new(SqliteEventStore::open(native, path.clone(), write_gate.clone()).await?);
         let pool = AnyPoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .after_connect(|connection, _| {
                 Box::pin(async move {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use spse_totp_domain::account::LoginStage;
+use spse_totp_domain::account::{Login, LoginStage, LoginStatus};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, TotpCode, UserId, UserType};
 use spse_totp_projections::login_sessions::{self, LoginRow};
@@ -83,6 +83,34 @@ pub struct LoginView {
 }
 
 impl LoginView {
+    /// The login as the command that just decided it left it: the same answer a read of the
+    /// projection gives once it has caught up, without the read.
+    pub fn decided(login: &Login, key: &AccountKey, now: DateTime<Utc>) -> Self {
+        let pending = login.is_pending() && !login.is_overdue(now);
+        let status = if login.is_overdue(now) {
+            LoginStatus::Expired
+        } else {
+            login.status
+        };
+        LoginView {
+            login_id: login.login_id.to_string(),
+            status: status.as_str().to_owned(),
+            expires_at: login.expires_at,
+            decided_at: if login.is_overdue(now) {
+                Some(login.expires_at)
+            } else {
+                login.decided_at
+            },
+            method: login.method.map(|m| m.as_str().to_owned()),
+            user_type: key.user_type.as_str().to_owned(),
+            user_id: key.user_id.to_string(),
+            approval_number: login
+                .approval_number
+                .filter(|_| pending && login.stage == LoginStage::Approval)
+                .map(|n| i64::from(n.value())),
+        }
+    }
+
     pub fn of(row: &LoginRow, now: DateTime<Utc>) -> Self {
         let status = row.status_at(now).to_owned();
         let pending = status == "awaiting_approval";
@@ -327,7 +355,10 @@ pub async fn decided(
         Ok(executed) => {
             app.succeeded(name);
             app.caught_up(executed.position).await;
-            Ok(Json(LoginView::of(&find(app, login_id).await?, app.now())))
+            match executed.account.login(login_id) {
+                Some(login) => Ok(Json(LoginView::decided(login, key, app.now()))),
+                None => Ok(Json(LoginView::of(&find(app, login_id).await?, app.now()))),
+            }
         }
         Err(e) => Err(app.refused(name, e).await),
     }
