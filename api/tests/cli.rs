@@ -2,11 +2,7 @@
 //! serve | history | projections rebuild`, each in a fresh temporary folder as its working
 //! directory, with the defaults (`./data/...`) the README promises.
 //!
-//! The binary belongs to another package (`spse-totp-api`), so Cargo's `CARGO_BIN_EXE_*` is not
-//! set for these tests. They find it next to their own executable instead:
-//! `target/<profile>/deps/cli-<hash>` -> `target/<profile>/spse-totp`. `cargo test --workspace`
-//! builds every member's binaries before running tests; when running this package alone, run
-//! `cargo build -p spse-totp-api` first.
+//! They live in the binary's own package so that Cargo builds `spse-totp` before running them.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -39,19 +35,7 @@ const SERVICE_VARIABLES: &[&str] = &[
 ];
 
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test's own path");
-    let profile_dir = exe
-        .parent() // deps
-        .and_then(Path::parent) // target/<profile>
-        .expect("the test runs from target/<profile>/deps");
-    let binary = profile_dir.join(format!("spse-totp{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        binary.exists(),
-        "{} does not exist: build it first with `cargo build -p spse-totp-api` \
-         (`cargo test --workspace` does this by itself)",
-        binary.display()
-    );
-    binary
+    PathBuf::from(env!("CARGO_BIN_EXE_spse-totp"))
 }
 
 /// `spse-totp ARGS` in `dir`, with a clean environment for the service's variables.
