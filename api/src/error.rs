@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Map, Value};
 use spse_totp_commands::accounts::CommandError;
@@ -64,7 +64,10 @@ impl ApiError {
             "account_locked",
             "the account is locked after too many failed attempts",
         )
-        .with("locked_until", until.to_rfc3339());
+        .with(
+            "locked_until",
+            until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        );
         e.retry_after = Some((until - now).num_seconds().max(1));
         e
     }

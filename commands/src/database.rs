@@ -21,7 +21,7 @@ pub enum Engine {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("unsupported database URL (expected sqlite://... or postgres://...)")]
+    #[error("unsupported database URL: expected sqlite://PATH")]
     UnsupportedUrl,
     #[error("cannot create the database folder {path}: {source}")]
     Folder {

@@ -336,12 +336,14 @@ fn main() -> anyhow::Result<()> {
                     };
                     next = i + 1;
                     let (user_id, phone, used) = &mut accounts[i];
-                    *used = step;
                     if let Err(e) = target.flow(user_id, phone, &mut samples).await {
                         if errors.fetch_add(1, Ordering::Relaxed) < 5 {
                             eprintln!("flow error: {e:#}");
                         }
                     }
+                    // The step now is at or after the one whose code was used (the clock may
+                    // have ticked mid-flow): never use this account again before it passes.
+                    *used = step_of(&clock);
                 }
                 samples
             }));
