@@ -45,7 +45,7 @@ const SQLITE_PRAGMAS: &str =
 /// makes the others sleep and retry (1, 2, 5, 10 ms, ...), which under load costs more than the
 /// writes themselves; queueing on an async mutex hands the lock over the moment it is free.
 /// Another process on the same file (the command line) still meets SQLite's own busy wait.
-/// With PostgreSQL, which locks rows, it lets everyone through.
+/// The default gate, for PostgreSQL, which locks rows, lets everyone through.
 #[derive(Clone, Default)]
 pub struct WriteGate(Option<Arc<tokio::sync::Mutex<()>>>);
 
@@ -54,8 +54,12 @@ impl WriteGate {
         WriteGate(Some(Arc::default()))
     }
 
-    pub fn open() -> Self {
-        WriteGate(None)
+    /// Waits for this process's turn to write; the turn lasts as long as the guard.
+    pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match &self.0 {
+            Some(mutex) => Some(Arc::clone(mutex).lock_owned().await),
+            None => None,
+        }
     }
 
     /// The same, for a thread outside the async runtime.
@@ -63,14 +67,6 @@ impl WriteGate {
         self.0
             .as_ref()
             .map(|mutex| Arc::clone(mutex).blocking_lock_owned())
-    }
-
-    /// Waits for this process's turn to write; the turn lasts as long as the guard.
-    pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        match &self.0 {
-            Some(mutex) => Some(Arc::clone(mutex).lock_owned().await),
-            None => None,
-        }
     }
 }
 

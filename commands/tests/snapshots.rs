@@ -24,6 +24,19 @@ fn service(db: &Database, key: &MasterKey, clock: Arc<ManualClock>) -> AccountSe
     )
 }
 
+/// A fresh database in `dir`, its master key, and a test clock.
+async fn setup(dir: &tempfile::TempDir) -> (Database, MasterKey, Arc<ManualClock>) {
+    let db = Database::open(&format!("sqlite://{}/s.db", dir.path().display()))
+        .await
+        .unwrap();
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 10).unwrap();
+    (
+        db,
+        MasterKey::generate(),
+        Arc::new(ManualClock::starting_at(start)),
+    )
+}
+
 async fn folded_from_the_log(db: &Database, key: &AccountKey) -> Account {
     let events = db
         .events
@@ -40,13 +53,7 @@ async fn folded_from_the_log(db: &Database, key: &AccountKey) -> Account {
 #[tokio::test]
 async fn a_state_loaded_from_a_snapshot_equals_the_whole_stream_folded() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&format!("sqlite://{}/s.db", dir.path().display()))
-        .await
-        .unwrap();
-    let master = MasterKey::generate();
-    let clock = Arc::new(ManualClock::starting_at(
-        Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 10).unwrap(),
-    ));
+    let (db, master, clock) = setup(&dir).await;
     let key = AccountKey::new(UserType::Penyedia, UserId::parse("vendor-1").unwrap());
 
     let first = service(&db, &master, Arc::clone(&clock));
@@ -92,13 +99,7 @@ async fn a_state_loaded_from_a_snapshot_equals_the_whole_stream_folded() {
 #[tokio::test]
 async fn an_unreadable_snapshot_only_costs_a_full_fold() {
     let dir = tempfile::tempdir().unwrap();
-    let db = Database::open(&format!("sqlite://{}/s.db", dir.path().display()))
-        .await
-        .unwrap();
-    let master = MasterKey::generate();
-    let clock = Arc::new(ManualClock::starting_at(
-        Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 10).unwrap(),
-    ));
+    let (db, master, clock) = setup(&dir).await;
     let key = AccountKey::new(UserType::NonPenyedia, UserId::parse("ppk1").unwrap());
     let first = service(&db, &master, Arc::clone(&clock));
     for _ in 0..10 {

@@ -35,16 +35,13 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     if ready {
         (StatusCode::OK, Json(body)).into_response()
     } else {
-        let error = ApiError::new(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "not_ready",
             "the database or the projections are not ready",
-        );
-        let mut response = error.into_response();
-        *response.body_mut() = axum::body::Body::from(
-            json!({ "error": { "code": "not_ready", "message": "the database or the projections are not ready", "detail": body } }).to_string(),
-        );
-        response
+        )
+        .with("detail", body)
+        .into_response()
     }
 }
 
