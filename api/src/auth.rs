@@ -70,6 +70,59 @@ impl ApiCaller {
     }
 }
 
+/// The header naming the helpdesk operator behind a call; recorded as the actor.
+pub const OPERATOR_HEADER: &str = "x-operator";
+const OPERATOR_MAX_CHARS: usize = 100;
+
+/// A helpdesk operator: a `helpdesk` key, plus the person's name in `X-Operator`, which is
+/// required so that every helpdesk action and lookup names who did it.
+#[derive(Debug, Clone)]
+pub struct HelpdeskCaller {
+    pub key: ApiCaller,
+    pub operator: String,
+}
+
+impl HelpdeskCaller {
+    pub fn actor(&self) -> Actor {
+        Actor::Helpdesk {
+            operator: self.operator.clone(),
+            key_id: self.key.key_id,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for HelpdeskCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = ApiCaller::from_request_parts(parts, app).await?;
+        key.require(Role::Helpdesk)?;
+        let operator = parts
+            .headers
+            .get(OPERATOR_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|name| {
+                !name.is_empty()
+                    && name.chars().count() <= OPERATOR_MAX_CHARS
+                    && !name.chars().any(char::is_control)
+            })
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "operator_required",
+                    format!(
+                        "name the operator in the X-Operator header (1 to {OPERATOR_MAX_CHARS} characters)"
+                    ),
+                )
+            })?
+            .to_owned();
+        Ok(HelpdeskCaller { key, operator })
+    }
+}
+
 impl FromRequestParts<AppState> for ApiCaller {
     type Rejection = ApiError;
 
