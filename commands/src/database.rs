@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::AnyPool;
 use sqlx::Executor;
 
-use crate::store::{EventStore, SqliteEventStore, StoreError};
+use crate::store::{EventStore, PostgresEventStore, SqliteEventStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -21,7 +22,7 @@ pub enum Engine {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("unsupported database URL: expected sqlite://PATH")]
+    #[error("unsupported database URL: expected sqlite://PATH or postgres://USER@HOST/DATABASE")]
     UnsupportedUrl,
     #[error("cannot create the database folder {path}: {source}")]
     Folder {
@@ -87,6 +88,8 @@ impl Database {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             Self::open_sqlite(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Self::open_postgres(url).await
         } else {
             Err(DatabaseError::UnsupportedUrl)
         }
@@ -139,6 +142,37 @@ impl Database {
         })
     }
 }
+
+impl Database {
+    async fn open_postgres(url: &str) -> Result<Self, DatabaseError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let native = PgPoolOptions::new()
+            .max_connections(POSTGRES_POOL)
+            .connect_with(options)
+            .await?;
+        // sqlx takes an advisory lock around migrations, so instances starting together
+        // migrate once.
+        sqlx::migrate!("../migrations/postgres")
+            .run(&native)
+            .await?;
+        let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::open(native).await?);
+        let pool = AnyPoolOptions::new()
+            .max_connections(POSTGRES_POOL)
+            .connect(url)
+            .await?;
+        Ok(Database {
+            engine: Engine::Postgres,
+            pool,
+            events,
+            write_gate: WriteGate::default(),
+            sqlite_path: None,
+        })
+    }
+}
+
+/// Connections per pool and instance. Two pools (the event store's and the shared one), so an
+/// instance holds at most twice this; PostgreSQL's default of 100 connections fits several.
+const POSTGRES_POOL: u32 = 16;
 
 fn create_folder(folder: &Path) -> Result<(), DatabaseError> {
     std::fs::create_dir_all(folder).map_err(|source| DatabaseError::Folder {

@@ -14,6 +14,8 @@ pub mod database;
 pub mod enrollment;
 pub mod snapshots;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod test_database;
 pub mod tokens;
 pub mod vault;
 

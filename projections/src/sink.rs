@@ -49,7 +49,7 @@ impl SqliteSink {
 impl ToSql for SqlValue {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(match self {
-            SqlValue::Null => ToSqlOutput::Owned(Value::from(Null)),
+            SqlValue::NullInt | SqlValue::NullText => ToSqlOutput::Owned(Value::from(Null)),
             SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
             SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
         })
@@ -122,7 +122,8 @@ fn bind<'q>(
         .args
         .iter()
         .fold(sqlx::query(&statement.sql), |query, arg| match arg {
-            SqlValue::Null => query.bind(None::<String>),
+            SqlValue::NullInt => query.bind(None::<i64>),
+            SqlValue::NullText => query.bind(None::<String>),
             SqlValue::Int(v) => query.bind(*v),
             SqlValue::Text(v) => query.bind(v.as_str()),
         })

@@ -6,11 +6,31 @@
 
 use std::borrow::Cow;
 
+/// An argument. A NULL keeps the type of the column it fills: PostgreSQL types every parameter,
+/// and a text NULL will not go into a BIGINT column.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SqlValue {
-    Null,
     Int(i64),
     Text(String),
+    NullInt,
+    NullText,
+}
+
+/// A Rust type a column can hold, and the NULL of that column's type.
+pub trait SqlType: Into<SqlValue> {
+    const NULL: SqlValue;
+}
+
+impl SqlType for i64 {
+    const NULL: SqlValue = SqlValue::NullInt;
+}
+
+impl SqlType for &str {
+    const NULL: SqlValue = SqlValue::NullText;
+}
+
+impl SqlType for String {
+    const NULL: SqlValue = SqlValue::NullText;
 }
 
 impl From<i64> for SqlValue {
@@ -31,9 +51,9 @@ impl From<String> for SqlValue {
     }
 }
 
-impl<T: Into<SqlValue>> From<Option<T>> for SqlValue {
+impl<T: SqlType> From<Option<T>> for SqlValue {
     fn from(v: Option<T>) -> Self {
-        v.map_or(SqlValue::Null, Into::into)
+        v.map_or(T::NULL, Into::into)
     }
 }
 

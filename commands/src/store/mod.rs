@@ -3,6 +3,7 @@
 //! Streams are versioned from 1; the log has one global position per event, increasing in commit
 //! order, which is what projections follow.
 
+mod postgres;
 mod sqlite;
 
 #[cfg(feature = "conformance")]
@@ -16,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
 /// What the writer believes the stream's version is. `NoStream` is version 0.

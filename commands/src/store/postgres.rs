@@ -1,0 +1,490 @@
+//! The PostgreSQL adapter, for several `spse-totp` instances on one database.
+//!
+//! # Why positions can never be skipped
+//!
+//! A reader follows the log by position (`read_all(after)`), so it must never see position P and
+//! later find that an event with a smaller position committed after it looked. With a sequence
+//! that happens: two transactions take 7 and 8, the one with 8 commits first, a reader sees 8 and
+//! moves on, and 7 appears behind it. This adapter does not use a sequence. Every append locks
+//! the one row of `event_log_head` (`SELECT ... FOR UPDATE`), takes the positions after the one it
+//! holds, and writes the new head in the same transaction. The next appender waits on that row
+//! lock until the first commits, and only then reads the head the first wrote. So positions are
+//! handed out in commit order: when a reader can see P, every position below P has already
+//! committed and is visible too. A transaction that rolls back rolls back its head update with
+//! it, so positions have no gaps either.
+//!
+//! The cost is that appends across all instances commit one after another. Each instance's
+//! appends go through one writer task that puts every append waiting at that moment into one
+//! transaction (group commit, as in the SQLite adapter), so the row lock is taken once per group,
+//! not once per append, and one WAL flush covers the group.
+//!
+//! # Waking readers
+//!
+//! Each committed group sends `NOTIFY "spse_totp_events_<schema>", '<last position>'` from inside
+//! its transaction; PostgreSQL delivers it on commit. (Notifications are per database, not per
+//! schema, so the channel names the schema the log lives in.) Every instance listens, so a projection runner
+//! or a long-poll on one instance wakes promptly when another appends. A lost listener connection
+//! is re-established and the head re-read, so a notification missed meanwhile costs nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+
+/// The channel every instance listens on for new events, before the schema's name.
+pub const EVENTS_CHANNEL: &str = "spse_totp_events";
+
+/// The notification channel of the log in the connection's current schema.
+pub async fn events_channel(pool: &PgPool) -> Result<String, StoreError> {
+    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        .fetch_one(pool)
+        .await?;
+    Ok(format!("{EVENTS_CHANNEL}_{schema}"))
+}
+
+/// The most appends one transaction takes. Bounds how long a group holds the head lock.
+const MAX_GROUP: usize = 256;
+
+/// How long the listener waits before reconnecting after losing its connection.
+const LISTENER_RETRY: Duration = Duration::from_millis(500);
+
+const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
+     schema_version, payload, metadata, recorded_at FROM events";
+
+struct AppendRequest {
+    stream: String,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+    reply: oneshot::Sender<Result<Appended, StoreError>>,
+}
+
+pub struct PostgresEventStore {
+    pool: PgPool,
+    writer: mpsc::Sender<AppendRequest>,
+    head: Arc<watch::Sender<u64>>,
+    /// Dropped with the store, which stops the listener task.
+    _stop_listener: oneshot::Sender<()>,
+}
+
+impl PostgresEventStore {
+    /// Starts this instance's writer and listener on `pool` (already migrated).
+    pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
+        let head = Arc::new(watch::channel(read_head(&pool).await?).0);
+        let channel: Arc<str> = events_channel(&pool).await?.into();
+        let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(run_writer(
+            pool.clone(),
+            requests,
+            Arc::clone(&head),
+            Arc::clone(&channel),
+        ));
+        let (stop_listener, stopped) = oneshot::channel();
+        tokio::spawn(run_listener(
+            pool.clone(),
+            Arc::clone(&head),
+            channel,
+            stopped,
+        ));
+        Ok(PostgresEventStore {
+            pool,
+            writer,
+            head,
+            _stop_listener: stop_listener,
+        })
+    }
+}
+
+async fn read_head(pool: &PgPool) -> Result<u64, StoreError> {
+    let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    Ok(to_u64(head))
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn advance(head: &watch::Sender<u64>, to: u64) {
+    head.send_if_modified(|h| {
+        let moved = to > *h;
+        *h = (*h).max(to);
+        moved
+    });
+}
+
+/// Runs until every handle to the store is dropped.
+async fn run_writer(
+    pool: PgPool,
+    mut requests: mpsc::Receiver<AppendRequest>,
+    head: Arc<watch::Sender<u64>>,
+    channel: Arc<str>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match requests.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let results = match commit_group(&pool, &channel, &group).await {
+            Ok(results) => results,
+            // The group failed as a whole (a lost connection, a constraint the checks below did
+            // not foresee): commit each alone, so only the culprit hears about it.
+            Err(_) => {
+                let mut results = Vec::with_capacity(group.len());
+                for request in &group {
+                    results.push(
+                        match commit_group(&pool, &channel, std::slice::from_ref(request)).await {
+                            Ok(mut r) => r.pop().unwrap_or(Err(StoreError::EmptyAppend)),
+                            Err(e) => Err(e),
+                        },
+                    );
+                }
+                results
+            }
+        };
+        if let Some(last) = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|a| a.last_position)
+            .max()
+        {
+            advance(&head, last);
+        }
+        for (request, result) in group.into_iter().zip(results) {
+            // The caller may have given up (request cancelled); the append stands regardless.
+            let _ = request.reply.send(result);
+        }
+    }
+}
+
+/// The rows of one group's insert, column by column, for one `INSERT ... SELECT FROM UNNEST`.
+#[derive(Default)]
+struct Rows {
+    position: Vec<i64>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    event_id: Vec<String>,
+    event_type: Vec<String>,
+    schema_version: Vec<i64>,
+    payload: Vec<String>,
+    metadata: Vec<String>,
+    recorded_at: Vec<i64>,
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        position: u64,
+        stream: &str,
+        version: u64,
+        event: &NewEvent,
+    ) -> Result<(), StoreError> {
+        let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt {
+            position,
+            reason: e.to_string(),
+        })?;
+        self.position.push(to_i64(position));
+        self.stream.push(stream.to_owned());
+        self.version.push(to_i64(version));
+        self.event_id.push(event.event_id.to_string());
+        self.event_type.push(event.event_type.clone());
+        self.schema_version.push(i64::from(event.schema_version));
+        self.payload.push(event.payload.to_string());
+        self.metadata.push(metadata);
+        self.recorded_at.push(event.recorded_at.timestamp_micros());
+        Ok(())
+    }
+}
+
+/// Appends a group in one transaction. Returns each request's outcome, or an error that rolled
+/// back the whole group.
+async fn commit_group(
+    pool: &PgPool,
+    channel: &str,
+    group: &[AppendRequest],
+) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    // The head lock: from here until commit, no other appender anywhere can write to the log,
+    // so the version and duplicate checks below stay true until we commit.
+    let head: i64 =
+        sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+    let mut versions = stream_versions(&mut tx, group).await?;
+    let mut taken = existing_event_ids(&mut tx, group).await?;
+
+    let mut next_position = to_u64(head) + 1;
+    let mut rows = Rows::default();
+    let mut results = Vec::with_capacity(group.len());
+    for request in group {
+        if request.events.is_empty() {
+            results.push(Err(StoreError::EmptyAppend));
+            continue;
+        }
+        if let Some(duplicate) = request.events.iter().find(|e| taken.contains(&e.event_id)) {
+            results.push(Err(StoreError::DuplicateEvent(duplicate.event_id)));
+            continue;
+        }
+        let distinct: HashSet<Uuid> = request.events.iter().map(|e| e.event_id).collect();
+        if distinct.len() != request.events.len() {
+            let repeated = request
+                .events
+                .iter()
+                .enumerate()
+                .find(|(i, e)| {
+                    request.events[..*i]
+                        .iter()
+                        .any(|p| p.event_id == e.event_id)
+                })
+                .map(|(_, e)| e.event_id)
+                .unwrap_or_default();
+            results.push(Err(StoreError::DuplicateEvent(repeated)));
+            continue;
+        }
+        let actual = versions.get(&request.stream).copied().unwrap_or(0);
+        if !request.expected.matches(actual) {
+            results.push(Err(StoreError::Conflict {
+                stream: request.stream.clone(),
+                expected: request.expected,
+                actual,
+            }));
+            continue;
+        }
+        let first_position = next_position;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            rows.push(next_position, &request.stream, version, event)?;
+            taken.insert(event.event_id);
+            next_position += 1;
+        }
+        versions.insert(request.stream.clone(), version);
+        results.push(Ok(Appended {
+            version,
+            first_position,
+            last_position: next_position - 1,
+        }));
+    }
+    if rows.position.is_empty() {
+        tx.rollback().await?;
+        return Ok(results);
+    }
+    let last = next_position - 1;
+    sqlx::query(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+         $6::bigint[], $7::text[], $8::text[], $9::bigint[])",
+    )
+    .bind(&rows.position)
+    .bind(&rows.stream)
+    .bind(&rows.version)
+    .bind(&rows.event_id)
+    .bind(&rows.event_type)
+    .bind(&rows.schema_version)
+    .bind(&rows.payload)
+    .bind(&rows.metadata)
+    .bind(&rows.recorded_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("UPDATE event_log_head SET position = $1 WHERE id = 1")
+        .bind(to_i64(last))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(channel)
+        .bind(last.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(results)
+}
+
+/// The current version of every stream the group appends to (absent: no events yet).
+async fn stream_versions(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &[AppendRequest],
+) -> Result<HashMap<String, u64>, StoreError> {
+    let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
+    )
+    .bind(&streams)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>(0)?,
+                to_u64(row.try_get::<i64, _>(1)?),
+            ))
+        })
+        .collect()
+}
+
+/// Which of the group's event ids are already in the log.
+async fn existing_event_ids(
+    tx: &mut Transaction<'_, Postgres>,
+    group: &[AppendRequest],
+) -> Result<HashSet<Uuid>, StoreError> {
+    let ids: Vec<String> = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id.to_string()))
+        .collect();
+    let rows: Vec<String> =
+        sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?;
+    Ok(rows
+        .iter()
+        .filter_map(|id| Uuid::parse_str(id).ok())
+        .collect())
+}
+
+/// Follows other instances' appends. Ends when the store is dropped.
+async fn run_listener(
+    pool: PgPool,
+    head: Arc<watch::Sender<u64>>,
+    channel: Arc<str>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            outcome = listen(&pool, &head, &channel) => {
+                if let Err(e) = outcome {
+                    tracing::warn!(error = %e, "lost the event notification channel; reconnecting");
+                }
+            }
+        }
+        tokio::select! {
+            _ = &mut stop => return,
+            () = tokio::time::sleep(LISTENER_RETRY) => {}
+        }
+    }
+}
+
+async fn listen(pool: &PgPool, head: &watch::Sender<u64>, channel: &str) -> Result<(), StoreError> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    // Anything appended while we were not listening.
+    advance(head, read_head(pool).await?);
+    loop {
+        match listener.try_recv().await? {
+            Some(notification) => {
+                if let Ok(position) = notification.payload().parse::<u64>() {
+                    advance(head, position);
+                }
+            }
+            // The connection dropped; the next try_recv reconnects, and a re-read of the head
+            // covers what was missed.
+            None => advance(head, read_head(pool).await?),
+        }
+    }
+}
+
+fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position = to_u64(row.try_get::<i64, _>(0)?);
+    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+    let event_id: String = row.try_get(3)?;
+    let payload: String = row.try_get(6)?;
+    let metadata: String = row.try_get(7)?;
+    let recorded_at: i64 = row.try_get(8)?;
+    Ok(RecordedEvent {
+        position,
+        stream: row.try_get(1)?,
+        version: to_u64(row.try_get::<i64, _>(2)?),
+        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
+        event_type: row.try_get(4)?,
+        schema_version: u32::try_from(row.try_get::<i64, _>(5)?)
+            .map_err(|e| corrupt(e.to_string()))?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?,
+        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
+        recorded_at: DateTime::<Utc>::from_timestamp_micros(recorded_at)
+            .ok_or_else(|| corrupt("recorded_at out of range".to_owned()))?,
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresEventStore {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let (reply, outcome) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.to_owned(),
+            expected,
+            events,
+            reply,
+        };
+        self.writer
+            .send(request)
+            .await
+            .map_err(|_| StoreError::WriterGone)?;
+        outcome.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_COLUMNS} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
+        ))
+        .bind(stream)
+        .bind(to_i64(from_version))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{SELECT_COLUMNS} WHERE position > $1 ORDER BY position LIMIT $2"
+        ))
+        .bind(to_i64(after))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        let v: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1")
+                .bind(stream)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(to_u64(v))
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        read_head(&self.pool).await
+    }
+
+    fn subscribe(&self) -> watch::Receiver<u64> {
+        self.head.subscribe()
+    }
+}

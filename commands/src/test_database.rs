@@ -1,0 +1,41 @@
+//! Test support for the PostgreSQL adapter: a fresh, empty schema per test on the server named
+//! by `SPSE_TOTP_TEST_DATABASE_URL`, so tests neither share state nor need a database each.
+
+use sqlx::postgres::PgPoolOptions;
+use uuid::Uuid;
+
+/// The environment variable naming the PostgreSQL server tests may use.
+pub const TEST_DATABASE_URL: &str = "SPSE_TOTP_TEST_DATABASE_URL";
+
+/// The PostgreSQL URL given for tests, if any.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(TEST_DATABASE_URL)
+        .ok()
+        .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
+}
+
+/// Says plainly, on the test's output, that a PostgreSQL test did not run.
+pub fn skipped(test: &str) {
+    eprintln!("SKIPPED {test}: set {TEST_DATABASE_URL}=postgres://... to run the PostgreSQL tests");
+}
+
+/// Creates an empty schema on the test server and returns a URL whose connections use it.
+/// `Ok(None)` when no test server is configured.
+pub async fn fresh_postgres_url() -> Result<Option<String>, sqlx::Error> {
+    let Some(base) = postgres_url() else {
+        return Ok(None);
+    };
+    let schema = format!("t_{}", Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&base)
+        .await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    let separator = if base.contains('?') { '&' } else { '?' };
+    Ok(Some(format!(
+        "{base}{separator}options=-c%20search_path%3D{schema}"
+    )))
+}
