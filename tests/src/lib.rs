@@ -22,6 +22,32 @@ pub fn start_instant() -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// Set to `postgres` (with `SPSE_TOTP_TEST_DATABASE_URL`) to run the end-to-end suite on
+/// PostgreSQL; otherwise it runs on a SQLite file in the test's temporary folder.
+pub const TEST_BACKEND: &str = "SPSE_TOTP_TEST_BACKEND";
+
+pub fn on_postgres() -> bool {
+    std::env::var(TEST_BACKEND).is_ok_and(|backend| backend == "postgres")
+}
+
+/// A fresh, empty database for one test server: a new schema on the PostgreSQL test server, or a
+/// new SQLite file in `dir`.
+pub async fn test_database_url(dir: &std::path::Path) -> String {
+    if on_postgres() {
+        spse_totp_commands::test_database::fresh_postgres_url()
+            .await
+            .expect("a fresh PostgreSQL schema")
+            .unwrap_or_else(|| {
+                panic!(
+                    "{TEST_BACKEND}=postgres needs {}",
+                    spse_totp_commands::test_database::TEST_DATABASE_URL
+                )
+            })
+    } else {
+        format!("sqlite://{}/spse-totp.db", dir.display())
+    }
+}
+
 pub struct TestServer {
     pub base: String,
     pub services: AppState,
@@ -43,7 +69,7 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
-            database_url: format!("sqlite://{}/spse-totp.db", dir.path().display()),
+            database_url: test_database_url(dir.path()).await,
             master_key: Some(MasterKey::generate().to_base64()),
             master_key_file: dir.path().join("master.key"),
             ..Config::default()
