@@ -78,6 +78,8 @@ pub struct Database {
     pub pool: AnyPool,
     pub events: Arc<dyn EventStore>,
     pub write_gate: WriteGate,
+    /// The URL it was opened with, for connections of their own (notification listeners).
+    pub url: String,
     /// The SQLite file, for writers that open connections of their own.
     pub sqlite_path: Option<PathBuf>,
 }
@@ -135,6 +137,7 @@ impl Database {
             .await?;
         Ok(Database {
             engine: Engine::Sqlite,
+            url: url.to_owned(),
             pool,
             events,
             write_gate,
@@ -162,6 +165,7 @@ impl Database {
             .await?;
         Ok(Database {
             engine: Engine::Postgres,
+            url: url.to_owned(),
             pool,
             events,
             write_gate: WriteGate::default(),

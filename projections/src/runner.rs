@@ -20,6 +20,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use crate::event::Decoded;
+use crate::leadership::Lease;
 use crate::projector::Projector;
 use crate::sink::{PoolSink, ProjectionSink, SqliteSink, Unit};
 use crate::sql;
@@ -48,6 +49,8 @@ pub struct ProjectionRunner {
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
     progress: watch::Sender<u64>,
+    /// Whether this instance projects or follows the one that does.
+    lease: tokio::sync::Mutex<Lease>,
 }
 
 enum Step {
@@ -72,6 +75,7 @@ impl ProjectionRunner {
             store: Arc::clone(&db.events),
             projectors,
             progress,
+            lease: tokio::sync::Mutex::new(Lease::for_database(db)),
         })
     }
 
@@ -92,16 +96,32 @@ impl ProjectionRunner {
         }
     }
 
-    /// Runs until `shutdown` turns true: woken by appends in this process, polling for others.
+    /// Runs until `shutdown` turns true. While this instance holds the lease it projects, woken
+    /// by appends (its own, and on PostgreSQL every instance's) and polling as a fallback; while
+    /// another instance holds it, it follows that instance's progress.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut appended = self.store.subscribe();
+        let mut lease = self.lease.lock().await;
         let mut failures = 0u32;
+        let mut announced = 0;
         loop {
-            match self.catch_up().await {
-                Ok(_) => failures = 0,
+            let outcome = match lease.lead().await {
+                Ok(true) => match self.catch_up().await {
+                    Ok(position) if position > announced => {
+                        announced = position;
+                        lease.announce(position).await
+                    }
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(e),
+                },
+                Ok(false) => self.follow(&mut lease, &mut shutdown).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(()) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
-                    tracing::error!(error = %e, "projection batch failed; retrying");
+                    tracing::error!(error = %e, "projection step failed; retrying");
                     let backoff = POLL * failures.min(20);
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
@@ -112,12 +132,36 @@ impl ProjectionRunner {
             if *shutdown.borrow() {
                 return;
             }
-            tokio::select! {
-                _ = appended.changed() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                _ = shutdown.changed() => {}
+            if lease.is_leading() {
+                tokio::select! {
+                    _ = appended.changed() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
             }
         }
+    }
+
+    /// One follower round: waits for the leader's announcement (or a poll interval), then
+    /// publishes the position every projector has reached.
+    async fn follow(
+        &self,
+        lease: &mut Lease,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ProjectionError> {
+        tokio::select! {
+            announced = lease.await_announcement() => { announced?; }
+            _ = shutdown.changed() => return Ok(()),
+        }
+        let checkpoints = self.checkpoints().await?;
+        let reached = self
+            .projectors
+            .iter()
+            .map(|p| checkpoints.get(p.name()).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        self.publish(reached);
+        Ok(())
     }
 
     /// Waits until the projections include `position` (read-your-writes), at most `timeout`.

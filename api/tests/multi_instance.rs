@@ -1,0 +1,369 @@
+//! Two `spse-totp` processes on one PostgreSQL database, as behind a load balancer: whatever one
+//! instance records, the other sees and enforces. Skipped (and saying so) without
+//! `SPSE_TOTP_TEST_DATABASE_URL`.
+
+mod support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{json, Value};
+use spse_totp_commands::test_database::{fresh_postgres_url, skipped};
+use spse_totp_commands::vault::MasterKey;
+use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
+use support::{create_key_with, Served};
+use tempfile::TempDir;
+use tokio::task::JoinSet;
+
+struct Pair {
+    /// Started first, so it holds the projection lease.
+    first: Served,
+    second: Served,
+    key: String,
+    url: String,
+    client: reqwest::Client,
+    _dir: TempDir,
+}
+
+async fn start_pair() -> Option<Pair> {
+    let url = fresh_postgres_url().await.expect("a fresh test schema")?;
+    let dir = TempDir::new().expect("a temporary folder");
+    let master_key = MasterKey::generate().to_base64();
+    let envs = [
+        ("SPSE_TOTP_DATABASE_URL", url.as_str()),
+        ("SPSE_TOTP_MASTER_KEY", master_key.as_str()),
+    ];
+    let key = create_key_with(dir.path(), "portal", "portal-test", &envs);
+    let client = reqwest::Client::new();
+    let mut first = Served::start_with(dir.path(), &envs);
+    first.wait_until_healthy(&client).await;
+    // Give the first instance the time to take the projection lease before the second asks.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = Served::start_with(dir.path(), &envs);
+    second.wait_until_healthy(&client).await;
+    Some(Pair {
+        first,
+        second,
+        key,
+        url,
+        client,
+        _dir: dir,
+    })
+}
+
+async fn call(
+    client: &reqwest::Client,
+    key: &str,
+    method: reqwest::Method,
+    url: String,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    match request.send().await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        // A killed instance answers nothing; callers treat that as "not acknowledged".
+        Err(_) => (0, Value::Null),
+    }
+}
+
+impl Pair {
+    async fn post(&self, base: &str, path: &str, body: Value) -> (u16, Value) {
+        call(
+            &self.client,
+            &self.key,
+            reqwest::Method::POST,
+            format!("{base}{path}"),
+            Some(body),
+        )
+        .await
+    }
+
+    async fn get(&self, base: &str, path: &str) -> (u16, Value) {
+        call(
+            &self.client,
+            &self.key,
+            reqwest::Method::GET,
+            format!("{base}{path}"),
+            None,
+        )
+        .await
+    }
+
+    async fn start_login(&self, base: &str, user_id: &str) -> (u16, Value) {
+        self.post(
+            base,
+            "/v1/logins",
+            json!({"user_type": "penyedia", "user_id": user_id}),
+        )
+        .await
+    }
+}
+
+fn secret_of(login: &Value) -> TotpSecret {
+    let uri = login["activation"]["otpauth_uri"]
+        .as_str()
+        .expect("an activation QR code");
+    let parsed = url::Url::parse(uri).expect("a URI");
+    let secret = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .expect("a secret in the URI");
+    TotpSecret::from_bytes(
+        totp_rs::Secret::Encoded(secret)
+            .to_bytes()
+            .expect("a base32 secret"),
+    )
+}
+
+/// The step now, after waiting out the last seconds of a step, so that "this step" and "the
+/// step before" stay in the window for the next few seconds of the test.
+async fn settled_step() -> u64 {
+    let seconds_into_step = Utc::now().timestamp().rem_euclid(30);
+    if seconds_into_step > 22 {
+        tokio::time::sleep(Duration::from_secs((31 - seconds_into_step) as u64)).await;
+    }
+    step_at(Utc::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter() {
+    let Some(pair) = start_pair().await else {
+        return skipped("two_instances_share_activation_approval_long_polls_and_the_fail_counter");
+    };
+    let (a, b) = (pair.first.base.clone(), pair.second.base.clone());
+
+    // Activation QR from A; 20 parallel submissions of one code, split across A and B.
+    let (status, login) = pair.start_login(&a, "vendor-1").await;
+    assert_eq!(status, 201, "{login}");
+    assert_eq!(login["status"], "awaiting_activation");
+    let secret = secret_of(&login);
+    let login_id = login["login_id"].as_str().expect("a login id").to_owned();
+    let step = settled_step().await;
+    // The step before: the window still accepts it, and it leaves this step for the next login.
+    let code = code_for_step(&secret, step - 1);
+    let pair = std::sync::Arc::new(pair);
+    let mut racers = JoinSet::new();
+    for i in 0..20 {
+        let pair = std::sync::Arc::clone(&pair);
+        let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let path = format!("/v1/logins/{login_id}/code");
+        let code = code.clone();
+        racers.spawn(async move { pair.post(&base, &path, json!({"code": code})).await });
+    }
+    let mut approved = 0;
+    while let Some(outcome) = racers.join_next().await {
+        let (status, body) = outcome.expect("a racer");
+        match status {
+            200 => approved += 1,
+            409 | 422 => {}
+            other => panic!("unexpected answer {other}: {body}"),
+        }
+    }
+    assert_eq!(
+        approved, 1,
+        "exactly one of 20 parallel submissions activates"
+    );
+    let (_, seen_on_b) = pair.get(&b, &format!("/v1/logins/{login_id}")).await;
+    assert_eq!(seen_on_b["status"], "approved", "{seen_on_b}");
+
+    // A login started on A, long-polled on A, approved by a code typed through B.
+    let (status, login) = pair.start_login(&a, "VENDOR-1").await;
+    assert_eq!(status, 201, "{login}");
+    assert_eq!(login["status"], "awaiting_approval", "{login}");
+    let login_id = login["login_id"].as_str().expect("a login id").to_owned();
+    let poll = {
+        let pair = std::sync::Arc::clone(&pair);
+        let path = format!("/v1/logins/{login_id}?wait_seconds=20");
+        let a = a.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let answer = pair.get(&a, &path).await;
+            (answer, started.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = pair
+        .post(
+            &b,
+            &format!("/v1/logins/{login_id}/code"),
+            json!({"code": code_for_step(&secret, step)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ((status, polled), waited) = poll.await.expect("the long-poll");
+    assert_eq!(status, 200, "{polled}");
+    assert_eq!(polled["status"], "approved", "{polled}");
+    assert!(
+        waited < Duration::from_secs(5),
+        "the long-poll on A woke promptly after the approval on B ({waited:?})"
+    );
+
+    // 30 parallel wrong codes across both instances: exactly the limit (5) are counted, the
+    // fifth locks the account, and every later one meets the lock.
+    let (_, login) = pair.start_login(&b, "vendor-1").await;
+    let login_id = login["login_id"].as_str().expect("a login id").to_owned();
+    let wrong = code_for_step(&secret, step + 1000);
+    let mut racers = JoinSet::new();
+    for i in 0..30 {
+        let pair = std::sync::Arc::clone(&pair);
+        let base = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let path = format!("/v1/logins/{login_id}/code");
+        let wrong = wrong.clone();
+        racers.spawn(async move { pair.post(&base, &path, json!({"code": wrong})).await });
+    }
+    let (mut attempts_left, mut locked) = (Vec::new(), 0);
+    while let Some(outcome) = racers.join_next().await {
+        let (status, body) = outcome.expect("a racer");
+        match (status, body["error"]["code"].as_str()) {
+            (422, Some("invalid_code")) => {
+                attempts_left.push(body["error"]["attempts_left"].clone())
+            }
+            (423, Some("account_locked")) => locked += 1,
+            _ => panic!("unexpected answer {status}: {body}"),
+        }
+    }
+    attempts_left.sort_by_key(|v| v.as_u64());
+    assert_eq!(
+        attempts_left,
+        vec![json!(1), json!(2), json!(3), json!(4)],
+        "each count before the lock answered once"
+    );
+    assert_eq!(locked, 26);
+    let log = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&pair.url)
+        .await
+        .expect("the test schema");
+    let count = |event_type: &'static str| {
+        let log = log.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM events WHERE stream = 'account-penyedia-VENDOR-1' AND event_type = $1",
+            )
+            .bind(event_type)
+            .fetch_one(&log)
+            .await
+            .expect("a count")
+        }
+    };
+    assert_eq!(
+        count("CodeRejected").await,
+        5,
+        "the log counted exactly the limit"
+    );
+    assert_eq!(count("AccountLocked").await, 1);
+    let (status, body) = pair.start_login(&a, "vendor-1").await;
+    assert_eq!(status, 423, "A sees the lock B recorded: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_one_instance_mid_load_loses_nothing_acknowledged() {
+    let Some(pair) = start_pair().await else {
+        return skipped("killing_one_instance_mid_load_loses_nothing_acknowledged");
+    };
+    let pair = std::sync::Arc::new(tokio::sync::Mutex::new(pair));
+    let (a, b, key, client, url) = {
+        let p = pair.lock().await;
+        (
+            p.first.base.clone(),
+            p.second.base.clone(),
+            p.key.clone(),
+            p.client.clone(),
+            p.url.clone(),
+        )
+    };
+
+    // Eight users keep starting logins, alternating instances, for two seconds; the first
+    // instance (the projection leader) is killed after one.
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut users = JoinSet::new();
+    for user in 0..8 {
+        let (a, b, key, client) = (a.clone(), b.clone(), key.clone(), client.clone());
+        users.spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut n = 0;
+            while std::time::Instant::now() < deadline {
+                let base = if n % 2 == 0 { &a } else { &b };
+                n += 1;
+                let (status, body) = call(
+                    &client,
+                    &key,
+                    reqwest::Method::POST,
+                    format!("{base}/v1/logins"),
+                    Some(json!({"user_type": "non_penyedia", "user_id": format!("ppk-{user}")})),
+                )
+                .await;
+                if status == 201 {
+                    acknowledged.push(body["login_id"].as_str().unwrap_or_default().to_owned());
+                }
+            }
+            acknowledged
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    {
+        let mut p = pair.lock().await;
+        p.first.child.kill().expect("the first instance is killed");
+        let _ = p.first.child.wait();
+    }
+    let mut acknowledged = HashSet::new();
+    while let Some(outcome) = users.join_next().await {
+        acknowledged.extend(outcome.expect("a user"));
+    }
+    assert!(
+        acknowledged.len() > 20,
+        "the load did run: {}",
+        acknowledged.len()
+    );
+
+    // The survivor carries on: it takes over the projections and answers new logins.
+    let (status, body) = call(
+        &client,
+        &key,
+        reqwest::Method::POST,
+        format!("{b}/v1/logins"),
+        Some(json!({"user_type": "non_penyedia", "user_id": "after-the-kill"})),
+    )
+    .await;
+    assert_eq!(status, 201, "the survivor serves: {body}");
+
+    // Every acknowledged login is in the log...
+    let log = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&url)
+        .await
+        .expect("the test schema");
+    let logged: Vec<String> = sqlx::query_scalar(
+        "SELECT payload::json->>'login_id' FROM events WHERE event_type = 'LoginStarted'",
+    )
+    .fetch_all(&log)
+    .await
+    .expect("the log");
+    let logged: HashSet<String> = logged.into_iter().collect();
+    let missing: Vec<&String> = acknowledged.difference(&logged).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not in the log: {missing:?}"
+    );
+
+    // ...and in the survivor's projections.
+    for login_id in &acknowledged {
+        let (status, body) = call(
+            &client,
+            &key,
+            reqwest::Method::GET,
+            format!("{b}/v1/logins/{login_id}"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{login_id}: {body}");
+    }
+}
