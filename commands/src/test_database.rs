@@ -14,9 +14,14 @@ pub fn postgres_url() -> Option<String> {
         .filter(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"))
 }
 
-/// Says plainly, on the test's output, that a PostgreSQL test did not run.
+/// Says plainly that a PostgreSQL test did not run. Written to stderr directly rather than with
+/// `eprintln!`, which the test harness captures and shows only for failing tests.
 pub fn skipped(test: &str) {
-    eprintln!("SKIPPED {test}: set {TEST_DATABASE_URL}=postgres://... to run the PostgreSQL tests");
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test}: set {TEST_DATABASE_URL}=postgres://... to run the PostgreSQL tests"
+    );
 }
 
 /// Creates an empty schema on the test server and returns a URL whose connections use it.

@@ -211,7 +211,11 @@ async fn dump_tables(server: &TestServer) -> Vec<(String, String)> {
 async fn no_secret_token_key_or_code_reaches_the_database_the_event_log_or_the_logs() {
     if spse_totp_tests::on_postgres() {
         // The check reads every byte of the SQLite files; on PostgreSQL there are none to read.
-        eprintln!("SKIPPED on PostgreSQL: this test searches the SQLite database files");
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED on PostgreSQL: this test searches the SQLite database files"
+        );
         return;
     }
     let logs = captured_logs();
