@@ -1,10 +1,11 @@
-//! `spse-totp`: serve, migrate, create API keys, rebuild projections, print an account's history.
+//! `spse-totp`: serve, migrate, create API keys, rebuild projections, print an account's history,
+//! export and import the log.
 //! Every command works on a fresh folder: opening the database creates and migrates it.
 
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use spse_totp_commands::{apikeys, Database, SystemClock};
+use spse_totp_commands::{apikeys, transfer, Database, SystemClock};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit_log::summary;
@@ -39,6 +40,18 @@ pub enum Command {
     Projections {
         #[command(subcommand)]
         command: ProjectionsCommand,
+    },
+    /// Write the event log and the sealed secrets as JSON Lines, to move to another database.
+    Export {
+        /// The file to write; standard output when omitted.
+        #[arg(long, short)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Load an export into this (empty) database, then rebuild the projections. The target must
+    /// use the same master key as the source.
+    Import {
+        /// The export file, or - for standard input.
+        input: std::path::PathBuf,
     },
     /// Print an account's whole TOTP history as a timeline.
     History {
@@ -118,6 +131,40 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             let runner = ProjectionRunner::new(&db, all_projectors())?;
             let position = runner.rebuild().await?;
             println!("projections rebuilt up to position {position}");
+            Ok(())
+        }
+        Command::Export { output } => {
+            let db = Database::open(&config.database_url).await?;
+            let counts = match output {
+                Some(path) => {
+                    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    transfer::export(&db, &mut file, chrono::Utc::now()).await?
+                }
+                None => {
+                    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+                    transfer::export(&db, &mut stdout, chrono::Utc::now()).await?
+                }
+            };
+            eprintln!(
+                "exported {} events and {} sealed secrets",
+                counts.events, counts.sealed_secrets
+            );
+            Ok(())
+        }
+        Command::Import { input } => {
+            let db = Database::open(&config.database_url).await?;
+            let counts = if input.as_os_str() == "-" {
+                transfer::import(&db, std::io::stdin().lock()).await?
+            } else {
+                transfer::import(&db, std::io::BufReader::new(std::fs::File::open(&input)?)).await?
+            };
+            let position = ProjectionRunner::new(&db, all_projectors())?
+                .rebuild()
+                .await?;
+            println!(
+                "imported {} events and {} sealed secrets; projections rebuilt up to position {position}",
+                counts.events, counts.sealed_secrets
+            );
             Ok(())
         }
         Command::History { user_type, user_id } => {

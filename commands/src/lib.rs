@@ -17,6 +17,7 @@ pub mod store;
 #[cfg(feature = "testing")]
 pub mod test_database;
 pub mod tokens;
+pub mod transfer;
 pub mod vault;
 
 pub use clock::{Clock, ManualClock, SystemClock};
