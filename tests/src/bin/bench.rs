@@ -51,10 +51,16 @@ struct Args {
     /// Database to benchmark; a fresh SQLite file in a temporary folder by default.
     #[arg(long)]
     database_url: Option<String>,
+    /// Service instances on the one database (more than one needs PostgreSQL). Requests go to
+    /// them in turn, as from a round-robin load balancer, so one login's requests cross them.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 struct Target {
-    base: String,
+    /// One per instance.
+    bases: Vec<String>,
+    turn: std::sync::atomic::AtomicUsize,
     key: String,
     client: reqwest::Client,
     clock: Arc<ManualClock>,
@@ -103,7 +109,9 @@ impl Target {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let base = &self.bases[turn % self.bases.len()];
+        let mut request = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -221,20 +229,32 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (base, key, services) = server_rt.block_on({
+    if args.instances > 1 && !database_url.starts_with("postgres") {
+        bail!("--instances above 1 needs a PostgreSQL --database-url");
+    }
+    let master_key = MasterKey::generate().to_base64();
+    let (bases, key, services) = server_rt.block_on({
         let clock = Arc::clone(&clock);
         let database_url = database_url.clone();
+        let instances = args.instances.max(1);
         async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let base = format!("http://{}", listener.local_addr()?);
-            let config = Config {
-                database_url,
-                master_key: Some(MasterKey::generate().to_base64()),
-                public_base_url: base.clone(),
-                ..Config::default()
-            };
-            let app = App::start(config, clock.clone()).await?;
-            let services = Arc::clone(&app.services);
+            let mut bases = Vec::new();
+            let mut first = None;
+            for _ in 0..instances {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                let base = format!("http://{}", listener.local_addr()?);
+                let config = Config {
+                    database_url: database_url.clone(),
+                    master_key: Some(master_key.clone()),
+                    public_base_url: base.clone(),
+                    ..Config::default()
+                };
+                let app = App::start(config, clock.clone()).await?;
+                first.get_or_insert_with(|| Arc::clone(&app.services));
+                tokio::spawn(app.serve(listener, std::future::pending()));
+                bases.push(base);
+            }
+            let services = first.ok_or_else(|| anyhow!("no instance started"))?;
             let created = apikeys::create(
                 services.db.events.as_ref(),
                 "bench",
@@ -244,8 +264,7 @@ fn main() -> anyhow::Result<()> {
             )
             .await?;
             services.projections.catch_up().await?;
-            tokio::spawn(app.serve(listener, std::future::pending()));
-            anyhow::Ok((base, created.key, services))
+            anyhow::Ok((bases, created.key, services))
         }
     })?;
 
@@ -255,7 +274,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     client_rt.block_on(async move {
         let target = Arc::new(Target {
-            base,
+            bases,
+            turn: std::sync::atomic::AtomicUsize::new(0),
             key,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(args.users * 2)
@@ -263,9 +283,10 @@ fn main() -> anyhow::Result<()> {
             clock: Arc::clone(&clock),
         });
         println!(
-            "spse-totp-bench: {} virtual users, {} s, database {}",
+            "spse-totp-bench: {} virtual users, {} s, {} instance(s), database {}",
             args.users,
             args.seconds,
+            args.instances.max(1),
             redact(&database_url)
         );
         println!(
