@@ -12,7 +12,7 @@ use axum::{middleware, Router};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{MasterKey, Vault, VaultError};
-use spse_totp_commands::{Clock, Database, DatabaseError};
+use spse_totp_commands::{Clock, DatabaseError};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -67,7 +67,7 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
 
 impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
-        let db = Database::open(&config.database_url).await?;
+        let db = config.open_database().await?;
         let key = master_key(&config)?;
         let accounts = AccountService::new(
             Arc::clone(&db.events),

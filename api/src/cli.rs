@@ -95,7 +95,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            Database::open(&config.database_url).await?;
+            config.open_database().await?;
             println!("database at {} is migrated", config.database_url);
             Ok(())
         }
@@ -103,7 +103,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: ApikeyCommand::Create { role, name },
         } => {
             let role: Role = role.parse()?;
-            let db = Database::open(&config.database_url).await?;
+            let db = config.open_database().await?;
             let operator = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
             let created = apikeys::create(
                 db.events.as_ref(),
@@ -127,14 +127,14 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Projections {
             command: ProjectionsCommand::Rebuild,
         } => {
-            let db = Database::open(&config.database_url).await?;
+            let db = config.open_database().await?;
             let runner = ProjectionRunner::new(&db, all_projectors())?;
             let position = runner.rebuild().await?;
             println!("projections rebuilt up to position {position}");
             Ok(())
         }
         Command::Export { output } => {
-            let db = Database::open(&config.database_url).await?;
+            let db = config.open_database().await?;
             let counts = match output {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -152,7 +152,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { input } => {
-            let db = Database::open(&config.database_url).await?;
+            let db = config.open_database().await?;
             let counts = if input.as_os_str() == "-" {
                 transfer::import(&db, std::io::stdin().lock()).await?
             } else {
@@ -169,7 +169,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::History { user_type, user_id } => {
             let key = AccountKey::new(user_type.parse::<UserType>()?, UserId::parse(&user_id)?);
-            let db = Database::open(&config.database_url).await?;
+            let db = config.open_database().await?;
             print_history(&db, &key).await
         }
     }

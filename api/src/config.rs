@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::Deserialize;
+use spse_totp_commands::{Database, DatabaseError};
 use spse_totp_domain::Policy;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,7 @@ pub enum ConfigError {
 struct FileConfig {
     listen: Option<String>,
     database_url: Option<String>,
+    event_store_url: Option<String>,
     master_key: Option<String>,
     master_key_file: Option<PathBuf>,
     public_base_url: Option<String>,
@@ -57,6 +59,9 @@ pub enum LogFormat {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// An EventStoreDB / KurrentDB server for the event log (`esdb://...`), in builds with the
+    /// `eventstoredb` feature. The read models stay in `database_url`.
+    pub event_store_url: Option<String>,
     /// The master key itself (base64 or hex). When absent the key file is used.
     pub master_key: Option<String>,
     pub master_key_file: PathBuf,
@@ -75,6 +80,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://./data/spse-totp.db".to_owned(),
+            event_store_url: None,
             master_key: None,
             master_key_file: PathBuf::from("./data/master.key"),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
@@ -87,6 +93,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Opens (creating and migrating) the configured database and event store.
+    pub async fn open_database(&self) -> Result<Database, DatabaseError> {
+        Database::open_with(&self.database_url, self.event_store_url.as_deref()).await
+    }
+
     /// Defaults, then the file named by `SPSE_TOTP_CONFIG` (or `./spse-totp.toml` if present),
     /// then the environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -115,6 +126,9 @@ impl Config {
         }
         if let Some(v) = f.database_url {
             self.database_url = v;
+        }
+        if let Some(v) = f.event_store_url.filter(|v| !v.trim().is_empty()) {
+            self.event_store_url = Some(v);
         }
         if let Some(v) = f.master_key {
             self.master_key = Some(v);
@@ -208,6 +222,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
     Ok(FileConfig {
         listen: env("SPSE_TOTP_LISTEN"),
         database_url: env("SPSE_TOTP_DATABASE_URL"),
+        event_store_url: env("SPSE_TOTP_EVENT_STORE_URL"),
         master_key: env("SPSE_TOTP_MASTER_KEY"),
         master_key_file: env("SPSE_TOTP_MASTER_KEY_FILE").map(PathBuf::from),
         public_base_url: env("SPSE_TOTP_PUBLIC_BASE_URL"),

@@ -31,6 +31,8 @@ pub enum DatabaseError {
     },
     #[error("database: {0}")]
     Sqlx(#[from] sqlx::Error),
+    #[error("SPSE_TOTP_EVENT_STORE_URL is set, but this build has no EventStoreDB support: build with --features eventstoredb")]
+    EventStoreDbNotBuilt,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]
@@ -85,6 +87,32 @@ pub struct Database {
 }
 
 impl Database {
+    /// As [`Database::open`], with the event log in the EventStoreDB / KurrentDB server at
+    /// `event_store_url` when one is given (the SQL database then holds everything but the log).
+    pub async fn open_with(
+        url: &str,
+        event_store_url: Option<&str>,
+    ) -> Result<Self, DatabaseError> {
+        let Some(event_store_url) = event_store_url else {
+            return Self::open(url).await;
+        };
+        Self::with_eventstoredb(url, event_store_url).await
+    }
+
+    #[cfg(feature = "eventstoredb")]
+    async fn with_eventstoredb(url: &str, event_store_url: &str) -> Result<Self, DatabaseError> {
+        // First: the client installs the process's TLS crypto provider on connecting.
+        let events = crate::store::EventStoreDbStore::connect(event_store_url, "").await?;
+        let mut db = Self::open(url).await?;
+        db.events = Arc::new(events);
+        Ok(db)
+    }
+
+    #[cfg(not(feature = "eventstoredb"))]
+    async fn with_eventstoredb(_url: &str, _event_store_url: &str) -> Result<Self, DatabaseError> {
+        Err(DatabaseError::EventStoreDbNotBuilt)
+    }
+
     /// Opens (creating if need be) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self, DatabaseError> {
         sqlx::any::install_default_drivers();

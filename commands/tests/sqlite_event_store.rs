@@ -7,7 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use spse_totp_commands::store::conformance;
-use spse_totp_commands::{Database, DatabaseError, EventStore};
+use spse_totp_commands::{
+    Appended, Database, DatabaseError, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError,
+};
 use tempfile::TempDir;
 
 async fn open(path: &Path) -> Result<Arc<dyn EventStore>, DatabaseError> {
@@ -57,4 +60,90 @@ async fn sqlite_handles_on_one_file_share_one_log() {
     conformance::handles_share_one_log(|| open(&path))
         .await
         .expect("the shared-file check hit a store error");
+}
+
+/// A stand-in for an adapter with sparse positions (as EventStoreDB's byte offsets): SQLite's
+/// positions, spread out as `7 p + 3`. Only here to prove the suite checks such adapters
+/// properly, through ordinals; it is not an adapter anyone runs.
+struct Spread(Arc<dyn EventStore>);
+
+fn spread(p: u64) -> u64 {
+    7 * p + 3
+}
+
+fn unspread(p: u64) -> u64 {
+    p.saturating_sub(3) / 7
+}
+
+#[async_trait::async_trait]
+impl EventStore for Spread {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<Appended, StoreError> {
+        let a = self.0.append(stream, expected, events).await?;
+        Ok(Appended {
+            version: a.version,
+            first_position: spread(a.first_position),
+            last_position: spread(a.last_position),
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.0.read_stream(stream, from_version, limit).await?;
+        events
+            .iter_mut()
+            .for_each(|e| e.position = spread(e.position));
+        Ok(events)
+    }
+
+    async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = self.0.read_all(unspread(after), limit).await?;
+        events
+            .iter_mut()
+            .for_each(|e| e.position = spread(e.position));
+        Ok(events)
+    }
+
+    async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        self.0.stream_version(stream).await
+    }
+
+    async fn head_position(&self) -> Result<u64, StoreError> {
+        Ok(match self.0.head_position().await? {
+            0 => 0,
+            p => spread(p),
+        })
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.0.subscribe()
+    }
+
+    fn dense_positions(&self) -> bool {
+        false
+    }
+}
+
+/// The suite, through its ordinal view, on an adapter whose positions are sparse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sparse_positions_are_checked_through_ordinals() {
+    let dir = TempDir::new().expect("a temporary folder");
+    let mut n = 0;
+    conformance::run_all(|| {
+        n += 1;
+        let path = dir.path().join(format!("sparse-{n}.db"));
+        async move {
+            let store: Arc<dyn EventStore> = Arc::new(Spread(open(&path).await?));
+            Ok::<_, DatabaseError>(store)
+        }
+    })
+    .await;
 }

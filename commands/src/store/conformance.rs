@@ -48,6 +48,55 @@ pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), StoreError>> + Sen
 /// A registered check: runs against the store it is given.
 pub type Check = fn(Arc<dyn EventStore>) -> CheckFuture;
 
+/// The checks that expect a repeated event id to be refused with `DuplicateEvent`. A store that
+/// takes it as an idempotent retry instead runs [`repeated_event_id_is_never_stored_twice`].
+const NEEDS_DUPLICATE_REFUSAL: &[&str] = &[
+    "refused_appends_leave_no_gaps",
+    "duplicate_event_id_is_refused",
+    "duplicate_event_id_does_not_fail_concurrent_appends",
+];
+
+/// The store as the checks see it: itself, or, when its positions are not consecutive, through
+/// consecutive ordinals (which also checks that its log only ever grows at the end).
+pub async fn as_checked(store: Arc<dyn EventStore>) -> Result<Arc<dyn EventStore>, StoreError> {
+    if store.dense_positions() {
+        Ok(store)
+    } else {
+        super::ordinal_view::OrdinalView::wrap(store).await
+    }
+}
+
+/// For stores that take a repeated event id as an idempotent retry: retrying an append, with
+/// the same ids at the same expected version, stores nothing new and reports the same version.
+pub fn repeated_event_id_is_never_stored_twice(store: Arc<dyn EventStore>) -> CheckFuture {
+    Box::pin(async move {
+        let sent = events("retried", 2);
+        let first = store
+            .append("stream", ExpectedVersion::NoStream, sent.clone())
+            .await?;
+        let before = store.read_all(0, ALL).await?;
+        match store
+            .append("stream", ExpectedVersion::NoStream, sent.clone())
+            .await
+        {
+            Ok(again) => assert_eq!(
+                again.version, first.version,
+                "a retry reports the same version"
+            ),
+            Err(StoreError::DuplicateEvent(_)) => {}
+            Err(e) => panic!("a retried append failed: {e:?}"),
+        }
+        let after = store.read_all(0, ALL).await?;
+        assert_eq!(
+            recorded_ids(&after),
+            recorded_ids(&before),
+            "a retry stored an event twice"
+        );
+        assert_eq!(store.stream_version("stream").await?, 2);
+        Ok(())
+    })
+}
+
 /// Every check, by name, in the order [`run_all`] runs them.
 pub fn checks() -> Vec<(&'static str, Check)> {
     macro_rules! by_ref {
@@ -103,7 +152,7 @@ where
     let total = checks.len();
     let started = Instant::now();
     let mut failures = Vec::new();
-    for (name, check) in checks {
+    for (name, mut check) in checks {
         let store = match fresh().await {
             Ok(store) => store,
             Err(e) => {
@@ -112,6 +161,21 @@ where
                 continue;
             }
         };
+        let store = match as_checked(store).await {
+            Ok(store) => store,
+            Err(e) => {
+                println!("conformance {name}: FAILED (the fresh store cannot be read)");
+                failures.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        if !store.refuses_duplicate_ids() && NEEDS_DUPLICATE_REFUSAL.contains(&name) {
+            println!(
+                "conformance {name}: replaced by repeated_event_id_is_never_stored_twice (the \
+                 store takes a repeated event id as an idempotent retry)"
+            );
+            check = repeated_event_id_is_never_stored_twice;
+        }
         let check_started = Instant::now();
         let mut task = tokio::spawn(check(store));
         let verdict = match tokio::time::timeout(CHECK_TIMEOUT, &mut task).await {
@@ -1581,7 +1645,9 @@ where
         E: Display,
     {
         match open().await {
-            Ok(store) => store,
+            Ok(store) => as_checked(store)
+                .await
+                .unwrap_or_else(|e| panic!("could not read the store {when}: {e}")),
             Err(e) => panic!("could not open the store {when}: {e}"),
         }
     }
@@ -1700,7 +1766,7 @@ where
     let mut handles: Vec<Arc<dyn EventStore>> = Vec::with_capacity(HANDLES);
     for h in 0..HANDLES {
         match open().await {
-            Ok(store) => handles.push(store),
+            Ok(store) => handles.push(as_checked(store).await?),
             Err(e) => panic!("could not open handle {h}: {e}"),
         }
     }

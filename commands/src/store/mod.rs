@@ -3,11 +3,15 @@
 //! Streams are versioned from 1; the log has one global position per event, increasing in commit
 //! order, which is what projections follow.
 
+#[cfg(feature = "eventstoredb")]
+mod eventstoredb;
 mod postgres;
 mod sqlite;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(feature = "conformance")]
+mod ordinal_view;
 
 use std::fmt;
 
@@ -17,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+#[cfg(feature = "eventstoredb")]
+pub use eventstoredb::EventStoreDbStore;
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
@@ -177,6 +183,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// An error of a store reached over the network (EventStoreDB), as its client words it.
+    #[error("event store: {0}")]
+    Backend(String),
 }
 
 /// The port. Implementations must make `append` durable before returning, assign positions in
@@ -210,4 +219,18 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Wakes when this process appends; readers also poll, for appends by other processes.
     fn subscribe(&self) -> watch::Receiver<u64>;
+
+    /// Whether positions are 1, 2, 3, ... (SQLite, PostgreSQL) or only increasing (EventStoreDB's
+    /// `$all` positions are byte offsets). Readers never rely on density; the conformance
+    /// suite uses it to check a sparse adapter through consecutive ordinals.
+    fn dense_positions(&self) -> bool {
+        true
+    }
+
+    /// Whether appending an event id already stored fails with [`StoreError::DuplicateEvent`]
+    /// (SQLite, PostgreSQL) or is taken as an idempotent retry that stores nothing new
+    /// (EventStoreDB). Either way an event id is never stored twice.
+    fn refuses_duplicate_ids(&self) -> bool {
+        true
+    }
 }
