@@ -262,6 +262,16 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
     assert_eq!(count("AccountLocked").await, 1);
     let (status, body) = pair.start_login(&a, "vendor-1").await;
     assert_eq!(status, 423, "A sees the lock B recorded: {body}");
+
+    // Neither instance met an error on the way (a projection step failing and retrying would
+    // still pass the checks above, only slowly).
+    for served in [&pair.first, &pair.second] {
+        let log = served.stderr();
+        assert!(
+            !log.contains("ERROR"),
+            "an instance logged an error:\n{log}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -109,7 +109,7 @@ impl PostgresLease {
         if let Some(channel) = &self.channel {
             return Ok(channel.clone());
         }
-        let schema: String = sqlx::query_scalar("SELECT current_schema()")
+        let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
             .fetch_one(&self.pool)
             .await?;
         let channel = format!("{PROJECTED_CHANNEL}_{schema}");

@@ -44,7 +44,7 @@ pub const EVENTS_CHANNEL: &str = "spse_totp_events";
 
 /// The notification channel of the log in the connection's current schema.
 pub async fn events_channel(pool: &PgPool) -> Result<String, StoreError> {
-    let schema: String = sqlx::query_scalar("SELECT current_schema()")
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(pool)
         .await?;
     Ok(format!("{EVENTS_CHANNEL}_{schema}"))
