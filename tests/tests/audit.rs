@@ -452,6 +452,12 @@ async fn the_export_holds_profile_state_devices_sessions_and_every_event_but_no_
     assert_eq!(body["account"]["totp_status"], "active");
     assert_eq!(body["account"]["devices"].as_array().expect("d").len(), 1);
     assert!(!body["login_sessions"].as_array().expect("s").is_empty());
+    let reads = body["reads"].as_array().expect("reads");
+    assert_eq!(reads.len(), 1, "this export is the one read so far: {body}");
+    assert!(reads[0]["summary"]
+        .as_str()
+        .expect("s")
+        .contains("PDP request 9"));
     let text = body.to_string();
     let token = phone.token();
     assert!(!text.contains(token), "no device token");
@@ -610,6 +616,15 @@ async fn an_auditor_key_can_change_nothing_anywhere() {
         .call(reqwest::Method::GET, "/openapi.json", None, None)
         .await;
     assert_eq!(status, StatusCode::OK);
+    for route in [
+        "/v1/audit/accounts/{user_type}/{user_id}/events",
+        "/v1/audit/accounts/{user_type}/{user_id}/state",
+        "/v1/audit/accounts/{user_type}/{user_id}/export",
+        "/v1/audit/verify",
+        "/v1/helpdesk/events",
+    ] {
+        assert!(doc["paths"][route]["get"].is_object(), "{route} documented");
+    }
     let before = head(&server).await;
     let mut tried = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {

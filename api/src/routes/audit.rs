@@ -105,17 +105,17 @@ fn event_type_filter(value: Option<String>) -> Result<Option<String>, ApiError> 
     }
 }
 
-/// Records a read before it happens; a read that cannot be recorded does not happen.
+/// Records a read before it happens; a read that cannot be recorded does not happen. Returns
+/// the record's position.
 async fn record(
     app: &AppState,
     ctx: &RequestContext,
     actor: Actor,
     read: AccessEvent,
-) -> Result<(), ApiError> {
+) -> Result<u64, ApiError> {
     audit::record_read(app.db.events.as_ref(), read, ctx.metadata(actor), app.now())
         .await
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok(())
+        .map_err(|e| ApiError::internal(&e))
 }
 
 fn account_read(key: &AccountKey, endpoint: &str, purpose: String) -> AccessEvent {
@@ -372,8 +372,9 @@ pub struct SubjectExport {
     pub login_sessions: Vec<LoginSessionView>,
     /// Every event of the account's stream, in order, with its metadata.
     pub events: Vec<HistoryEvent>,
-    /// Who read this account's records (auditors, helpdesk): see `GET /v1/helpdesk/events`.
-    pub note: &'static str,
+    /// Who read this account's records, when, through which endpoint and why (auditors and
+    /// the helpdesk), newest first, this export included.
+    pub reads: Vec<AuditEntry>,
 }
 
 /// One JSON document with everything the service holds about an account and its processing.
@@ -393,7 +394,7 @@ pub async fn export(
     let purpose = purpose(query.purpose.as_deref())?;
     let key = AccountKey::new(user_type, user_id);
     let endpoint = "GET /v1/audit/accounts/{user_type}/{user_id}/export";
-    record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
+    let recorded = record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     let now = app.now();
     let internal = |e: spse_totp_commands::StoreError| ApiError::internal(&e);
@@ -428,12 +429,29 @@ pub async fn export(
             method: l.method,
         })
         .collect();
+    // This export's own read is part of the answer.
+    app.caught_up(Some(recorded)).await;
+    let reads = audit_log::search(
+        &app.db.pool,
+        &AuditSearch {
+            user_type: Some(key.user_type.as_str().to_owned()),
+            user_id_prefix: Some(key.user_id.to_string()),
+            event_type: Some("AuditRecordRead".to_owned()),
+            ..AuditSearch::default()
+        },
+        10_000,
+    )
+    .await?
+    .into_iter()
+    .filter(|r| r.user_id.as_deref() == Some(key.user_id.as_str()))
+    .map(AuditEntry::from)
+    .collect();
     Ok(Json(SubjectExport {
         exported_at: now,
         account: state_view(&key, &history.state_as_of(now)),
         login_sessions,
         events,
-        note: "reads of this account's records are listed by GET /v1/helpdesk/events?user_type=..&user_id=..&type=AuditRecordRead",
+        reads,
     }))
 }
 
