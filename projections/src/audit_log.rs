@@ -247,9 +247,49 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
-/// A page of matching rows, newest first. The indexes of migration `..._audit.sql` end in
-/// `position`, so each filter is served together with the order and a page reads about as many
-/// rows as it returns.
+/// Above this many rows, a User ID prefix is "dense": scanning the log newest first finds a
+/// page sooner than collecting and sorting every row of the prefix.
+const DENSE_PREFIX_ROWS: i64 = 2_000;
+
+/// How many rows the account filters match, counted up to [`DENSE_PREFIX_ROWS`] on the index.
+async fn account_rows_capped(pool: &AnyPool, filter: &AuditSearch) -> Result<i64, sqlx::Error> {
+    let Some(prefix) = &filter.user_id_prefix else {
+        return Ok(i64::MAX);
+    };
+    let mut sql = "SELECT COUNT(*) FROM (SELECT 1 FROM audit_log WHERE user_id >= $1".to_owned();
+    let end = prefix_upper_bound(prefix);
+    if end.is_some() {
+        sql.push_str(" AND user_id < $2");
+    }
+    if filter.user_type.is_some() {
+        sql.push_str(if end.is_some() {
+            " AND user_type = $3"
+        } else {
+            " AND user_type = $2"
+        });
+    }
+    sql.push_str(&format!(" LIMIT {DENSE_PREFIX_ROWS}) AS capped"));
+    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(prefix.clone());
+    if let Some(end) = end {
+        query = query.bind(end);
+    }
+    if let Some(user_type) = &filter.user_type {
+        query = query.bind(user_type.clone());
+    }
+    query.fetch_one(pool).await
+}
+
+/// A page of matching rows, newest first.
+///
+/// Every filter has an index (migration `..._audit.sql`); what remains is choosing well between
+/// them, since the page is ordered by position and a range (a User ID prefix, a time window) is
+/// not. Two rules, both portable SQL:
+/// - The account filters use their index only when they match few rows (counted on the index,
+///   capped). A prefix matching many rows (`VENDOR2`), or a bare user type, is applied as a
+///   filter (`column || ''` keeps any engine's planner off the index) while the log is read
+///   newest first: a dense match fills a page after a short scan.
+/// - Positions are chosen first, on indexes alone where they cover the filters, and only the
+///   page's rows are read in full.
 pub async fn search(
     pool: &AnyPool,
     filter: &AuditSearch,
@@ -259,6 +299,12 @@ pub async fn search(
         Text(String),
         Int(i64),
     }
+    let sparse_account = account_rows_capped(pool, filter).await? < DENSE_PREFIX_ROWS;
+    let (user_type_column, user_id_column) = if sparse_account {
+        ("user_type", "user_id")
+    } else {
+        ("user_type || ''", "user_id || ''")
+    };
     let mut conditions: Vec<String> = Vec::new();
     let mut args: Vec<Arg> = Vec::new();
     let mut add = |condition: &str, arg: Arg| {
@@ -266,12 +312,12 @@ pub async fn search(
         conditions.push(format!("{condition} ${}", args.len()));
     };
     if let Some(v) = &filter.user_type {
-        add("user_type =", Arg::Text(v.clone()));
+        add(&format!("{user_type_column} ="), Arg::Text(v.clone()));
     }
     if let Some(prefix) = &filter.user_id_prefix {
-        add("user_id >=", Arg::Text(prefix.clone()));
+        add(&format!("{user_id_column} >="), Arg::Text(prefix.clone()));
         if let Some(end) = prefix_upper_bound(prefix) {
-            add("user_id <", Arg::Text(end));
+            add(&format!("{user_id_column} <"), Arg::Text(end));
         }
     }
     if let Some(v) = &filter.event_type {
@@ -295,17 +341,20 @@ pub async fn search(
     if let Some(v) = filter.before_position {
         add("position <", Arg::Int(i64::try_from(v).unwrap_or(i64::MAX)));
     }
-    let mut sql = "SELECT position, stream, user_type, user_id, event_type, actor_kind, actor, \
-                   client_ip, user_agent, correlation_id, recorded_at, summary FROM audit_log"
-        .to_owned();
+    let mut page = "SELECT position FROM audit_log".to_owned();
     if !conditions.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conditions.join(" AND "));
+        page.push_str(" WHERE ");
+        page.push_str(&conditions.join(" AND "));
     }
-    sql.push_str(&format!(
+    page.push_str(&format!(
         " ORDER BY position DESC LIMIT {}",
         limit.min(10_000)
     ));
+    let sql = format!(
+        "SELECT position, stream, user_type, user_id, event_type, actor_kind, actor, client_ip, \
+         user_agent, correlation_id, recorded_at, summary FROM audit_log \
+         WHERE position IN ({page}) ORDER BY position DESC"
+    );
     let mut query = sqlx::query_as::<_, SearchRow>(&sql);
     for arg in args {
         query = match arg {

@@ -425,3 +425,61 @@ async fn search_plans_use_an_index_for_every_filter() {
         );
     }
 }
+
+/// A prefix matching many rows is searched by reading the log newest first instead of its
+/// index: the answer must be the same rows.
+#[tokio::test]
+async fn a_dense_prefix_returns_exactly_its_rows_too() {
+    let server = TestServer::start().await;
+    let pool = &server.services.db.pool;
+    // 2,500 rows of BULK* users among others, far above any real position.
+    for i in 0..3000i64 {
+        let (user_type, user_id) = if i % 6 == 5 {
+            ("penyedia", format!("OTHER{i}"))
+        } else {
+            (
+                if i % 2 == 0 {
+                    "penyedia"
+                } else {
+                    "non_penyedia"
+                },
+                format!("BULK{}", i % 40),
+            )
+        };
+        sqlx::query(
+            "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, \
+             recorded_at, summary) VALUES ($1, $2, $3, $4, 'LoginStarted', 'portal', 'p', $5, 's')",
+        )
+        .bind(1_000_000 + i)
+        .bind(format!("account-{user_type}-{user_id}"))
+        .bind(user_type)
+        .bind(&user_id)
+        .bind(i)
+        .execute(pool)
+        .await
+        .expect("insert");
+    }
+    let expected = |f: &dyn Fn(i64) -> bool| -> Vec<u64> {
+        (0..3000i64)
+            .rev()
+            .filter(|i| f(*i))
+            .map(|i| (1_000_000 + i) as u64)
+            .collect()
+    };
+    let bulk = expected(&|i| i % 6 != 5);
+    assert!(bulk.len() > 2000, "dense");
+    assert_eq!(search_all(&server, "user_id=bulk", 1000).await, bulk);
+    let penyedia_bulk = expected(&|i| i % 6 != 5 && i % 2 == 0);
+    assert_eq!(
+        search_all(&server, "user_type=penyedia&user_id=bulk", 1000).await,
+        penyedia_bulk
+    );
+    let bulk1 = expected(&|i| i % 6 != 5 && (i % 40 == 1 || (10..20).contains(&(i % 40))));
+    assert_eq!(search_all(&server, "user_id=BuLk1", 1000).await, bulk1);
+    let other: Vec<u64> = search_all(&server, "user_type=penyedia&type=LoginStarted", 1000)
+        .await
+        .into_iter()
+        .filter(|p| *p >= 1_000_000)
+        .collect();
+    assert_eq!(other, expected(&|i| i % 6 == 5 || i % 2 == 0));
+}
