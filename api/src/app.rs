@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::housekeeping;
 use crate::metrics::{self, Metrics};
-use crate::routes::{accounts, device, logins, system};
+use crate::routes::{accounts, audit, device, logins, system};
 use crate::state::{AppState, Services};
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +145,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/device/logins/{login_id}/deny", post(device::deny))
         .route("/v1/accounts/{user_type}/{user_id}", get(accounts::get))
         .route("/v1/accounts/{user_type}/{user_id}/disable", post(accounts::disable))
+        // Audit (auditor key) and the helpdesk's audit search (helpdesk key + X-Operator).
+        .route("/v1/audit/accounts/{user_type}/{user_id}/events", get(audit::history))
+        .route("/v1/audit/accounts/{user_type}/{user_id}/state", get(audit::state_as_of))
+        .route("/v1/audit/accounts/{user_type}/{user_id}/export", get(audit::export))
+        .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/helpdesk/events", get(audit::search))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

@@ -62,10 +62,18 @@ impl ApiCaller {
         }
     }
 
+    /// The actor recorded for this key. A helpdesk call names its operator through
+    /// [`HelpdeskCaller`] instead.
     pub fn actor(&self) -> Actor {
-        Actor::Portal {
-            key_id: self.key_id,
-            key_name: self.name.clone(),
+        match self.role {
+            Role::Auditor => Actor::Auditor {
+                key_id: self.key_id,
+                key_name: self.name.clone(),
+            },
+            _ => Actor::Portal {
+                key_id: self.key_id,
+                key_name: self.name.clone(),
+            },
         }
     }
 }

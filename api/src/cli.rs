@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use spse_totp_commands::{apikeys, transfer, Database, SystemClock};
+use spse_totp_commands::{apikeys, audit, transfer, Database, SystemClock};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit_log::summary;
@@ -59,7 +59,22 @@ pub enum Command {
         user_type: String,
         /// The User ID (case-insensitive).
         user_id: String,
+        /// Print only the events recorded up to this instant (RFC 3339), then the account's
+        /// state as of it: status, device, lock, pending logins, every device it had.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Audit the event log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Re-compute every stream's hash chain; exits with status 1 at the first broken link.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -167,10 +182,42 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::History { user_type, user_id } => {
+        Command::History {
+            user_type,
+            user_id,
+            as_of,
+        } => {
             let key = AccountKey::new(user_type.parse::<UserType>()?, UserId::parse(&user_id)?);
             let db = config.open_database().await?;
-            print_history(&db, &key).await
+            print_history(&db, &key, as_of).await?;
+            if let Some(as_of) = as_of {
+                print_state_as_of(&db, &key, as_of).await?;
+            }
+            Ok(())
+        }
+        Command::Audit {
+            command: AuditCommand::Verify,
+        } => {
+            let db = config.open_database().await?;
+            let report = audit::verify(&db.pool).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            match &report.broken {
+                None => {
+                    eprintln!(
+                        "ok: {} events in {} streams chain correctly ({} older than the chain)",
+                        report.checked, report.streams, report.legacy
+                    );
+                    Ok(())
+                }
+                // The error makes the exit status non-zero, which is what scripts check.
+                Some(broken) => anyhow::bail!(
+                    "the log is BROKEN in stream {} at position {} (version {}): {}",
+                    broken.stream,
+                    broken.position,
+                    broken.version,
+                    broken.reason
+                ),
+            }
         }
     }
 }
@@ -206,12 +253,21 @@ async fn shutdown_signal() {
     }
 }
 
-async fn print_history(db: &Database, key: &AccountKey) -> anyhow::Result<()> {
+async fn print_history(
+    db: &Database,
+    key: &AccountKey,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
     let stream = key.stream_name();
     let mut from = 1;
     let mut printed = 0usize;
     loop {
-        let page = db.events.read_stream(&stream, from, 1000).await?;
+        let filter = audit::HistoryFilter {
+            after_version: from - 1,
+            to: as_of,
+            ..audit::HistoryFilter::default()
+        };
+        let page = audit::history_page(&db.pool, &stream, &filter, 1000).await?;
         let Some(last) = page.last().map(|e| e.version) else {
             break;
         };
@@ -233,5 +289,20 @@ async fn print_history(db: &Database, key: &AccountKey) -> anyhow::Result<()> {
     if printed == 0 {
         println!("no history for {key}");
     }
+    Ok(())
+}
+
+async fn print_state_as_of(
+    db: &Database,
+    key: &AccountKey,
+    as_of: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let history = audit::history_as_of(&db.pool, &key.stream_name(), as_of)
+        .await?
+        .unwrap_or_default();
+    let state = history.state_as_of(as_of);
+    println!();
+    println!("state of {key} as of {}:", as_of.to_rfc3339());
+    println!("{}", serde_json::to_string_pretty(&state)?);
     Ok(())
 }

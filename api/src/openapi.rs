@@ -23,12 +23,18 @@ use crate::routes;
         routes::device::deny,
         routes::accounts::get,
         routes::accounts::disable,
+        routes::audit::history,
+        routes::audit::state_as_of,
+        routes::audit::export,
+        routes::audit::verify,
+        routes::audit::search,
     ),
     modifiers(&Security),
     tags(
         (name = "logins", description = "The portal's side of a login (API key, role portal)"),
         (name = "device", description = "The phone's side (device token from activation)"),
         (name = "accounts", description = "Account state and self-service disable (API key, role portal)"),
+        (name = "audit", description = "History, state as of an instant, export and verification (API key, role auditor); the helpdesk's audit search (role helpdesk, X-Operator). Every read is recorded with its purpose."),
     )
 )]
 struct ApiDoc;

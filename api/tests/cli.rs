@@ -199,3 +199,72 @@ fn history_of_an_unknown_account_says_so() {
     let output = run(dir.path(), &["history", "admin", "nobody"]);
     assert!(!output.status.success(), "an unknown user type is an error");
 }
+
+#[tokio::test]
+async fn audit_verify_exits_non_zero_naming_the_altered_event_and_history_folds_as_of() {
+    let dir = TempDir::new().unwrap();
+    let key = create_key(dir.path(), "portal", "portal");
+    let mut served = Served::start(dir.path());
+    let client = reqwest::Client::new();
+    served.wait_until_healthy(&client).await;
+    let (status, login) = start_login(&client, &served.base, &key).await;
+    assert_eq!(status, 201, "{login}");
+    assert!(served.terminate(), "stopped cleanly: {}", served.stderr());
+
+    let output = run(
+        dir.path(),
+        &[
+            "history",
+            "non_penyedia",
+            "ppk1",
+            "--as-of",
+            "2000-01-01T00:00:00Z",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        !stdout.contains("LoginStarted"),
+        "nothing before then: {stdout}"
+    );
+    assert!(stdout.contains("\"events\": 0"), "{stdout}");
+    let now = chrono::Utc::now().to_rfc3339();
+    let output = run(
+        dir.path(),
+        &["history", "non_penyedia", "ppk1", "--as-of", &now],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(stdout.contains("LoginStarted"), "{stdout}");
+    assert!(stdout.contains("\"totp_status\": \"inactive\""), "{stdout}");
+    assert!(stdout.contains("\"pending_logins\""), "{stdout}");
+
+    let output = run(dir.path(), &["audit", "verify"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["ok"], true, "{report}");
+
+    // Someone edits the login's event in the file.
+    let db = dir.path().join("data/spse-totp.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let position: i64 =
+        sqlx::query_scalar("SELECT position FROM events WHERE event_type = 'LoginStarted'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    sqlx::query("UPDATE events SET recorded_at = recorded_at + 1 WHERE position = $1")
+        .bind(position)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    let output = run(dir.path(), &["audit", "verify"]);
+    assert!(!output.status.success(), "a broken chain fails the command");
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["broken"]["position"], position, "{report}");
+    assert_eq!(report["broken"]["stream"], "account-non_penyedia-PPK1");
+    assert!(text(&output.stderr).contains(&format!("position {position}")));
+}

@@ -9,6 +9,7 @@
 
 pub mod accounts;
 pub mod apikeys;
+pub mod audit;
 pub mod clock;
 pub mod database;
 pub mod enrollment;

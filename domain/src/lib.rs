@@ -9,6 +9,7 @@
 //!
 //! It may depend on nothing else in the workspace.
 
+pub mod access;
 pub mod account;
 pub mod apikey;
 pub mod code;

@@ -1,6 +1,7 @@
 //! A recorded event, decoded once for all projectors.
 
 use spse_totp_commands::RecordedEvent;
+use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
 
@@ -8,6 +9,8 @@ use spse_totp_domain::{AccountEvent, AccountKey};
 pub enum Decoded {
     Account(AccountKey, AccountEvent),
     ApiKey(ApiKeyEvent),
+    /// An audit or helpdesk read, recorded in the day's access stream.
+    Access(AccessEvent),
     /// A stream this version does not project (from a newer version, or another tool).
     Other,
 }
@@ -27,6 +30,11 @@ impl Decoded {
             let event = ApiKeyEvent::from_stored(&recorded.event_type, recorded.payload.clone())
                 .map_err(|e| e.to_string())?;
             return Ok(Decoded::ApiKey(event));
+        }
+        if recorded.stream.starts_with(AccessEvent::STREAM_PREFIX) {
+            let event = AccessEvent::from_stored(&recorded.event_type, recorded.payload.clone())
+                .map_err(|e| e.to_string())?;
+            return Ok(Decoded::Access(event));
         }
         Ok(Decoded::Other)
     }

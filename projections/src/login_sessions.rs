@@ -215,3 +215,14 @@ pub async fn streams_with_overdue(
     .fetch_all(pool)
     .await
 }
+
+/// Every login of an account, oldest first: for the subject export.
+pub async fn for_account(pool: &AnyPool, stream: &str) -> Result<Vec<LoginRow>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{COLUMNS} WHERE stream = $1 ORDER BY started_at, login_id"
+    ))
+    .bind(stream)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(row).collect())
+}

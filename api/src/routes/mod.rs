@@ -1,6 +1,7 @@
 //! The REST API, one module per resource.
 
 pub mod accounts;
+pub mod audit;
 pub mod device;
 pub mod logins;
 pub mod system;

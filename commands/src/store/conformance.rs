@@ -137,6 +137,7 @@ pub fn checks() -> Vec<(&'static str, Check)> {
         by_arc!(concurrent_appends_to_one_stream),
         by_arc!(concurrent_streams_with_live_reader),
         by_ref!(subscribe_sees_head_move),
+        by_ref!(events_are_hash_chained_per_stream),
     ]
 }
 
@@ -1121,6 +1122,54 @@ pub async fn events_round_trip_exactly(store: &dyn EventStore) -> Result<(), Sto
         log, by_stream,
         "read_all and read_stream return the same records"
     );
+    Ok(())
+}
+
+/// Every event carries the hash [`super::chain::event_hash`] gives it, chained to the previous
+/// event of its own stream (not of the log), whether appended in one batch, one at a time, or
+/// interleaved with other streams and with `Any`.
+pub async fn events_are_hash_chained_per_stream(store: &dyn EventStore) -> Result<(), StoreError> {
+    store
+        .append("chain-a", ExpectedVersion::NoStream, awkward_events())
+        .await?;
+    for (i, e) in awkward_events().into_iter().enumerate() {
+        store
+            .append("chain-b", ExpectedVersion::Any, vec![e])
+            .await?;
+        store
+            .append("chain-a", ExpectedVersion::Any, events(&format!("a{i}"), 1))
+            .await?;
+    }
+    for stream in ["chain-a", "chain-b"] {
+        let mut previous: Option<String> = None;
+        for e in store.read_stream(stream, 1, ALL).await? {
+            let metadata =
+                serde_json::to_value(&e.metadata).map_err(|err| StoreError::Corrupt {
+                    position: e.position,
+                    reason: err.to_string(),
+                })?;
+            let expected = super::chain::event_hash(
+                previous.as_deref(),
+                &super::chain::ChainedFields {
+                    stream: &e.stream,
+                    version: e.version,
+                    event_id: e.event_id,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    payload: &e.payload,
+                    metadata: &metadata,
+                    recorded_at_micros: e.recorded_at.timestamp_micros(),
+                },
+            );
+            assert_eq!(
+                e.hash.as_deref(),
+                Some(expected.as_str()),
+                "{stream} version {} is chained to its stream's previous event",
+                e.version
+            );
+            previous = e.hash;
+        }
+    }
     Ok(())
 }
 

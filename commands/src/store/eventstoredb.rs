@@ -17,8 +17,10 @@
 //! - **Event ids** go to the server as EventStoreDB event ids. The server treats a repeated id as
 //!   an idempotent retry, not an error ([`EventStore::refuses_duplicate_ids`] is false): a
 //!   retried append still never stores an event twice.
-//! - Our metadata, schema version and recording instant travel in the event's custom metadata,
-//!   so events read back exactly as they were appended.
+//! - Our metadata, schema version, recording instant and chain hash travel in the event's custom
+//!   metadata, so events read back exactly as they were appended. Each append first reads the
+//!   stream's last event, chains to its hash and expects exactly its revision, so the chain
+//!   cannot fork.
 //!
 //! The client installs rustls' aws-lc crypto provider process-wide on its first connection and
 //! panics if another was installed before; [`EventStoreDbStore::connect`] therefore refuses to
@@ -39,6 +41,7 @@ use eventstore::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
+use super::chain::{event_hash, ChainedFields};
 use super::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
@@ -61,7 +64,13 @@ struct Envelope {
     schema_version: u32,
     /// Microseconds since the epoch: the instant the service decided, not the server's.
     recorded_at: i64,
+    /// The event's link in its stream's hash chain ([`super::chain`]).
+    hash: String,
 }
+
+/// How often an append with `ExpectedVersion::Any` re-reads the stream's end when another
+/// writer got there first (the chain needs the true previous event).
+const ANY_RETRIES: usize = 16;
 
 pub struct EventStoreDbStore {
     client: Client,
@@ -113,6 +122,28 @@ impl EventStoreDbStore {
         Ok(store)
     }
 
+    /// The stream's last event, if it has any.
+    async fn last_event(&self, stream: &str) -> Result<Option<RecordedEvent>, StoreError> {
+        let options = ReadStreamOptions::default()
+            .position(StreamPosition::End)
+            .backwards()
+            .max_count(1);
+        let mut read = match self
+            .client
+            .read_stream(self.stored_name(stream).as_str(), &options)
+            .await
+        {
+            Ok(read) => read,
+            Err(eventstore::Error::ResourceNotFound) => return Ok(None),
+            Err(e) => return Err(backend(e)),
+        };
+        match read.next().await {
+            Ok(Some(resolved)) => self.decode(&resolved),
+            Ok(None) | Err(eventstore::Error::ResourceNotFound) => Ok(None),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     fn stored_name(&self, stream: &str) -> String {
         format!("{}{stream}", self.namespace)
     }
@@ -149,20 +180,44 @@ fn decode_in(
         metadata: envelope.metadata,
         recorded_at: DateTime::<Utc>::from_timestamp_micros(envelope.recorded_at)
             .ok_or_else(|| corrupt("recorded_at out of range".to_owned()))?,
+        hash: Some(envelope.hash),
     }))
 }
 
-fn to_event_data(event: &NewEvent) -> Result<EventData, StoreError> {
+/// The event as sent, chained to `previous`; returns it with its own hash.
+fn to_event_data(
+    stream: &str,
+    version: u64,
+    previous: Option<&str>,
+    event: &NewEvent,
+) -> Result<(EventData, String), StoreError> {
+    let metadata = serde_json::to_value(&event.metadata).map_err(backend)?;
+    let recorded_at = event.recorded_at.timestamp_micros();
+    let hash = event_hash(
+        previous,
+        &ChainedFields {
+            stream,
+            version,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            recorded_at_micros: recorded_at,
+        },
+    );
     let envelope = Envelope {
         metadata: event.metadata.clone(),
         schema_version: event.schema_version,
-        recorded_at: event.recorded_at.timestamp_micros(),
+        recorded_at,
+        hash: hash.clone(),
     };
-    EventData::json(event.event_type.as_str(), &event.payload)
+    let data = EventData::json(event.event_type.as_str(), &event.payload)
         .map_err(backend)?
         .id(event.event_id)
         .metadata_as_json(&envelope)
-        .map_err(backend)
+        .map_err(backend)?;
+    Ok((data, hash))
 }
 
 fn advance(head: &watch::Sender<u64>, to: u64) {
@@ -221,36 +276,59 @@ impl EventStore for EventStoreDbStore {
             return Err(StoreError::EmptyAppend);
         }
         let count = events.len() as u64;
-        let revision = match expected {
-            ExpectedVersion::Any => ExpectedRevision::Any,
-            ExpectedVersion::NoStream => ExpectedRevision::NoStream,
-            ExpectedVersion::Exact(0) => ExpectedRevision::NoStream,
-            ExpectedVersion::Exact(v) => ExpectedRevision::Exact(v - 1),
-        };
-        let data = events
-            .iter()
-            .map(to_event_data)
-            .collect::<Result<Vec<_>, _>>()?;
         let name = self.stored_name(stream);
-        let written = self
-            .client
-            .append_to_stream(
-                name.as_str(),
-                &AppendToStreamOptions::default().expected_revision(revision),
-                data,
-            )
-            .await
-            .map_err(|e| match e {
-                eventstore::Error::WrongExpectedVersion { current, .. } => StoreError::Conflict {
+        let mut attempts = 0;
+        let written = loop {
+            attempts += 1;
+            // The stream's end as it is now: the chain continues from its last hash, and the
+            // append expects exactly that revision, so nobody can slip an event in between.
+            let last = self.last_event(stream).await?;
+            let actual = last.as_ref().map_or(0, |e| e.version);
+            if !expected.matches(actual) {
+                return Err(StoreError::Conflict {
                     stream: stream.to_owned(),
                     expected,
-                    actual: match current {
-                        CurrentRevision::Current(r) => r + 1,
-                        CurrentRevision::NoStream => 0,
-                    },
-                },
-                other => backend(other),
-            })?;
+                    actual,
+                });
+            }
+            let mut previous = last.and_then(|e| e.hash);
+            let mut data = Vec::with_capacity(events.len());
+            for (i, event) in events.iter().enumerate() {
+                let (event_data, hash) =
+                    to_event_data(stream, actual + 1 + i as u64, previous.as_deref(), event)?;
+                data.push(event_data);
+                previous = Some(hash);
+            }
+            let revision = match actual {
+                0 => ExpectedRevision::NoStream,
+                v => ExpectedRevision::Exact(v - 1),
+            };
+            match self
+                .client
+                .append_to_stream(
+                    name.as_str(),
+                    &AppendToStreamOptions::default().expected_revision(revision),
+                    data,
+                )
+                .await
+            {
+                Ok(written) => break written,
+                Err(eventstore::Error::WrongExpectedVersion { current, .. }) => {
+                    if expected == ExpectedVersion::Any && attempts < ANY_RETRIES {
+                        continue;
+                    }
+                    return Err(StoreError::Conflict {
+                        stream: stream.to_owned(),
+                        expected,
+                        actual: match current {
+                            CurrentRevision::Current(r) => r + 1,
+                            CurrentRevision::NoStream => 0,
+                        },
+                    });
+                }
+                Err(other) => return Err(backend(other)),
+            }
+        };
         let version = written.next_expected_version + 1;
         // The write result names one position; read the appended events back for each one's.
         let appended = self
@@ -354,24 +432,7 @@ impl EventStore for EventStoreDbStore {
     }
 
     async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        let options = ReadStreamOptions::default()
-            .position(StreamPosition::End)
-            .backwards()
-            .max_count(1);
-        let mut read = match self
-            .client
-            .read_stream(self.stored_name(stream).as_str(), &options)
-            .await
-        {
-            Ok(read) => read,
-            Err(eventstore::Error::ResourceNotFound) => return Ok(0),
-            Err(e) => return Err(backend(e)),
-        };
-        match read.next().await {
-            Ok(Some(resolved)) => Ok(resolved.get_original_event().revision + 1),
-            Ok(None) | Err(eventstore::Error::ResourceNotFound) => Ok(0),
-            Err(e) => Err(backend(e)),
-        }
+        Ok(self.last_event(stream).await?.map_or(0, |e| e.version))
     }
 
     async fn head_position(&self) -> Result<u64, StoreError> {

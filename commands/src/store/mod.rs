@@ -3,6 +3,7 @@
 //! Streams are versioned from 1; the log has one global position per event, increasing in commit
 //! order, which is what projections follow.
 
+pub mod chain;
 #[cfg(feature = "eventstoredb")]
 mod eventstoredb;
 mod postgres;
@@ -77,6 +78,9 @@ pub enum Actor {
     System,
     /// Someone at the `spse-totp` command line on the server.
     Operator { name: String },
+    /// An auditor's API key. Auditors change nothing: they appear only on the record of what
+    /// they read.
+    Auditor { key_id: Uuid, key_name: String },
 }
 
 impl Actor {
@@ -87,6 +91,7 @@ impl Actor {
             Actor::Helpdesk { .. } => "helpdesk",
             Actor::System => "system",
             Actor::Operator { .. } => "operator",
+            Actor::Auditor { .. } => "auditor",
         }
     }
 
@@ -98,6 +103,7 @@ impl Actor {
             Actor::Helpdesk { operator, .. } => operator.clone(),
             Actor::System => "system".to_owned(),
             Actor::Operator { name } => name.clone(),
+            Actor::Auditor { key_name, .. } => key_name.clone(),
         }
     }
 }
@@ -151,6 +157,86 @@ pub struct RecordedEvent {
     pub payload: serde_json::Value,
     pub metadata: EventMetadata,
     pub recorded_at: DateTime<Utc>,
+    /// The event's link in its stream's hash chain ([`chain::event_hash`]); `None` only for
+    /// events written before the chain existed.
+    pub hash: Option<String>,
+}
+
+/// An `events` row as its columns hold it, before decoding: what adapters and readers that
+/// query the table directly (the audit verifier) share.
+#[derive(Debug, Clone)]
+pub struct StoredRow {
+    pub position: i64,
+    pub stream: String,
+    pub version: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub schema_version: i64,
+    pub payload: String,
+    pub metadata: String,
+    pub recorded_at: i64,
+    pub hash: Option<String>,
+}
+
+impl StoredRow {
+    /// The columns in the order of [`StoredRow::COLUMNS`].
+    pub const COLUMNS: &'static str = "position, stream, version, event_id, event_type, \
+         schema_version, payload, metadata, recorded_at, hash";
+
+    pub fn position(&self) -> u64 {
+        u64::try_from(self.position).unwrap_or(0)
+    }
+
+    fn corrupt(&self, reason: impl fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            position: self.position(),
+            reason: reason.to_string(),
+        }
+    }
+
+    pub fn decode(self) -> Result<RecordedEvent, StoreError> {
+        let event_id = Uuid::parse_str(&self.event_id).map_err(|e| self.corrupt(e))?;
+        let schema_version = u32::try_from(self.schema_version).map_err(|e| self.corrupt(e))?;
+        let payload = serde_json::from_str(&self.payload).map_err(|e| self.corrupt(e))?;
+        let metadata = serde_json::from_str(&self.metadata).map_err(|e| self.corrupt(e))?;
+        let recorded_at = DateTime::<Utc>::from_timestamp_micros(self.recorded_at)
+            .ok_or_else(|| self.corrupt("recorded_at out of range"))?;
+        Ok(RecordedEvent {
+            position: self.position(),
+            version: u64::try_from(self.version).unwrap_or(0),
+            stream: self.stream,
+            event_id,
+            event_type: self.event_type,
+            schema_version,
+            payload,
+            metadata,
+            recorded_at,
+            hash: self.hash,
+        })
+    }
+}
+
+impl<'r, R> sqlx::FromRow<'r, R> for StoredRow
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(StoredRow {
+            position: row.try_get(0)?,
+            stream: row.try_get(1)?,
+            version: row.try_get(2)?,
+            event_id: row.try_get(3)?,
+            event_type: row.try_get(4)?,
+            schema_version: row.try_get(5)?,
+            payload: row.try_get(6)?,
+            metadata: row.try_get(7)?,
+            recorded_at: row.try_get(8)?,
+            hash: row.try_get(9)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,13 +31,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgPool, PgRow};
+use sqlx::postgres::{PgListener, PgPool};
 use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use super::chain::{event_hash, ChainedFields};
+use super::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+};
 
 /// The channel every instance listens on for new events, before the schema's name.
 pub const EVENTS_CHANNEL: &str = "spse_totp_events";
@@ -55,9 +57,6 @@ const MAX_GROUP: usize = 256;
 
 /// How long the listener waits before reconnecting after losing its connection.
 const LISTENER_RETRY: Duration = Duration::from_millis(500);
-
-const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
-     schema_version, payload, metadata, recorded_at FROM events";
 
 struct AppendRequest {
     stream: String,
@@ -184,20 +183,37 @@ struct Rows {
     payload: Vec<String>,
     metadata: Vec<String>,
     recorded_at: Vec<i64>,
+    hash: Vec<String>,
 }
 
 impl Rows {
+    /// Adds one event chained to `previous` (its stream's last hash); returns its own hash.
     fn push(
         &mut self,
         position: u64,
         stream: &str,
         version: u64,
+        previous: Option<&str>,
         event: &NewEvent,
-    ) -> Result<(), StoreError> {
-        let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt {
+    ) -> Result<String, StoreError> {
+        let metadata = serde_json::to_value(&event.metadata).map_err(|e| StoreError::Corrupt {
             position,
             reason: e.to_string(),
         })?;
+        let recorded_at = event.recorded_at.timestamp_micros();
+        let hash = event_hash(
+            previous,
+            &ChainedFields {
+                stream,
+                version,
+                event_id: event.event_id,
+                event_type: &event.event_type,
+                schema_version: event.schema_version,
+                payload: &event.payload,
+                metadata: &metadata,
+                recorded_at_micros: recorded_at,
+            },
+        );
         self.position.push(to_i64(position));
         self.stream.push(stream.to_owned());
         self.version.push(to_i64(version));
@@ -205,9 +221,10 @@ impl Rows {
         self.event_type.push(event.event_type.clone());
         self.schema_version.push(i64::from(event.schema_version));
         self.payload.push(event.payload.to_string());
-        self.metadata.push(metadata);
-        self.recorded_at.push(event.recorded_at.timestamp_micros());
-        Ok(())
+        self.metadata.push(metadata.to_string());
+        self.recorded_at.push(recorded_at);
+        self.hash.push(hash.clone());
+        Ok(hash)
     }
 }
 
@@ -225,7 +242,7 @@ async fn commit_group(
         sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-    let mut versions = stream_versions(&mut tx, group).await?;
+    let mut heads = stream_heads(&mut tx, group).await?;
     let mut taken = existing_event_ids(&mut tx, group).await?;
 
     let mut next_position = to_u64(head) + 1;
@@ -256,7 +273,7 @@ async fn commit_group(
             results.push(Err(StoreError::DuplicateEvent(repeated)));
             continue;
         }
-        let actual = versions.get(&request.stream).copied().unwrap_or(0);
+        let (actual, mut hash) = heads.get(&request.stream).cloned().unwrap_or((0, None));
         if !request.expected.matches(actual) {
             results.push(Err(StoreError::Conflict {
                 stream: request.stream.clone(),
@@ -269,11 +286,17 @@ async fn commit_group(
         let mut version = actual;
         for event in &request.events {
             version += 1;
-            rows.push(next_position, &request.stream, version, event)?;
+            hash = Some(rows.push(
+                next_position,
+                &request.stream,
+                version,
+                hash.as_deref(),
+                event,
+            )?);
             taken.insert(event.event_id);
             next_position += 1;
         }
-        versions.insert(request.stream.clone(), version);
+        heads.insert(request.stream.clone(), (version, hash));
         results.push(Ok(Appended {
             version,
             first_position,
@@ -287,9 +310,9 @@ async fn commit_group(
     let last = next_position - 1;
     sqlx::query(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at) \
+         payload, metadata, recorded_at, hash) \
          SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[], $8::text[], $9::bigint[])",
+         $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[])",
     )
     .bind(&rows.position)
     .bind(&rows.stream)
@@ -300,6 +323,7 @@ async fn commit_group(
     .bind(&rows.payload)
     .bind(&rows.metadata)
     .bind(&rows.recorded_at)
+    .bind(&rows.hash)
     .execute(&mut *tx)
     .await?;
     sqlx::query("UPDATE event_log_head SET position = $1 WHERE id = 1")
@@ -315,14 +339,16 @@ async fn commit_group(
     Ok(results)
 }
 
-/// The current version of every stream the group appends to (absent: no events yet).
-async fn stream_versions(
+/// The current version and last hash of every stream the group appends to (absent: no events
+/// yet). One index range read per stream, newest version first.
+async fn stream_heads(
     tx: &mut Transaction<'_, Postgres>,
     group: &[AppendRequest],
-) -> Result<HashMap<String, u64>, StoreError> {
+) -> Result<HashMap<String, (u64, Option<String>)>, StoreError> {
     let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
     let rows = sqlx::query(
-        "SELECT stream, MAX(version) FROM events WHERE stream = ANY($1) GROUP BY stream",
+        "SELECT DISTINCT ON (stream) stream, version, hash FROM events \
+         WHERE stream = ANY($1) ORDER BY stream, version DESC",
     )
     .bind(&streams)
     .fetch_all(&mut **tx)
@@ -331,7 +357,7 @@ async fn stream_versions(
         .map(|row| {
             Ok((
                 row.try_get::<String, _>(0)?,
-                to_u64(row.try_get::<i64, _>(1)?),
+                (to_u64(row.try_get::<i64, _>(1)?), row.try_get(2)?),
             ))
         })
         .collect()
@@ -399,28 +425,6 @@ async fn listen(pool: &PgPool, head: &watch::Sender<u64>, channel: &str) -> Resu
     }
 }
 
-fn decode(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    let position = to_u64(row.try_get::<i64, _>(0)?);
-    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-    let event_id: String = row.try_get(3)?;
-    let payload: String = row.try_get(6)?;
-    let metadata: String = row.try_get(7)?;
-    let recorded_at: i64 = row.try_get(8)?;
-    Ok(RecordedEvent {
-        position,
-        stream: row.try_get(1)?,
-        version: to_u64(row.try_get::<i64, _>(2)?),
-        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
-        event_type: row.try_get(4)?,
-        schema_version: u32::try_from(row.try_get::<i64, _>(5)?)
-            .map_err(|e| corrupt(e.to_string()))?,
-        payload: serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
-        recorded_at: DateTime::<Utc>::from_timestamp_micros(recorded_at)
-            .ok_or_else(|| corrupt("recorded_at out of range".to_owned()))?,
-    })
-}
-
 #[async_trait]
 impl EventStore for PostgresEventStore {
     async fn append(
@@ -449,26 +453,28 @@ impl EventStore for PostgresEventStore {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_COLUMNS} WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3"
+        let rows = sqlx::query_as::<_, StoredRow>(&format!(
+            "SELECT {} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3",
+            StoredRow::COLUMNS
         ))
         .bind(stream)
         .bind(to_i64(from_version))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
+        rows.into_iter().map(StoredRow::decode).collect()
     }
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_COLUMNS} WHERE position > $1 ORDER BY position LIMIT $2"
+        let rows = sqlx::query_as::<_, StoredRow>(&format!(
+            "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            StoredRow::COLUMNS
         ))
         .bind(to_i64(after))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(decode).collect()
+        rows.into_iter().map(StoredRow::decode).collect()
     }
 
     async fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {

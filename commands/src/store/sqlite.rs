@@ -19,23 +19,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
-use sqlx::Row;
+use sqlx::FromRow;
 use tokio::sync::{mpsc, oneshot, watch};
-use uuid::Uuid;
 
 use crate::database::WriteGate;
 
-use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use super::chain::{event_hash, ChainedFields};
+use super::{
+    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+};
 
 /// The most appends one commit takes. Bounds the time a group holds the write lock.
 const MAX_GROUP: usize = 256;
 
 const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
-     schema_version, payload, metadata, recorded_at FROM events";
+     schema_version, payload, metadata, recorded_at, hash FROM events";
 
 struct AppendRequest {
     stream: String,
@@ -177,22 +178,25 @@ fn append_group(
         row.get(0)
     })?;
     let mut next_position = to_u64(max) + 1;
-    let mut versions: HashMap<&str, u64> = HashMap::new();
+    // Each stream's version and last hash, as this group leaves them.
+    let mut heads: HashMap<&str, (u64, Option<String>)> = HashMap::new();
     let mut results = Vec::with_capacity(group.len());
     for request in group {
         if request.events.is_empty() {
             results.push(Err(StoreError::EmptyAppend));
             continue;
         }
-        let actual = match versions.get(request.stream.as_str()) {
-            Some(v) => *v,
+        let (actual, last_hash) = match heads.get(request.stream.as_str()) {
+            Some(head) => head.clone(),
             None => {
-                let v: i64 = tx
+                let head: Option<(i64, Option<String>)> = tx
                     .prepare_cached(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = ?1",
+                        "SELECT version, hash FROM events WHERE stream = ?1 \
+                         ORDER BY version DESC LIMIT 1",
                     )?
-                    .query_row([&request.stream], |row| row.get(0))?;
-                to_u64(v)
+                    .query_row([&request.stream], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                head.map_or((0, None), |(v, h)| (to_u64(v), h))
             }
         };
         if !request.expected.matches(actual) {
@@ -205,12 +209,20 @@ fn append_group(
         }
         let first_position = next_position;
         let mut version = actual;
+        let mut hash = last_hash;
         for event in &request.events {
             version += 1;
-            insert(tx, next_position, &request.stream, version, event)?;
+            hash = Some(insert(
+                tx,
+                next_position,
+                &request.stream,
+                version,
+                hash.as_deref(),
+                event,
+            )?);
             next_position += 1;
         }
-        versions.insert(request.stream.as_str(), version);
+        heads.insert(request.stream.as_str(), (version, hash));
         results.push(Ok(Appended {
             version,
             first_position,
@@ -220,20 +232,36 @@ fn append_group(
     Ok(results)
 }
 
+/// Inserts one event chained to `previous` (its stream's last hash); returns its own hash.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
     position: u64,
     stream: &str,
     version: u64,
+    previous: Option<&str>,
     event: &NewEvent,
-) -> Result<(), StoreError> {
-    let metadata = serde_json::to_string(&event.metadata).map_err(|e| StoreError::Corrupt {
+) -> Result<String, StoreError> {
+    let metadata = serde_json::to_value(&event.metadata).map_err(|e| StoreError::Corrupt {
         position,
         reason: e.to_string(),
     })?;
+    let recorded_at = event.recorded_at.timestamp_micros();
+    let hash = event_hash(
+        previous,
+        &ChainedFields {
+            stream,
+            version,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            recorded_at_micros: recorded_at,
+        },
+    );
     tx.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         payload, metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
         to_i64(position),
@@ -243,8 +271,9 @@ fn insert(
         &event.event_type,
         i64::from(event.schema_version),
         event.payload.to_string(),
-        metadata,
-        event.recorded_at.timestamp_micros(),
+        metadata.to_string(),
+        recorded_at,
+        &hash,
     ])
     .map_err(|e| match &e {
         rusqlite::Error::SqliteFailure(_, Some(message)) if message.contains("events.event_id") => {
@@ -252,7 +281,7 @@ fn insert(
         }
         _ => StoreError::Sqlite(e),
     })?;
-    Ok(())
+    Ok(hash)
 }
 
 async fn stream_version_on(
@@ -268,25 +297,7 @@ async fn stream_version_on(
 }
 
 fn decode(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
-    let position = to_u64(row.try_get::<i64, _>(0)?);
-    let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-    let event_id: String = row.try_get(3)?;
-    let payload: String = row.try_get(6)?;
-    let metadata: String = row.try_get(7)?;
-    let recorded_at: i64 = row.try_get(8)?;
-    Ok(RecordedEvent {
-        position,
-        stream: row.try_get(1)?,
-        version: to_u64(row.try_get::<i64, _>(2)?),
-        event_id: Uuid::parse_str(&event_id).map_err(|e| corrupt(e.to_string()))?,
-        event_type: row.try_get(4)?,
-        schema_version: u32::try_from(row.try_get::<i64, _>(5)?)
-            .map_err(|e| corrupt(e.to_string()))?,
-        payload: serde_json::from_str(&payload).map_err(|e| corrupt(e.to_string()))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| corrupt(e.to_string()))?,
-        recorded_at: DateTime::<Utc>::from_timestamp_micros(recorded_at)
-            .ok_or_else(|| corrupt("recorded_at out of range".to_owned()))?,
-    })
+    StoredRow::from_row(row)?.decode()
 }
 
 #[async_trait]

@@ -4,6 +4,7 @@ mod command;
 mod decide;
 mod error;
 mod events;
+mod history;
 mod state;
 
 #[cfg(test)]
@@ -13,6 +14,7 @@ pub use command::{AccountCommand, OpenedSecret};
 pub use decide::{decide, needs_enrollment, secret_needed, Decision};
 pub use error::{DomainError, Rejection};
 pub use events::{AccountEvent, CancelReason, EventDecodeError, LoginStage, Method, RejectReason};
+pub use history::{AccountHistory, DeviceEnd, DeviceRecord, StateAsOf};
 pub use state::{
     cancel_reason_str, Account, BoundDevice, Lockout, Login, LoginStatus, PendingEnrollment,
     Profile, TotpStatus,

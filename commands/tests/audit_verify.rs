@@ -1,0 +1,94 @@
+//! The verifier against a real SQLite file: chains written by the store verify; rows older than
+//! the chain (no hash) are legacy, not broken, and a stream's chain starts after them; a hash
+//! removed once the chain began, or a changed payload, is named.
+
+use chrono::Utc;
+use serde_json::json;
+use spse_totp_commands::audit::verify;
+use spse_totp_commands::{Database, EventMetadata, ExpectedVersion, NewEvent};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+fn event(n: u32) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "Tested".to_owned(),
+        schema_version: 1,
+        payload: json!({"n": n, "nested": {"b": [1, 2], "a": "é"}}),
+        metadata: EventMetadata::system(),
+        recorded_at: Utc::now(),
+    }
+}
+
+async fn open(dir: &TempDir) -> Database {
+    Database::open(&format!("sqlite://{}/verify.db", dir.path().display()))
+        .await
+        .expect("open")
+}
+
+#[tokio::test]
+async fn legacy_rows_are_counted_and_chains_start_after_them() {
+    let dir = TempDir::new().unwrap();
+    let db = open(&dir).await;
+    // A row as written before the chain existed: no hash.
+    sqlx::query(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
+         VALUES (1, 's', 1, $1, 'Tested', 1, '{}', '{\"actor\":{\"kind\":\"system\"}}', 0)",
+    )
+    .bind(Uuid::now_v7().to_string())
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    db.events
+        .append("s", ExpectedVersion::Exact(1), vec![event(1), event(2)])
+        .await
+        .unwrap();
+    db.events
+        .append("t", ExpectedVersion::NoStream, vec![event(3)])
+        .await
+        .unwrap();
+    let report = verify(&db.pool).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.legacy, report.streams), (4, 1, 2));
+
+    // Removing a hash after the chain began is tampering, not legacy.
+    sqlx::query("UPDATE events SET hash = NULL WHERE position = 3")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let report = verify(&db.pool).await.unwrap();
+    let broken = report.broken.expect("broken");
+    assert_eq!(
+        (broken.stream.as_str(), broken.position, broken.version),
+        ("s", 3, 3)
+    );
+    assert!(broken.reason.contains("missing"), "{}", broken.reason);
+}
+
+#[tokio::test]
+async fn a_changed_payload_is_named_even_when_its_json_is_reformatted_elsewhere() {
+    let dir = TempDir::new().unwrap();
+    let db = open(&dir).await;
+    db.events
+        .append(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2), event(3)],
+        )
+        .await
+        .unwrap();
+    // Reformatting JSON without changing it (as another engine may store it) still verifies.
+    sqlx::query("UPDATE events SET payload = '{ \"nested\": {\"a\": \"é\", \"b\": [1,2]}, \"n\": 2 }' WHERE position = 2")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert!(verify(&db.pool).await.unwrap().ok);
+    sqlx::query("UPDATE events SET payload = '{\"n\": 20, \"nested\": {\"a\": \"é\", \"b\": [1, 2]}}' WHERE position = 2")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let report = verify(&db.pool).await.unwrap();
+    assert!(!report.ok);
+    assert_eq!(report.checked, 2, "it stops at the first broken link");
+    assert_eq!(report.broken.expect("broken").position, 2);
+}

@@ -1,0 +1,77 @@
+//! The record of who read what: every audit and helpdesk read appends one of these, naming the
+//! reader (in the event's metadata), the subject, the endpoint and the stated purpose, never the
+//! data that was read. They live outside the account streams, one stream per day, so that
+//! readers never contend with the account's own writes nor with each other.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum AccessEvent {
+    AuditRecordRead {
+        /// The account stream read, or `*` for a read across accounts (a search, a verification).
+        subject: String,
+        /// The endpoint or command, e.g. `GET /v1/audit/accounts/{user_type}/{user_id}/events`.
+        endpoint: String,
+        /// Why, as the reader stated it (a ticket number, an audit reference).
+        purpose: String,
+        /// For a search: the filters applied, so the record says what was looked for.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+    },
+}
+
+impl AccessEvent {
+    pub const STREAM_PREFIX: &'static str = "access-";
+
+    /// The day's stream of reads, e.g. `access-2026-11-30`.
+    pub fn stream_name(at: DateTime<Utc>) -> String {
+        format!("{}{}", Self::STREAM_PREFIX, at.format("%Y-%m-%d"))
+    }
+
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            AccessEvent::AuditRecordRead { .. } => "AuditRecordRead",
+        }
+    }
+
+    pub fn schema_version(&self) -> u32 {
+        1
+    }
+
+    pub fn to_payload(&self) -> serde_json::Value {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.remove("data").unwrap_or(serde_json::Value::Null)
+            }
+            _ => serde_json::Value::Null,
+        }
+    }
+
+    pub fn from_stored(
+        event_type: &str,
+        payload: serde_json::Value,
+    ) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_round_trip_and_go_to_the_days_stream() {
+        let read = AccessEvent::AuditRecordRead {
+            subject: "account-penyedia-PPK1".to_owned(),
+            endpoint: "GET /v1/audit/accounts/{user_type}/{user_id}/events".to_owned(),
+            purpose: "ticket 42".to_owned(),
+            query: None,
+        };
+        let back = AccessEvent::from_stored(read.event_type(), read.to_payload()).unwrap();
+        assert_eq!(back, read);
+        let at = crate::testing::t0();
+        assert!(AccessEvent::stream_name(at).starts_with("access-20"));
+    }
+}
