@@ -2,12 +2,15 @@
 
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
 
 #[derive(Debug, Clone)]
 pub enum Decoded {
     Account(AccountKey, AccountEvent),
     ApiKey(ApiKeyEvent),
+    /// Reset requests that concern no account (unknown User ID, throttled address).
+    ResetLog(ResetLogEvent),
     /// A stream this version does not project (from a newer version, or another tool).
     Other,
 }
@@ -27,6 +30,15 @@ impl Decoded {
             let event = ApiKeyEvent::from_stored(&recorded.event_type, recorded.payload.clone())
                 .map_err(|e| e.to_string())?;
             return Ok(Decoded::ApiKey(event));
+        }
+        if recorded.stream == ResetLogEvent::STREAM {
+            let event = ResetLogEvent::from_stored(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(Decoded::ResetLog(event));
         }
         Ok(Decoded::Other)
     }
