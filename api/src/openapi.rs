@@ -23,12 +23,22 @@ use crate::routes;
         routes::device::deny,
         routes::accounts::get,
         routes::accounts::disable,
+        // Reset and recovery (issue 3).
+        routes::captcha::issue,
+        routes::resets::request,
+        routes::resets::confirm,
+        routes::reset_page::page,
+        routes::helpdesk::get,
+        routes::helpdesk::reset,
+        routes::helpdesk::unlock,
     ),
     modifiers(&Security),
     tags(
         (name = "logins", description = "The portal's side of a login (API key, role portal)"),
         (name = "device", description = "The phone's side (device token from activation)"),
         (name = "accounts", description = "Account state and self-service disable (API key, role portal)"),
+        (name = "resets", description = "Self-service reset by emailed link: captcha and request (role portal), confirmation (the link's token)"),
+        (name = "helpdesk", description = "Account lookup, reset and unlock (API key, role helpdesk, operator in X-Operator)"),
     )
 )]
 struct ApiDoc;

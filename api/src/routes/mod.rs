@@ -1,8 +1,12 @@
 //! The REST API, one module per resource.
 
 pub mod accounts;
+pub mod captcha;
 pub mod device;
+pub mod helpdesk;
 pub mod logins;
+pub mod reset_page;
+pub mod resets;
 pub mod system;
 
 use serde::Serialize;

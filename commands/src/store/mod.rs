@@ -69,6 +69,8 @@ pub enum Actor {
     System,
     /// Someone at the `spse-totp` command line on the server.
     Operator { name: String },
+    /// The account's owner, proving it with an emailed reset link (no API key, no device).
+    User,
 }
 
 impl Actor {
@@ -79,6 +81,7 @@ impl Actor {
             Actor::Helpdesk { .. } => "helpdesk",
             Actor::System => "system",
             Actor::Operator { .. } => "operator",
+            Actor::User => "user",
         }
     }
 
@@ -90,6 +93,7 @@ impl Actor {
             Actor::Helpdesk { operator, .. } => operator.clone(),
             Actor::System => "system".to_owned(),
             Actor::Operator { name } => name.clone(),
+            Actor::User => "the account's owner".to_owned(),
         }
     }
 }
