@@ -15,6 +15,9 @@ use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod resets;
+pub mod smtp_sink;
+
 /// Mid-step, so a test that moves a few seconds stays in the same 30-second step.
 pub fn start_instant() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 10)
@@ -48,6 +51,7 @@ impl TestServer {
             master_key_file: dir.path().join("master.key"),
             ..Config::default()
         };
+        config.mail.outbox = dir.path().join("outbox");
         tweak(&mut config);
         Self::start_in(dir, config).await
     }
