@@ -84,7 +84,7 @@ pub enum RequestOutcome {
     Unmatched,
 }
 
-/// Records a reset request. Every path does the same work: one account load, one decision and
+/// Records a reset request, returning what became of it and the log position it reached. Every path does the same work: one account load, one decision and
 /// one durable append (on the account's stream, or on the shared reset stream when there is no
 /// account), so the answer takes about as long whatever the account and email.
 pub async fn request(
@@ -94,7 +94,7 @@ pub async fn request(
     email: &str,
     client_ip: Option<String>,
     metadata: EventMetadata,
-) -> Result<RequestOutcome, CommandError> {
+) -> Result<(RequestOutcome, Option<u64>), CommandError> {
     let request_id = ResetRequestId::from_random(random_bytes::<ID_BYTES>());
     let command = AccountCommand::RequestReset {
         request_id,
@@ -102,17 +102,18 @@ pub async fn request(
         client_ip: client_ip.clone(),
     };
     match accounts.execute(key, command, metadata.clone()).await {
-        Ok(executed) => Ok(
-            if executed
+        Ok(executed) => {
+            let requested = executed
                 .events
                 .iter()
-                .any(|e| matches!(e, AccountEvent::ResetRequested { .. }))
-            {
+                .any(|e| matches!(e, AccountEvent::ResetRequested { .. }));
+            let outcome = if requested {
                 RequestOutcome::Requested(request_id)
             } else {
                 RequestOutcome::Declined
-            },
-        ),
+            };
+            Ok((outcome, executed.position))
+        }
         Err(CommandError::Rejected {
             error: DomainError::AccountNotFound,
             ..
@@ -123,8 +124,8 @@ pub async fn request(
                 client_ip,
                 at: accounts.now(),
             };
-            append_log(store, event, metadata, accounts.now()).await?;
-            Ok(RequestOutcome::Unmatched)
+            let position = append_log(store, event, metadata, accounts.now()).await?;
+            Ok((RequestOutcome::Unmatched, Some(position)))
         }
         Err(e) => Err(e),
     }
@@ -143,7 +144,7 @@ pub async fn record_throttled(
         limit,
         at: now,
     };
-    append_log(store, event, metadata, now).await
+    append_log(store, event, metadata, now).await.map(|_| ())
 }
 
 async fn append_log(
@@ -151,7 +152,7 @@ async fn append_log(
     event: ResetLogEvent,
     metadata: EventMetadata,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
     let new = NewEvent {
         event_id: Uuid::now_v7(),
         event_type: event.event_type().to_owned(),
@@ -163,7 +164,7 @@ async fn append_log(
     store
         .append(ResetLogEvent::STREAM, ExpectedVersion::Any, vec![new])
         .await
-        .map(|_| ())
+        .map(|appended| appended.last_position)
 }
 
 #[cfg(test)]

@@ -143,7 +143,7 @@ pub async fn request(
         app.succeeded("request_reset_throttled");
         return Ok(accepted());
     }
-    let outcome = resets::request(
+    let (outcome, position) = resets::request(
         &app.accounts,
         app.db.events.as_ref(),
         &key,
@@ -153,6 +153,9 @@ pub async fn request(
     )
     .await
     .map_err(|e| ApiError::internal(&e))?;
+    // Every path waits for its own write to show, so the portal reads it back, and so no path
+    // answers measurably sooner than another.
+    app.caught_up(position).await;
     app.succeeded(match outcome {
         RequestOutcome::Requested(_) => "request_reset",
         RequestOutcome::Declined => "request_reset_declined",
