@@ -415,8 +415,14 @@ mod tests {
         ])
         .unwrap();
         let smtp = config.mail.smtp.clone().unwrap();
-        assert_eq!((smtp.host.as_str(), smtp.port, smtp.tls), ("mail.lpse.example", 465, SmtpTls::Tls));
-        assert!(!format!("{config:?}").contains("hunter2"), "the password is never printed");
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("mail.lpse.example", 465, SmtpTls::Tls)
+        );
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "the password is never printed"
+        );
         assert_eq!(config.policy.reset_ttl, Duration::minutes(30));
         assert!(with(&[("SPSE_TOTP_SMTP_HOST", "h"), ("SPSE_TOTP_SMTP_TLS", "ssl")]).is_err());
         assert!(with(&[]).unwrap().reset.captcha_test_answer.is_none());

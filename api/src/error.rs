@@ -129,8 +129,9 @@ pub fn domain_error(error: &DomainError, now: DateTime<Utc>) -> ApiError {
         DomainError::ResetLinkSuperseded => ApiError::new(S::GONE, "token_superseded", message),
         DomainError::ResetLinkExpired => ApiError::new(S::GONE, "token_expired", message),
         DomainError::NotLocked => ApiError::new(S::CONFLICT, "not_locked", message),
-        DomainError::Required(field) => ApiError::bad_request("invalid_request", message)
-            .with("field", *field),
+        DomainError::Required(field) => {
+            ApiError::bad_request("invalid_request", message).with("field", *field)
+        }
         DomainError::StalePreparation => busy(),
     }
 }

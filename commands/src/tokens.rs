@@ -4,8 +4,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use rand::RngCore;
 pub use hmac::Mac;
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// `{prefix}_{43 base64url characters}`: the prefix tells a leaked token's kind at a glance

@@ -3,8 +3,8 @@
 
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
-use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::AccountEvent;
 
 use crate::event::Decoded;

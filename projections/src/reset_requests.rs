@@ -145,7 +145,8 @@ type Row = (
     Option<i64>,
 );
 
-const COLUMNS: &str = "SELECT request_id, email, client_ip, requested_at, expires_at, status, decided_at, \
+const COLUMNS: &str =
+    "SELECT request_id, email, client_ip, requested_at, expires_at, status, decided_at, \
      email_status, email_attempts, email_error, email_at FROM reset_requests";
 
 fn row(r: Row) -> ResetRequestRow {
@@ -194,7 +195,10 @@ pub async fn recent_for_account(
 }
 
 /// The account a reset request belongs to.
-pub async fn account_of(pool: &AnyPool, request_id: &str) -> Result<Option<AccountKey>, sqlx::Error> {
+pub async fn account_of(
+    pool: &AnyPool,
+    request_id: &str,
+) -> Result<Option<AccountKey>, sqlx::Error> {
     let stream: Option<String> =
         sqlx::query_scalar("SELECT stream FROM reset_requests WHERE request_id = $1")
             .bind(request_id)

@@ -83,9 +83,11 @@ impl TestServer {
         client_ip: &str,
     ) -> (StatusCode, Vec<u8>) {
         let captcha_id = self.captcha().await;
-        self.request_reset_with(json!({"user_type": user_type, "user_id": user_id, "email": email,
-            "captcha_id": captcha_id, "captcha_answer": CAPTCHA_ANSWER, "client_ip": client_ip}))
-            .await
+        self.request_reset_with(
+            json!({"user_type": user_type, "user_id": user_id, "email": email,
+            "captcha_id": captcha_id, "captcha_answer": CAPTCHA_ANSWER, "client_ip": client_ip}),
+        )
+        .await
     }
 
     pub async fn request_reset_with(&self, body: Value) -> (StatusCode, Vec<u8>) {

@@ -25,7 +25,8 @@ impl ReceivedMail {
         let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
         unfolded.lines().find_map(|line| {
             let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name).then(|| value.trim().to_owned())
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
         })
     }
 
@@ -158,12 +159,20 @@ async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>) {
             "EHLO" => b"250-sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
             "HELO" => b"250 sink\r\n",
             "MAIL" => {
-                from = command.split_once(':').map(|(_, a)| a.trim().to_owned()).unwrap_or_default();
+                from = command
+                    .split_once(':')
+                    .map(|(_, a)| a.trim().to_owned())
+                    .unwrap_or_default();
                 to.clear();
                 b"250 OK\r\n"
             }
             "RCPT" => {
-                to.push(command.split_once(':').map(|(_, a)| a.trim().to_owned()).unwrap_or_default());
+                to.push(
+                    command
+                        .split_once(':')
+                        .map(|(_, a)| a.trim().to_owned())
+                        .unwrap_or_default(),
+                );
                 b"250 OK\r\n"
             }
             "DATA" => {

@@ -53,30 +53,57 @@ async fn wrong_reused_and_expired_answers_are_refused_and_record_nothing() {
     s.activate_with_email("non_penyedia", "ppk1").await;
 
     let wrong = s.captcha().await;
-    assert_eq!(s.request_reset_with(body(&wrong, "NOPE1")).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.request_reset_with(body(&wrong, "NOPE1")).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
     // A wrong try uses the captcha up: the right answer afterwards is too late.
-    assert_eq!(s.request_reset_with(body(&wrong, CAPTCHA_ANSWER)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.request_reset_with(body(&wrong, CAPTCHA_ANSWER)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     let used = s.captcha().await;
-    assert_eq!(s.request_reset_with(body(&used, CAPTCHA_ANSWER)).await.0, StatusCode::ACCEPTED);
-    assert_eq!(s.request_reset_with(body(&used, CAPTCHA_ANSWER)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.request_reset_with(body(&used, CAPTCHA_ANSWER)).await.0,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        s.request_reset_with(body(&used, CAPTCHA_ANSWER)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     let late = s.captcha().await;
     s.advance(Duration::minutes(5) + Duration::seconds(1));
-    assert_eq!(s.request_reset_with(body(&late, CAPTCHA_ANSWER)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        s.request_reset_with(body(&late, CAPTCHA_ANSWER)).await.0,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
 
     for bad_id in ["not-a-uuid", "00000000-0000-0000-0000-000000000000", ""] {
-        assert_eq!(s.request_reset_with(body(bad_id, CAPTCHA_ANSWER)).await.0, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            s.request_reset_with(body(bad_id, CAPTCHA_ANSWER)).await.0,
+            StatusCode::UNPROCESSABLE_ENTITY
+        );
     }
-    assert_eq!(requests_recorded(&s).await, 1, "only the one good captcha counted");
+    assert_eq!(
+        requests_recorded(&s).await,
+        1,
+        "only the one good captcha counted"
+    );
 }
 
 #[tokio::test]
 async fn only_a_portal_key_gets_a_captcha_and_the_test_answer_is_off_by_default() {
     let s = TestServer::start().await;
-    assert_eq!(s.get("/v1/captcha", &s.helpdesk_key).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        s.call(reqwest::Method::GET, "/v1/captcha", None, None).await.0,
+        s.get("/v1/captcha", &s.helpdesk_key).await.0,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        s.call(reqwest::Method::GET, "/v1/captcha", None, None)
+            .await
+            .0,
         StatusCode::UNAUTHORIZED
     );
     assert!(s.services.config.reset.captcha_test_answer.is_none());

@@ -60,7 +60,9 @@ async fn the_lookup_shows_status_device_lock_logins_and_reset_requests_but_no_se
     assert_eq!(view["reset_requests"][0]["client_ip"], USER_IP);
     let text = view.to_string();
     assert!(!text.contains("secret") && !text.contains("token") && !text.contains("otpauth"));
-    let base32 = totp_rs::Secret::Raw(phone.secret.clone()).to_encoded().to_string();
+    let base32 = totp_rs::Secret::Raw(phone.secret.clone())
+        .to_encoded()
+        .to_string();
     assert!(!text.contains(&base32));
     let (status, missing) = helpdesk(
         &s,
@@ -92,7 +94,10 @@ async fn a_helpdesk_reset_is_recorded_with_operator_reason_and_ticket_and_takes_
     let reset = recorded(&s, "TotpReset").await;
     assert_eq!(reset.len(), 1);
     assert_eq!(reset[0].payload["by"]["kind"], "helpdesk");
-    assert_eq!(reset[0].payload["by"]["reason"], "HP hilang, email dari alamat terdaftar");
+    assert_eq!(
+        reset[0].payload["by"]["reason"],
+        "HP hilang, email dari alamat terdaftar"
+    );
     assert_eq!(reset[0].payload["by"]["ticket"], "HD-2026-0042");
     assert_eq!(reset[0].metadata.actor.kind(), "helpdesk");
     assert_eq!(reset[0].metadata.actor.display_name(), OPERATOR);
@@ -120,7 +125,6 @@ async fn a_helpdesk_reset_is_recorded_with_operator_reason_and_ticket_and_takes_
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-
 }
 
 #[tokio::test]

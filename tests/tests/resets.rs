@@ -89,7 +89,10 @@ async fn the_emailed_link_resets_totp_and_only_a_new_activation_works_afterwards
     assert!(text.contains("PPK1") && text.contains(USER_IP) && text.contains("WIB"));
     assert!(text.contains(">Reset TOTP</a>"), "an HTML button");
     assert!(text.contains("text/plain") && text.contains("text/html"));
-    assert!(text.contains(&format!("{}/reset-totp?token=", s.base)), "link on the configured base");
+    assert!(
+        text.contains(&format!("{}/reset-totp?token=", s.base)),
+        "link on the configured base"
+    );
     let token = mail.reset_token().expect("a token in the link");
     assert!(token.len() >= 43, "at least 256 bits of token: {token}");
 
@@ -139,7 +142,10 @@ async fn the_emailed_link_resets_totp_and_only_a_new_activation_works_afterwards
 
     // Notices: the first activation, the reset, the second activation.
     let messages = sink.wait_for(4, StdDuration::from_secs(10)).await;
-    let subjects: Vec<String> = messages.iter().filter_map(|m| m.header("Subject")).collect();
+    let subjects: Vec<String> = messages
+        .iter()
+        .filter_map(|m| m.header("Subject"))
+        .collect();
     assert_eq!(
         subjects
             .iter()
@@ -217,15 +223,20 @@ async fn unknown_user_wrong_email_and_right_email_answer_byte_for_byte_alike() {
             let captcha_id = s.captcha().await;
             let started = Instant::now();
             let (status, body) = s
-                .request_reset_with(json!({"user_type": "non_penyedia", "user_id": user, "email": email,
-                    "captcha_id": captcha_id, "captcha_answer": CAPTCHA_ANSWER, "client_ip": ip}))
+                .request_reset_with(
+                    json!({"user_type": "non_penyedia", "user_id": user, "email": email,
+                    "captcha_id": captcha_id, "captcha_answer": CAPTCHA_ANSWER, "client_ip": ip}),
+                )
                 .await;
             timings[i].push(started.elapsed().as_secs_f64() * 1000.0);
             assert_eq!(status, StatusCode::ACCEPTED);
             bodies.push(body);
         }
     }
-    assert!(bodies.iter().all(|b| b.as_slice() == ACCEPTED), "byte-identical answers");
+    assert!(
+        bodies.iter().all(|b| b.as_slice() == ACCEPTED),
+        "byte-identical answers"
+    );
     // Only the right email asked for a link (three an hour), and no link went elsewhere.
     let types = s.event_types("non_penyedia", "ppk3").await;
     assert_eq!(count(&types, "ResetRequested"), 3, "{types:?}");
@@ -234,13 +245,25 @@ async fn unknown_user_wrong_email_and_right_email_answer_byte_for_byte_alike() {
     // meets every other group's range.
     let quartiles = |t: &mut Vec<f64>| {
         t.sort_by(|a, b| a.total_cmp(b));
-        (t[t.len() / 4], t[t.len() / 2], t[3 * t.len() / 4], t[0], t[t.len() - 1])
+        (
+            t[t.len() / 4],
+            t[t.len() / 2],
+            t[3 * t.len() / 4],
+            t[0],
+            t[t.len() - 1],
+        )
     };
     let stats: Vec<_> = timings.iter_mut().map(quartiles).collect();
-    println!("timings ms (q1, median, q3, min, max): unknown {:?}, wrong email {:?}, right email {:?}", stats[0], stats[1], stats[2]);
+    println!(
+        "timings ms (q1, median, q3, min, max): unknown {:?}, wrong email {:?}, right email {:?}",
+        stats[0], stats[1], stats[2]
+    );
     for a in &stats {
         for b in &stats {
-            assert!(a.0 <= b.4 && b.0 <= a.4, "distributions do not overlap: {stats:?}");
+            assert!(
+                a.0 <= b.4 && b.0 <= a.4,
+                "distributions do not overlap: {stats:?}"
+            );
         }
     }
 }
@@ -275,7 +298,10 @@ async fn a_link_used_twice_is_refused_the_second_time() {
     assert_eq!(s.confirm_reset(&token).await.0, StatusCode::OK);
     let before = account_events(&s, "ppk5").await;
     let (status, body) = s.confirm_reset(&token).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::GONE, Some("token_used")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("token_used"))
+    );
     let (_, _, html) = s.reset_page(&token, None).await;
     assert!(html.contains("sudah digunakan"));
     assert_eq!(account_events(&s, "ppk5").await, before);
@@ -291,7 +317,10 @@ async fn an_expired_link_is_refused_and_changes_nothing() {
     s.advance(Duration::minutes(61));
     let before = account_events(&s, "ppk6").await;
     let (status, body) = s.confirm_reset(&token).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::GONE, Some("token_expired")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("token_expired"))
+    );
     let (status, _, html) = s.reset_page(&token, None).await;
     assert_eq!(status, StatusCode::GONE);
     assert!(html.contains("kedaluwarsa"));
@@ -317,7 +346,10 @@ async fn a_newer_request_supersedes_the_older_link() {
         .expect("a second link");
     let before = account_events(&s, "ppk7").await;
     let (status, body) = s.confirm_reset(&first).await;
-    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::GONE, Some("token_superseded")));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::GONE, Some("token_superseded"))
+    );
     assert_eq!(account_events(&s, "ppk7").await, before);
     assert_eq!(s.confirm_reset(&second).await.0, StatusCode::OK);
 }
@@ -334,7 +366,12 @@ async fn a_tampered_token_is_refused_and_changes_nothing() {
     let last = tampered.len() - 1;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    for bad in [tampered.as_str(), &token[..token.len() - 2], "", "x' OR 1=1 --"] {
+    for bad in [
+        tampered.as_str(),
+        &token[..token.len() - 2],
+        "",
+        "x' OR 1=1 --",
+    ] {
         let (status, body) = s.confirm_reset(bad).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{bad}: {body}");
         assert_eq!(body["error"]["code"], "invalid_token");
@@ -383,12 +420,16 @@ async fn the_per_address_limit_holds_under_fifty_parallel_requests() {
         captchas.push(s.captcha().await);
     }
     let answers = join_all(captchas.iter().enumerate().map(|(i, captcha_id)| {
-        s.request_reset_with(json!({"user_type": "penyedia", "user_id": format!("vendor{i}"),
+        s.request_reset_with(
+            json!({"user_type": "penyedia", "user_id": format!("vendor{i}"),
             "email": "a@b.example", "captcha_id": captcha_id, "captcha_answer": CAPTCHA_ANSWER,
-            "client_ip": "192.0.2.99"}))
+            "client_ip": "192.0.2.99"}),
+        )
     }))
     .await;
-    assert!(answers.iter().all(|(status, _)| *status == StatusCode::ACCEPTED));
+    assert!(answers
+        .iter()
+        .all(|(status, _)| *status == StatusCode::ACCEPTED));
     let log = s
         .services
         .db
@@ -396,8 +437,14 @@ async fn the_per_address_limit_holds_under_fifty_parallel_requests() {
         .read_stream("reset-requests", 1, 1000)
         .await
         .unwrap();
-    let throttled = log.iter().filter(|e| e.event_type == "ResetRequestThrottled").count();
-    let unmatched = log.iter().filter(|e| e.event_type == "ResetRequestUnmatched").count();
+    let throttled = log
+        .iter()
+        .filter(|e| e.event_type == "ResetRequestThrottled")
+        .count();
+    let unmatched = log
+        .iter()
+        .filter(|e| e.event_type == "ResetRequestUnmatched")
+        .count();
     assert_eq!((unmatched, throttled), (5, 45));
 }
 
@@ -426,5 +473,7 @@ async fn a_get_of_the_page_never_resets_and_the_openapi_lists_the_routes() {
     }
     assert_eq!(account_status(&s, "ppk10").await, "active");
     // The link is built on the configured base URL, whatever Host the request named.
-    assert!(outbox_links(&s, 1).await[0].readable().contains(&format!("{}/reset-totp", s.base)));
+    assert!(outbox_links(&s, 1).await[0]
+        .readable()
+        .contains(&format!("{}/reset-totp", s.base)));
 }

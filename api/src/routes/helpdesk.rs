@@ -148,7 +148,8 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, A
 
 fn required(field: &'static str, value: String, max: usize) -> Result<String, ApiError> {
     clean_text(field, Some(value), max)?.ok_or_else(|| {
-        ApiError::bad_request("invalid_request", format!("{field} is required")).with("field", field)
+        ApiError::bad_request("invalid_request", format!("{field} is required"))
+            .with("field", field)
     })
 }
 
@@ -164,7 +165,9 @@ pub async fn get(
     _caller: HelpdeskCaller,
     ApiPath((user_type, user_id)): AccountPath,
 ) -> Result<Json<HelpdeskAccountView>, ApiError> {
-    Ok(Json(view(&app, &AccountKey::new(user_type, user_id)).await?))
+    Ok(Json(
+        view(&app, &AccountKey::new(user_type, user_id)).await?,
+    ))
 }
 
 /// Reset TOTP for the user (FAQ 5); reason and ticket are required and recorded.

@@ -134,7 +134,10 @@ fn respond(status: StatusCode, lang: Lang, title: &str, body: &str, nonce: &str)
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -217,9 +220,7 @@ pub async fn page(
     };
     match request.status {
         ResetStatus::Used => refusal(StatusCode::GONE, lang, texts, texts.used, &nonce),
-        ResetStatus::Superseded => {
-            refusal(StatusCode::GONE, lang, texts, texts.superseded, &nonce)
-        }
+        ResetStatus::Superseded => refusal(StatusCode::GONE, lang, texts, texts.superseded, &nonce),
         ResetStatus::Pending if request.expires_at <= app.now() => {
             refusal(StatusCode::GONE, lang, texts, texts.expired, &nonce)
         }

@@ -66,7 +66,9 @@ pub struct ConfirmedView {
 fn parse_account(user_type: &str, user_id: &str) -> Result<AccountKey, ApiError> {
     let user_type: UserType = user_type
         .parse()
-        .map_err(|e: spse_totp_domain::ids::IdError| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e: spse_totp_domain::ids::IdError| {
+            ApiError::bad_request("invalid_request", e.to_string())
+        })?;
     let user_id = UserId::parse(user_id)
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
     Ok(AccountKey::new(user_type, user_id))
@@ -199,7 +201,10 @@ pub async fn confirm(
     ctx: RequestContext,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<ConfirmedView>, ApiError> {
-    let bucket = format!("reset-confirm-ip:{}", ctx.client_ip.as_deref().unwrap_or("unknown"));
+    let bucket = format!(
+        "reset-confirm-ip:{}",
+        ctx.client_ip.as_deref().unwrap_or("unknown")
+    );
     let hits = app
         .resets
         .rate_limits

@@ -145,11 +145,10 @@ impl Job {
     /// Whether `event` (later in the same stream) is an outcome of this job.
     fn outcome(&self, cause: Uuid, event: &AccountEvent) -> Option<Outcome> {
         match (self, event) {
-            (Job::ResetLink { request_id, .. }, AccountEvent::ResetEmailSent { request_id: r, .. })
-                if r == request_id =>
-            {
-                Some(Outcome::Done)
-            }
+            (
+                Job::ResetLink { request_id, .. },
+                AccountEvent::ResetEmailSent { request_id: r, .. },
+            ) if r == request_id => Some(Outcome::Done),
             (
                 Job::ResetLink { request_id, .. },
                 AccountEvent::ResetEmailFailed {
@@ -319,12 +318,11 @@ impl Dispatcher {
     }
 
     async fn checkpoint(&self) -> Result<u64, DispatchError> {
-        let position: Option<i64> = sqlx::query_scalar(
-            "SELECT position FROM projection_checkpoints WHERE projector = $1",
-        )
-        .bind(CHECKPOINT)
-        .fetch_optional(&self.pool)
-        .await?;
+        let position: Option<i64> =
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projector = $1")
+                .bind(CHECKPOINT)
+                .fetch_optional(&self.pool)
+                .await?;
         if let Some(position) = position {
             return Ok(u64::try_from(position).unwrap_or(0));
         }
@@ -376,7 +374,11 @@ impl Dispatcher {
         Ok(Step::Moved)
     }
 
-    async fn progress(&self, recorded: &RecordedEvent, job: &Job) -> Result<Progress, DispatchError> {
+    async fn progress(
+        &self,
+        recorded: &RecordedEvent,
+        job: &Job,
+    ) -> Result<Progress, DispatchError> {
         let mut progress = Progress {
             done: false,
             failures: 0,
@@ -468,20 +470,20 @@ impl Dispatcher {
                     ))
                 }
             }
-            Job::Notice { facts: notice, at, .. } => {
-                match account.profile.as_ref().and_then(|p| p.email.clone()) {
-                    None => Err("the account has no email address on record"),
-                    Some(to) => Ok(message::notice(
-                        &facts,
-                        &to,
-                        notice,
-                        *at,
-                        recorded.metadata.client_ip.as_deref(),
-                        message_id.clone(),
-                        now,
-                    )),
-                }
-            }
+            Job::Notice {
+                facts: notice, at, ..
+            } => match account.profile.as_ref().and_then(|p| p.email.clone()) {
+                None => Err("the account has no email address on record"),
+                Some(to) => Ok(message::notice(
+                    &facts,
+                    &to,
+                    notice,
+                    *at,
+                    recorded.metadata.client_ip.as_deref(),
+                    message_id.clone(),
+                    now,
+                )),
+            },
         };
         let outcome = match letter {
             Err(reason) => MailOutcome::Failed {
@@ -507,7 +509,13 @@ impl Dispatcher {
                 }
             }
         };
-        let waits = matches!(outcome, MailOutcome::Failed { retry_at: Some(_), .. });
+        let waits = matches!(
+            outcome,
+            MailOutcome::Failed {
+                retry_at: Some(_),
+                ..
+            }
+        );
         let metadata = EventMetadata {
             causation_id: Some(recorded.event_id.to_string()),
             correlation_id: recorded.metadata.correlation_id.clone(),
@@ -519,14 +527,22 @@ impl Dispatcher {
         Ok(!waits)
     }
 
-    fn failure(&self, job: &Job, attempt: u32, error: SendError, now: DateTime<Utc>) -> MailOutcome {
+    fn failure(
+        &self,
+        job: &Job,
+        attempt: u32,
+        error: SendError,
+        now: DateTime<Utc>,
+    ) -> MailOutcome {
         tracing::warn!(attempt, error = %error.message, permanent = error.permanent, "mail not sent");
         let doublings = attempt.saturating_sub(1).min(20);
         let backoff = self
             .settings
             .first_backoff
             .checked_mul(1 << doublings)
-            .map_or(self.settings.max_backoff, |d| d.min(self.settings.max_backoff));
+            .map_or(self.settings.max_backoff, |d| {
+                d.min(self.settings.max_backoff)
+            });
         let retry_at = now + backoff;
         let deadline = match job {
             Job::ResetLink { expires_at, .. } => *expires_at,

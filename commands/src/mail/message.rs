@@ -78,10 +78,9 @@ impl Letter {
         let from: Mailbox = from
             .parse()
             .map_err(|e| SendError::permanent(format!("the sender address is not valid: {e}")))?;
-        let to: Mailbox = self
-            .to
-            .parse()
-            .map_err(|e| SendError::permanent(format!("the recipient address is not valid: {e}")))?;
+        let to: Mailbox = self.to.parse().map_err(|e| {
+            SendError::permanent(format!("the recipient address is not valid: {e}"))
+        })?;
         Message::builder()
             .from(from)
             .to(to)
@@ -152,6 +151,7 @@ fn facts_table(rows: &[(&str, String)]) -> (String, String) {
 pub const RESET_SUBJECT: &str = "Konfirmasi Permintaan Reset TOTP";
 
 /// Flow 3, step 4: the link that resets TOTP.
+#[allow(clippy::too_many_arguments)]
 pub fn reset_link(
     account: &AccountFacts,
     to: &str,
@@ -164,9 +164,15 @@ pub fn reset_link(
 ) -> Letter {
     let (facts_plain, facts_html) = facts_table(&[
         ("User ID", account.key.user_id.to_string()),
-        ("Tipe User", user_type_label(account.key.user_type).to_owned()),
+        (
+            "Tipe User",
+            user_type_label(account.key.user_type).to_owned(),
+        ),
         ("Waktu", wib(requested_at)),
-        ("Alamat IP", client_ip.unwrap_or("tidak diketahui").to_owned()),
+        (
+            "Alamat IP",
+            client_ip.unwrap_or("tidak diketahui").to_owned(),
+        ),
     ]);
     let greeting = account.greeting();
     let until = wib(expires_at);
@@ -233,9 +239,15 @@ pub fn notice(
 ) -> Letter {
     let mut rows = vec![
         ("User ID", account.key.user_id.to_string()),
-        ("Tipe User", user_type_label(account.key.user_type).to_owned()),
+        (
+            "Tipe User",
+            user_type_label(account.key.user_type).to_owned(),
+        ),
         ("Waktu", wib(at)),
-        ("Alamat IP", client_ip.unwrap_or("tidak diketahui").to_owned()),
+        (
+            "Alamat IP",
+            client_ip.unwrap_or("tidak diketahui").to_owned(),
+        ),
     ];
     let (subject, what) = match facts {
         NoticeFacts::Reset { by, removed_device } => {
@@ -259,7 +271,8 @@ pub fn notice(
     };
     let (facts_plain, facts_html) = facts_table(&rows);
     let greeting = account.greeting();
-    let warning = "Jika ini bukan Anda, segera hubungi helpdesk LPSE dan ganti kata sandi SPSE Anda: \
+    let warning =
+        "Jika ini bukan Anda, segera hubungi helpdesk LPSE dan ganti kata sandi SPSE Anda: \
                    seseorang mungkin mengetahui kata sandi Anda.";
     let plain = format!("Yth. {greeting},\n\n{what}\n\n{facts_plain}\n\n{warning}\n");
     let html = page(

@@ -76,7 +76,9 @@ impl MailTransport {
 
     pub fn smtp(settings: &SmtpSettings) -> Result<Self, SendError> {
         let builder = match settings.tls {
-            SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host),
+            SmtpTls::None => {
+                AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&settings.host)
+            }
             SmtpTls::StartTls => {
                 AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host)
                     .map_err(|e| SendError::permanent(format!("SMTP TLS setup: {e}")))?
@@ -84,9 +86,7 @@ impl MailTransport {
             SmtpTls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host)
                 .map_err(|e| SendError::permanent(format!("SMTP TLS setup: {e}")))?,
         };
-        let mut builder = builder
-            .port(settings.port)
-            .timeout(Some(settings.timeout));
+        let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
         if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
@@ -112,15 +112,17 @@ impl MailTransport {
                     .map_err(|e| SendError::transient(format!("outbox writer: {e}")))?
                     .map_err(|e| SendError::transient(format!("outbox: {e}")))
             }
-            MailTransport::Smtp(smtp) => smtp.send(message.clone()).await.map(|_| ()).map_err(|e| {
-                // Only the server's answer is kept: it never holds the credentials.
-                let text: String = e.to_string().chars().take(300).collect();
-                if e.is_permanent() {
-                    SendError::permanent(text)
-                } else {
-                    SendError::transient(text)
-                }
-            }),
+            MailTransport::Smtp(smtp) => {
+                smtp.send(message.clone()).await.map(|_| ()).map_err(|e| {
+                    // Only the server's answer is kept: it never holds the credentials.
+                    let text: String = e.to_string().chars().take(300).collect();
+                    if e.is_permanent() {
+                        SendError::permanent(text)
+                    } else {
+                        SendError::transient(text)
+                    }
+                })
+            }
         }
     }
 }

@@ -1,8 +1,8 @@
 //! What a caller asks of an account. Anything that needs IO (a secret from the vault, a fresh
 //! random id, a token's digest) is looked up or made first and carried in the command.
 
-use crate::code::{ApprovalNumber, TotpCode};
 use super::events::{MailOutcome, NoticeKind};
+use crate::code::{ApprovalNumber, TotpCode};
 use crate::ids::{DeviceId, EnrollmentId, LoginId, ResetRequestId, UserId, UserType};
 use crate::totp::TotpSecret;
 
@@ -74,11 +74,18 @@ pub enum AccountCommand {
     },
     /// Flow 3, step 6: the emailed link's token checked out (by the caller, with the server key)
     /// and names this request.
-    ConfirmReset { request_id: ResetRequestId },
+    ConfirmReset {
+        request_id: ResetRequestId,
+    },
     /// FAQ 5: the helpdesk resets TOTP on the user's written request.
-    HelpdeskReset { reason: String, ticket: String },
+    HelpdeskReset {
+        reason: String,
+        ticket: String,
+    },
     /// The helpdesk lifts a lock.
-    Unlock { reason: String },
+    Unlock {
+        reason: String,
+    },
     /// The mailer reports on a reset link.
     RecordResetEmail {
         request_id: ResetRequestId,

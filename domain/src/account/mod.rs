@@ -9,7 +9,6 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-
 pub use command::{AccountCommand, OpenedSecret};
 pub use decide::{decide, needs_enrollment, secret_needed, Decision};
 pub use error::{DomainError, Rejection};

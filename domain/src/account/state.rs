@@ -377,7 +377,10 @@ impl Account {
                     expires_at: *expires_at,
                     status: ResetStatus::Pending,
                 });
-                let excess = self.reset_requests.len().saturating_sub(RESET_REQUESTS_KEPT);
+                let excess = self
+                    .reset_requests
+                    .len()
+                    .saturating_sub(RESET_REQUESTS_KEPT);
                 self.reset_requests.drain(..excess);
             }
             AccountEvent::TotpReset { by, .. } => {

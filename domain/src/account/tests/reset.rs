@@ -153,18 +153,28 @@ fn confirming_removes_the_binding_and_cancels_pending_logins() {
         ]);
     assert_eq!(account.totp_status, TotpStatus::Inactive);
     assert!(account.device.is_none());
-    assert!(needs_enrollment(&account), "the next login asks for activation");
+    assert!(
+        needs_enrollment(&account),
+        "the next login asks for activation"
+    );
 }
 
 #[test]
 fn after_a_reset_the_old_device_cannot_approve() {
     let mut story = with_link();
     story.accept(confirm(1), t0() + minutes(1));
-    story.accept(start_login(login(3), Some(enrollment(2))), t0() + minutes(2));
+    story.accept(
+        start_login(login(3), Some(enrollment(2))),
+        t0() + minutes(2),
+    );
     story
         .given()
         .when(
-            approve(login(2), code_now(&secret(), t0() + minutes(2)), Some(number())),
+            approve(
+                login(2),
+                code_now(&secret(), t0() + minutes(2)),
+                Some(number()),
+            ),
             t0() + minutes(2),
         )
         .then_err(DomainError::DeviceNotRecognised);
