@@ -176,6 +176,7 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        self.settle_mail().await;
         (phone, login_id)
     }
 
@@ -204,10 +205,31 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         phone.device_token = body["device_token"].as_str().map(str::to_owned);
+        self.settle_mail().await;
         (
             phone,
             login["login_id"].as_str().expect("login_id").to_owned(),
         )
+    }
+
+    /// Waits until the mail dispatcher has handled everything in the log (the notices an
+    /// activation calls for append their outcome events), so a test comparing the log before
+    /// and after a request sees only what that request did.
+    pub async fn settle_mail(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let head = self.services.db.events.head_position().await.expect("head");
+            let reached: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM projection_checkpoints WHERE projector = 'mail_dispatcher'",
+            )
+            .fetch_optional(&self.services.db.pool)
+            .await
+            .expect("checkpoint");
+            if reached.is_some_and(|p| u64::try_from(p).unwrap_or(0) >= head) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn stop(mut self) {

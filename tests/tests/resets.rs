@@ -477,3 +477,50 @@ async fn a_get_of_the_page_never_resets_and_the_openapi_lists_the_routes() {
         .readable()
         .contains(&format!("{}/reset-totp", s.base)));
 }
+
+#[tokio::test]
+async fn a_restart_sends_the_pending_link_and_nothing_already_sent() {
+    let sink = SmtpSink::start().await;
+    let mut s = server_with_sink(&sink).await;
+    s.activate_with_email("non_penyedia", "ppk11").await;
+    s.request_reset("non_penyedia", "ppk11", &email_of("ppk11"), USER_IP)
+        .await;
+    assert_eq!(wait_for_links(&sink, 1).await.len(), 1);
+    let notices = sink.messages().len() - 1;
+
+    // The mail server goes down, a second request fails to go out, the service stops.
+    sink.stop().await;
+    s.advance(Duration::minutes(1));
+    s.request_reset("non_penyedia", "ppk11", &email_of("ppk11"), USER_IP)
+        .await;
+    wait_for_event(&s, "ppk11", "ResetEmailFailed", 1).await;
+    let config = s.services.config.clone();
+    let dir = std::mem::replace(&mut s.dir, tempfile::tempdir().unwrap());
+    s.stop().await;
+    tokio::time::sleep(StdDuration::from_millis(500)).await;
+
+    // Back up, on the same database and key: only the pending link goes out.
+    sink.resume().await;
+    let s = TestServer::start_in(dir, config).await;
+    s.advance(Duration::minutes(2));
+    let links = wait_for_links(&sink, 2).await;
+    assert_eq!(links.len(), 2, "the pending link arrives after the restart");
+    s.advance(Duration::minutes(1));
+    tokio::time::sleep(StdDuration::from_millis(800)).await;
+    let messages = sink.messages();
+    assert_eq!(
+        spse_totp_tests::resets::reset_links(&messages).len(),
+        2,
+        "nothing sent twice"
+    );
+    assert_eq!(messages.len(), 2 + notices);
+    let types = s.event_types("non_penyedia", "ppk11").await;
+    assert_eq!(count(&types, "ResetEmailSent"), 2, "{types:?}");
+    // The link of the second request works.
+    let token = links
+        .iter()
+        .filter_map(ReceivedMail::reset_token)
+        .last()
+        .unwrap();
+    assert_eq!(s.confirm_reset(&token).await.0, StatusCode::OK);
+}
