@@ -221,6 +221,8 @@ fn main() -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    // Activation notices are mailed too: into the benchmark's own folder.
+    let outbox = dir.path().join("outbox");
     let (base, key, services) = server_rt.block_on({
         let clock = Arc::clone(&clock);
         let database_url = database_url.clone();
@@ -231,6 +233,10 @@ fn main() -> anyhow::Result<()> {
                 database_url,
                 master_key: Some(MasterKey::generate().to_base64()),
                 public_base_url: base.clone(),
+                mail: spse_totp_api::config::MailConfig {
+                    outbox,
+                    ..Default::default()
+                },
                 ..Config::default()
             };
             let app = App::start(config, clock.clone()).await?;
