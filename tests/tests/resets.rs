@@ -519,8 +519,8 @@ async fn a_restart_sends_the_pending_link_and_nothing_already_sent() {
     // The link of the second request works.
     let token = links
         .iter()
-        .filter_map(ReceivedMail::reset_token)
-        .last()
+        .rev()
+        .find_map(ReceivedMail::reset_token)
         .unwrap();
     assert_eq!(s.confirm_reset(&token).await.0, StatusCode::OK);
 }
