@@ -16,6 +16,7 @@
 //! One dispatcher runs per database: each instance tries to hold a lease row, and only the holder
 //! sends.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -226,6 +227,9 @@ pub struct Dispatcher {
     clock: Arc<dyn Clock>,
     settings: DispatcherSettings,
     holder: String,
+    /// Until when this instance holds the lease (microseconds), so an idle dispatcher renews it
+    /// only when half of it is gone instead of writing on every poll.
+    held_until: AtomicI64,
 }
 
 impl Dispatcher {
@@ -247,6 +251,7 @@ impl Dispatcher {
             clock,
             settings,
             holder: Uuid::new_v4().to_string(),
+            held_until: AtomicI64::new(i64::MIN),
         }
     }
 
@@ -290,6 +295,11 @@ impl Dispatcher {
     /// Takes or renews the lease; false when another instance holds it.
     pub async fn hold_lease(&self) -> Result<bool, DispatchError> {
         let now = self.clock.now();
+        let half = self.settings.lease_for / 2;
+        if (now + half).timestamp_micros() < self.held_until.load(Ordering::Acquire) {
+            return Ok(true);
+        }
+        let until = now + self.settings.lease_for;
         let _turn = self.gate.enter().await;
         let done = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
@@ -298,11 +308,20 @@ impl Dispatcher {
         )
         .bind(LEASE)
         .bind(&self.holder)
-        .bind((now + self.settings.lease_for).timestamp_micros())
+        .bind(until.timestamp_micros())
         .bind(now.timestamp_micros())
         .execute(&self.pool)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let held = done.rows_affected() == 1;
+        self.held_until.store(
+            if held {
+                until.timestamp_micros()
+            } else {
+                i64::MIN
+            },
+            Ordering::Release,
+        );
+        Ok(held)
     }
 
     async fn release(&self) {
