@@ -524,3 +524,30 @@ async fn a_restart_sends_the_pending_link_and_nothing_already_sent() {
         .unwrap();
     assert_eq!(s.confirm_reset(&token).await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn only_one_mail_dispatcher_per_database_holds_the_lease() {
+    use spse_totp_commands::mail::{Dispatcher, DispatcherSettings, MailTransport};
+    use spse_totp_commands::resets::ResetTokens;
+    let s = server_with_outbox().await;
+    s.activate_with_email("non_penyedia", "ppk12").await;
+    let key = spse_totp_api::app::master_key(&s.services.config).unwrap();
+    let second = Dispatcher::new(
+        &s.services.db,
+        std::sync::Arc::clone(&s.services.accounts),
+        MailTransport::outbox(s.dir.path().join("other-outbox")),
+        ResetTokens::new(&key),
+        s.clock.clone(),
+        DispatcherSettings::default(),
+    );
+    assert!(
+        !second.hold_lease().await.unwrap(),
+        "the running instance holds it"
+    );
+    // Whatever the race, there is one lease row and it names the running instance.
+    let holders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases")
+        .fetch_one(&s.services.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(holders, 1);
+}
