@@ -10,9 +10,13 @@ use axum::http::Request;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
+use spse_totp_commands::captcha::Captchas;
+use spse_totp_commands::mail::{Dispatcher, DispatcherSettings, MailTransport};
+use spse_totp_commands::rate_limits::RateLimits;
+use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{MasterKey, Vault, VaultError};
-use spse_totp_commands::{Clock, DatabaseError};
+use spse_totp_commands::{Clock, Database, DatabaseError};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -26,8 +30,10 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::housekeeping;
 use crate::metrics::{self, Metrics};
-use crate::routes::{accounts, audit, device, logins, system};
-use crate::state::{AppState, Services};
+use crate::routes::{
+    accounts, audit, captcha, device, helpdesk, logins, reset_page, resets, system,
+};
+use crate::state::{AppState, ResetServices, Services};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -39,6 +45,8 @@ pub enum StartError {
     Projections(#[from] ProjectionError),
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("mail: {0}")]
+    Mail(String),
 }
 
 /// A running service: its shared state and background tasks. Dropping it does not stop them;
@@ -65,11 +73,51 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
     Ok(key)
 }
 
+/// Captchas, rate limits, reset tokens and the mail dispatcher (issue 3).
+fn reset_services(
+    config: &Config,
+    db: &Database,
+    key: &MasterKey,
+    accounts: &Arc<AccountService>,
+    clock: &Arc<dyn Clock>,
+) -> Result<(ResetServices, Arc<Dispatcher>), StartError> {
+    if config.reset.captcha_test_answer.is_some() {
+        tracing::warn!(
+            "!!! SPSE_TOTP_CAPTCHA_TEST_ANSWER is set: a fixed captcha answer is accepted for every captcha. \
+             This is for automated test environments only; never set it in production !!!"
+        );
+    }
+    let transport = match &config.mail.smtp {
+        Some(smtp) => MailTransport::smtp(smtp).map_err(|e| StartError::Mail(e.message))?,
+        None => MailTransport::outbox(config.mail.outbox.clone()),
+    };
+    tracing::info!(transport = %transport.describe(), "mail transport");
+    let tokens = ResetTokens::new(key);
+    let dispatcher = Arc::new(Dispatcher::new(
+        db,
+        Arc::clone(accounts),
+        transport,
+        tokens.clone(),
+        Arc::clone(clock),
+        DispatcherSettings {
+            from: config.mail.from.clone(),
+            public_base_url: config.public_base_url.clone(),
+            ..DispatcherSettings::default()
+        },
+    ));
+    let resets = ResetServices {
+        captchas: Captchas::new(db, key, config.reset.captcha_test_answer.clone()),
+        rate_limits: RateLimits::new(db),
+        tokens,
+    };
+    Ok((resets, dispatcher))
+}
+
 impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
         let db = config.open_database().await?;
         let key = master_key(&config)?;
-        let accounts = AccountService::new(
+        let accounts = Arc::new(AccountService::new(
             Arc::clone(&db.events),
             Vault::new(&db, &key),
             SnapshotStore::new(&db),
@@ -79,7 +127,8 @@ impl App {
                 public_base_url: config.public_base_url.clone(),
                 ..ServiceSettings::default()
             },
-        );
+        ));
+        let (resets, dispatcher) = reset_services(&config, &db, &key, &accounts, &clock)?;
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let services = Arc::new(Services {
@@ -90,10 +139,12 @@ impl App {
             clock,
             metrics: Metrics::new()?,
             api_keys: KnownKeys::default(),
+            resets,
         });
         let (shutdown, stop) = watch::channel(false);
         let tasks = vec![
             tokio::spawn(Arc::clone(&services.projections).run(stop.clone())),
+            tokio::spawn(dispatcher.run(stop.clone())),
             tokio::spawn(housekeeping::run(Arc::clone(&services), stop)),
         ];
         Ok(App {
@@ -151,6 +202,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/accounts/{user_type}/{user_id}/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
         .route("/v1/helpdesk/events", get(audit::search))
+        // Reset and recovery (issue 3).
+        .route("/v1/captcha", get(captcha::issue))
+        .route("/v1/resets", post(resets::request))
+        .route("/v1/resets/confirm", post(resets::confirm))
+        .route("/reset-totp", get(reset_page::page))
+        .route("/v1/helpdesk/accounts/{user_type}/{user_id}", get(helpdesk::get))
+        .route("/v1/helpdesk/accounts/{user_type}/{user_id}/reset", post(helpdesk::reset))
+        .route("/v1/helpdesk/accounts/{user_type}/{user_id}/unlock", post(helpdesk::unlock))
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::Deserialize;
+use spse_totp_commands::mail::{SmtpSettings, SmtpTls};
 use spse_totp_commands::{Database, DatabaseError};
 use spse_totp_domain::Policy;
 
@@ -47,6 +48,18 @@ struct FileConfig {
     window_back_steps: Option<u8>,
     number_matching: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    // Reset and recovery (issue 3).
+    reset_ttl_minutes: Option<i64>,
+    reset_max_per_hour: Option<u32>,
+    reset_max_per_ip_per_hour: Option<u32>,
+    captcha_test_answer: Option<String>,
+    mail_from: Option<String>,
+    mail_outbox: Option<PathBuf>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    smtp_tls: Option<String>,
+    smtp_username: Option<String>,
+    smtp_password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +86,45 @@ pub struct Config {
     pub policy: Policy,
     /// Take the device's address from `X-Forwarded-For` (only behind a proxy that sets it).
     pub trust_forwarded_for: bool,
+    pub reset: ResetConfig,
+    pub mail: MailConfig,
+}
+
+/// Self-service reset: the per-address limit and the captcha's test answer.
+#[derive(Debug, Clone)]
+pub struct ResetConfig {
+    /// Reset requests per client address per hour; more are answered the same and ignored.
+    pub max_per_ip_per_hour: u32,
+    /// `SPSE_TOTP_CAPTCHA_TEST_ANSWER`: one fixed answer accepted for any captcha. Only for
+    /// integrators' automated test environments; the server warns loudly at start when set.
+    pub captcha_test_answer: Option<String>,
+}
+
+impl Default for ResetConfig {
+    fn default() -> Self {
+        ResetConfig {
+            max_per_ip_per_hour: 20,
+            captcha_test_answer: None,
+        }
+    }
+}
+
+/// Where mail goes: SMTP when a host is configured, else the file outbox.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    pub from: String,
+    pub outbox: PathBuf,
+    pub smtp: Option<SmtpSettings>,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            from: "SPSE TOTP <no-reply@localhost>".to_owned(),
+            outbox: PathBuf::from("./data/outbox"),
+            smtp: None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -88,6 +140,8 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             policy: Policy::default(),
             trust_forwarded_for: false,
+            reset: ResetConfig::default(),
+            mail: MailConfig::default(),
         }
     }
 }
@@ -121,6 +175,7 @@ impl Config {
     }
 
     fn apply(&mut self, f: FileConfig) -> Result<(), ConfigError> {
+        self.apply_reset(&f)?;
         if let Some(v) = f.listen {
             self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
         }
@@ -194,6 +249,55 @@ impl Config {
         }
         Ok(())
     }
+
+    fn apply_reset(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
+        if let Some(v) = f.reset_ttl_minutes {
+            self.policy.reset_ttl =
+                positive_seconds("SPSE_TOTP_RESET_TTL_MINUTES", v.saturating_mul(60))?;
+        }
+        if let Some(v) = f.reset_max_per_hour {
+            self.policy.reset_max_per_hour = v;
+        }
+        if let Some(v) = f.reset_max_per_ip_per_hour {
+            self.reset.max_per_ip_per_hour = v;
+        }
+        if let Some(v) = &f.captcha_test_answer {
+            self.reset.captcha_test_answer = Some(v.clone()).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = &f.mail_from {
+            self.mail.from = v.clone();
+        }
+        if let Some(v) = &f.mail_outbox {
+            self.mail.outbox = v.clone();
+        }
+        if let Some(host) = &f.smtp_host {
+            let tls = match f.smtp_tls.as_deref().unwrap_or("starttls") {
+                "none" => SmtpTls::None,
+                "starttls" => SmtpTls::StartTls,
+                "tls" => SmtpTls::Tls,
+                other => {
+                    return Err(invalid(
+                        "SPSE_TOTP_SMTP_TLS",
+                        format!("{other:?} is not none, starttls or tls"),
+                    ))
+                }
+            };
+            let default_port = match tls {
+                SmtpTls::None => 25,
+                SmtpTls::StartTls => 587,
+                SmtpTls::Tls => 465,
+            };
+            self.mail.smtp = Some(SmtpSettings {
+                host: host.clone(),
+                port: f.smtp_port.unwrap_or(default_port),
+                tls,
+                username: f.smtp_username.clone(),
+                password: f.smtp_password.clone(),
+                timeout: std::time::Duration::from_secs(15),
+            });
+        }
+        Ok(())
+    }
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -236,6 +340,17 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         window_back_steps: parsed(env, "SPSE_TOTP_WINDOW_BACK_STEPS")?,
         number_matching: parsed(env, "SPSE_TOTP_NUMBER_MATCHING")?,
         trust_forwarded_for: parsed(env, "SPSE_TOTP_TRUST_FORWARDED_FOR")?,
+        reset_ttl_minutes: parsed(env, "SPSE_TOTP_RESET_TTL_MINUTES")?,
+        reset_max_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_HOUR")?,
+        reset_max_per_ip_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_IP_PER_HOUR")?,
+        captcha_test_answer: env("SPSE_TOTP_CAPTCHA_TEST_ANSWER"),
+        mail_from: env("SPSE_TOTP_MAIL_FROM"),
+        mail_outbox: env("SPSE_TOTP_MAIL_OUTBOX").map(PathBuf::from),
+        smtp_host: env("SPSE_TOTP_SMTP_HOST"),
+        smtp_port: parsed(env, "SPSE_TOTP_SMTP_PORT")?,
+        smtp_tls: env("SPSE_TOTP_SMTP_TLS"),
+        smtp_username: env("SPSE_TOTP_SMTP_USERNAME"),
+        smtp_password: env("SPSE_TOTP_SMTP_PASSWORD"),
     })
 }
 
@@ -302,6 +417,30 @@ mod tests {
         assert_eq!(config.listen.to_string(), "0.0.0.0:9100");
         assert_eq!(config.policy.login_ttl, Duration::seconds(1020));
         assert!(!config.policy.number_matching);
+    }
+
+    #[test]
+    fn smtp_and_reset_settings_come_from_the_environment() {
+        let config = with(&[
+            ("SPSE_TOTP_SMTP_HOST", "mail.lpse.example"),
+            ("SPSE_TOTP_SMTP_TLS", "tls"),
+            ("SPSE_TOTP_SMTP_USERNAME", "totp"),
+            ("SPSE_TOTP_SMTP_PASSWORD", "hunter2"),
+            ("SPSE_TOTP_RESET_TTL_MINUTES", "30"),
+        ])
+        .unwrap();
+        let smtp = config.mail.smtp.clone().unwrap();
+        assert_eq!(
+            (smtp.host.as_str(), smtp.port, smtp.tls),
+            ("mail.lpse.example", 465, SmtpTls::Tls)
+        );
+        assert!(
+            !format!("{config:?}").contains("hunter2"),
+            "the password is never printed"
+        );
+        assert_eq!(config.policy.reset_ttl, Duration::minutes(30));
+        assert!(with(&[("SPSE_TOTP_SMTP_HOST", "h"), ("SPSE_TOTP_SMTP_TLS", "ssl")]).is_err());
+        assert!(with(&[]).unwrap().reset.captcha_test_answer.is_none());
     }
 
     #[test]

@@ -124,6 +124,14 @@ pub fn domain_error(error: &DomainError, now: DateTime<Utc>) -> ApiError {
         DomainError::RecentLoginRequired { .. } => {
             ApiError::new(S::FORBIDDEN, "recent_login_required", message)
         }
+        DomainError::ResetLinkUnknown => ApiError::new(S::NOT_FOUND, "invalid_token", message),
+        DomainError::ResetLinkUsed => ApiError::new(S::GONE, "token_used", message),
+        DomainError::ResetLinkSuperseded => ApiError::new(S::GONE, "token_superseded", message),
+        DomainError::ResetLinkExpired => ApiError::new(S::GONE, "token_expired", message),
+        DomainError::NotLocked => ApiError::new(S::CONFLICT, "not_locked", message),
+        DomainError::Required(field) => {
+            ApiError::bad_request("invalid_request", message).with("field", *field)
+        }
         DomainError::StalePreparation => busy(),
     }
 }

@@ -45,6 +45,8 @@ pub async fn sweep(app: &AppState) -> Result<usize, Box<dyn std::error::Error + 
         expired += usize::from(!executed.events.is_empty());
     }
     let destroyed = app.accounts.sweep_vault(BATCH).await?;
+    app.resets.captchas.sweep(app.now()).await?;
+    app.resets.rate_limits.sweep(app.now()).await?;
     if expired > 0 || destroyed > 0 {
         tracing::info!(
             accounts_with_expired_logins = expired,

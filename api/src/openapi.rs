@@ -28,6 +28,14 @@ use crate::routes;
         routes::audit::export,
         routes::audit::verify,
         routes::audit::search,
+        // Reset and recovery (issue 3).
+        routes::captcha::issue,
+        routes::resets::request,
+        routes::resets::confirm,
+        routes::reset_page::page,
+        routes::helpdesk::get,
+        routes::helpdesk::reset,
+        routes::helpdesk::unlock,
     ),
     modifiers(&Security),
     tags(
@@ -35,6 +43,8 @@ use crate::routes;
         (name = "device", description = "The phone's side (device token from activation)"),
         (name = "accounts", description = "Account state and self-service disable (API key, role portal)"),
         (name = "audit", description = "History, state as of an instant, export and verification (API key, role auditor); the helpdesk's audit search (role helpdesk, X-Operator). Every read is recorded with its purpose."),
+        (name = "resets", description = "Self-service reset by emailed link: captcha and request (role portal), confirmation (the link's token)"),
+        (name = "helpdesk", description = "Account lookup, reset and unlock (API key, role helpdesk, operator in X-Operator)"),
     )
 )]
 struct ApiDoc;

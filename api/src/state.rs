@@ -10,6 +10,9 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use spse_totp_commands::accounts::{AccountService, CommandError};
+use spse_totp_commands::captcha::Captchas;
+use spse_totp_commands::rate_limits::RateLimits;
+use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::{Actor, Clock, Database, EventMetadata};
 use spse_totp_projections::ProjectionRunner;
 
@@ -26,11 +29,19 @@ pub type AppState = Arc<Services>;
 pub struct Services {
     pub config: Config,
     pub db: Database,
-    pub accounts: AccountService,
+    pub accounts: Arc<AccountService>,
     pub projections: Arc<ProjectionRunner>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub api_keys: KnownKeys,
+    pub resets: ResetServices,
+}
+
+/// What reset and recovery use besides the account service.
+pub struct ResetServices {
+    pub captchas: Captchas,
+    pub rate_limits: RateLimits,
+    pub tokens: ResetTokens,
 }
 
 impl Services {

@@ -436,6 +436,17 @@ impl AccountService {
                 AccountEvent::TotpDisabled { enrollment_id, .. } => {
                     self.destroy_secret(*enrollment_id).await
                 }
+                // A reset takes effect at once: neither the old device's secret nor a QR code
+                // shown before it may ever check a code again.
+                AccountEvent::TotpReset {
+                    enrollment_id,
+                    pending_enrollment_id,
+                    ..
+                } => {
+                    for id in enrollment_id.iter().chain(pending_enrollment_id) {
+                        self.destroy_secret(*id).await;
+                    }
+                }
                 _ => {}
             }
         }

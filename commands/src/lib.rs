@@ -10,9 +10,13 @@
 pub mod accounts;
 pub mod apikeys;
 pub mod audit;
+pub mod captcha;
 pub mod clock;
 pub mod database;
 pub mod enrollment;
+pub mod mail;
+pub mod rate_limits;
+pub mod resets;
 pub mod snapshots;
 pub mod store;
 #[cfg(feature = "testing")]

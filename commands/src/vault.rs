@@ -70,6 +70,16 @@ impl MasterKey {
         STANDARD.encode(self.0)
     }
 
+    /// A key for another purpose, derived so that it reveals nothing of this one nor of keys for
+    /// other labels: HMAC-SHA256 keyed by the master key over a fixed label (HKDF's expand step
+    /// with a uniformly random input key, which needs no extract step).
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        use crate::tokens::Mac;
+        let mut mac = crate::tokens::hmac_sha256(&self.0);
+        Mac::update(&mut mac, label.as_bytes());
+        Mac::finalize(mac).into_bytes().into()
+    }
+
     /// Names the key without revealing it, so a row sealed under another key is recognised.
     pub fn key_id(&self) -> String {
         hex::encode(&Sha256::digest(self.0)[..8])

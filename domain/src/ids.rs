@@ -172,6 +172,18 @@ uuid_id!(
     /// One device binding, created when an enrollment is activated.
     DeviceId
 );
+uuid_id!(
+    /// One self-service reset request. Unlike the other ids it is made of 128 random bits (see
+    /// [`ResetRequestId::from_random`]): the emailed token is derived from it, so it must not be
+    /// guessable from the time it was made.
+    ResetRequestId
+);
+
+impl ResetRequestId {
+    pub fn from_random(bytes: [u8; 16]) -> Self {
+        ResetRequestId(Uuid::from_bytes(bytes))
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -15,6 +15,7 @@ pub mod apikey;
 pub mod code;
 pub mod ids;
 pub mod policy;
+pub mod reset_log;
 pub mod totp;
 
 #[cfg(any(test, feature = "testing"))]
@@ -24,5 +25,5 @@ pub use account::{
     decide, Account, AccountCommand, AccountEvent, DomainError, Rejection, TotpStatus,
 };
 pub use code::{ApprovalNumber, TotpCode};
-pub use ids::{AccountKey, DeviceId, EnrollmentId, LoginId, UserId, UserType};
+pub use ids::{AccountKey, DeviceId, EnrollmentId, LoginId, ResetRequestId, UserId, UserType};
 pub use policy::Policy;

@@ -26,6 +26,21 @@ pub struct Policy {
     /// Pending logins kept per account; starting one more cancels the oldest. Bounds the state an
     /// attacker who knows a password can make the service hold.
     pub max_pending_logins: usize,
+    /// How long an emailed reset link works.
+    #[serde(default = "default_reset_ttl")]
+    pub reset_ttl: Duration,
+    /// Reset requests that send an email, per account per hour; more are recorded and ignored,
+    /// so nobody can flood a user's inbox.
+    #[serde(default = "default_reset_max_per_hour")]
+    pub reset_max_per_hour: u32,
+}
+
+fn default_reset_ttl() -> Duration {
+    Duration::minutes(60)
+}
+
+fn default_reset_max_per_hour() -> u32 {
+    3
 }
 
 impl Default for Policy {
@@ -40,6 +55,8 @@ impl Default for Policy {
             number_matching: true,
             disable_login_max_age: Duration::minutes(10),
             max_pending_logins: 10,
+            reset_ttl: default_reset_ttl(),
+            reset_max_per_hour: default_reset_max_per_hour(),
         }
     }
 }

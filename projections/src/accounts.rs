@@ -55,6 +55,8 @@ impl Projector for AccountsProjector {
             ),
             AccountEvent::TotpActivated { .. } => set("totp_status = 'active', failed_attempts = 0, locked_until = NULL"),
             AccountEvent::TotpDisabled { .. } => set("totp_status = 'disabled'"),
+            AccountEvent::TotpReset { .. } => set("totp_status = 'inactive'"),
+            AccountEvent::AccountUnlocked { .. } => set("failed_attempts = 0, locked_until = NULL"),
             // A success clears the failure count and any lock; skip the write when nothing to clear.
             AccountEvent::LoginApproved { .. } => sql!(
                 "UPDATE accounts SET failed_attempts = 0, locked_until = NULL, updated_at = $1 \
@@ -78,7 +80,13 @@ impl Projector for AccountsProjector {
             | AccountEvent::LoginStarted { .. }
             | AccountEvent::LoginDenied { .. }
             | AccountEvent::LoginExpired { .. }
-            | AccountEvent::LoginCancelled { .. } => return Vec::new(),
+            | AccountEvent::LoginCancelled { .. }
+            | AccountEvent::ResetRequested { .. }
+            | AccountEvent::ResetRequestDeclined { .. }
+            | AccountEvent::ResetEmailSent { .. }
+            | AccountEvent::ResetEmailFailed { .. }
+            | AccountEvent::NoticeEmailSent { .. }
+            | AccountEvent::NoticeEmailFailed { .. } => return Vec::new(),
         };
         vec![statement]
     }

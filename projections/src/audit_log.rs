@@ -4,8 +4,9 @@
 use chrono::{DateTime, Utc};
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::access::AccessEvent;
-use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason};
+use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
 use sqlx::AnyPool;
 
@@ -83,6 +84,21 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
                 .unwrap_or_else(|| "records across accounts".to_owned());
             format!("Read {what} via {endpoint}; purpose: {purpose}")
         }
+        Decoded::ResetLog(ResetLogEvent::ResetRequestUnmatched {
+            user_type,
+            user_id,
+            client_ip,
+            ..
+        }) => format!(
+            "Reset requested for unknown account {user_id} ({user_type}) from {}",
+            client_ip.as_deref().unwrap_or("an unknown address")
+        ),
+        Decoded::ResetLog(ResetLogEvent::ResetRequestThrottled {
+            client_ip, limit, ..
+        }) => format!(
+            "Reset request from {} ignored: over {limit} an hour",
+            client_ip.as_deref().unwrap_or("an unknown address")
+        ),
         Decoded::Other => format!("{event_type} (not projected by this version)"),
     }
 }
@@ -180,6 +196,72 @@ fn account_summary(user: &str, event: &AccountEvent) -> String {
             )
         }
         AccountEvent::TotpDisabled { .. } => "TOTP disabled by the user".to_owned(),
+        AccountEvent::AccountUnlocked { reason, .. } => format!("Account unlocked: {reason}"),
+        AccountEvent::ResetRequested {
+            email, client_ip, ..
+        } => {
+            let from = client_ip
+                .as_deref()
+                .map(|ip| format!(" from {ip}"))
+                .unwrap_or_default();
+            format!("Reset link requested{from}, mailed to {email}")
+        }
+        AccountEvent::ResetRequestDeclined {
+            reason, client_ip, ..
+        } => {
+            let from = client_ip
+                .as_deref()
+                .map(|ip| format!(" from {ip}"))
+                .unwrap_or_default();
+            format!("Reset request{from} declined ({})", reason.as_str())
+        }
+        AccountEvent::ResetEmailSent { .. } => "Reset link email sent".to_owned(),
+        AccountEvent::ResetEmailFailed {
+            attempt,
+            error,
+            retry_at,
+            ..
+        } => match retry_at {
+            Some(at) => format!(
+                "Reset link email attempt {attempt} failed ({error}); retry at {}",
+                at.to_rfc3339()
+            ),
+            None => format!("Reset link email given up after attempt {attempt} ({error})"),
+        },
+        AccountEvent::TotpReset {
+            by, device_label, ..
+        } => {
+            let device = device_label
+                .as_deref()
+                .map(|d| format!(", device \"{d}\" removed"))
+                .unwrap_or_default();
+            match by {
+                ResetBy::Link { .. } => format!("TOTP reset by the emailed link{device}"),
+                ResetBy::Helpdesk { reason, ticket } => {
+                    format!("TOTP reset by the helpdesk (ticket {ticket}: {reason}){device}")
+                }
+            }
+        }
+        AccountEvent::NoticeEmailSent { notice, .. } => {
+            format!("Security notice ({}) emailed", notice.as_str())
+        }
+        AccountEvent::NoticeEmailFailed {
+            notice,
+            attempt,
+            error,
+            retry_at,
+            ..
+        } => {
+            let next = if retry_at.is_some() {
+                "will retry"
+            } else {
+                "given up"
+            };
+            format!(
+                "Security notice ({}) attempt {attempt} failed ({error}); {next}",
+                notice.as_str()
+            )
+        }
     }
 }
 

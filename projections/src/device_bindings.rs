@@ -53,7 +53,7 @@ impl Projector for DeviceBindingsProjector {
                 device_token_sha256.clone(),
                 to_db(*at),
             )],
-            AccountEvent::TotpDisabled { .. } => {
+            AccountEvent::TotpDisabled { .. } | AccountEvent::TotpReset { .. } => {
                 vec![sql!("DELETE FROM device_bindings WHERE stream = $1", recorded.stream.as_str())]
             }
             _ => Vec::new(),

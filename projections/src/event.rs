@@ -3,6 +3,7 @@
 use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
 
 #[derive(Debug, Clone)]
@@ -11,6 +12,8 @@ pub enum Decoded {
     ApiKey(ApiKeyEvent),
     /// An audit or helpdesk read, recorded in the day's access stream.
     Access(AccessEvent),
+    /// Reset requests that concern no account (unknown User ID, throttled address).
+    ResetLog(ResetLogEvent),
     /// A stream this version does not project (from a newer version, or another tool).
     Other,
 }
@@ -35,6 +38,15 @@ impl Decoded {
             let event = AccessEvent::from_stored(&recorded.event_type, recorded.payload.clone())
                 .map_err(|e| e.to_string())?;
             return Ok(Decoded::Access(event));
+        }
+        if recorded.stream == ResetLogEvent::STREAM {
+            let event = ResetLogEvent::from_stored(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload.clone(),
+            )
+            .map_err(|e| e.to_string())?;
+            return Ok(Decoded::ResetLog(event));
         }
         Ok(Decoded::Other)
     }

@@ -226,3 +226,19 @@ pub async fn for_account(pool: &AnyPool, stream: &str) -> Result<Vec<LoginRow>, 
     .await?;
     Ok(rows.into_iter().map(row).collect())
 }
+
+/// An account's most recent logins, newest first: what the helpdesk sees as "last logins".
+pub async fn recent_for_account(
+    pool: &AnyPool,
+    stream: &str,
+    limit: i64,
+) -> Result<Vec<LoginRow>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
+        "{COLUMNS} WHERE stream = $1 ORDER BY started_at DESC, login_id DESC LIMIT $2"
+    ))
+    .bind(stream)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows.into_iter().map(row).collect())
+}

@@ -15,6 +15,9 @@ use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod resets;
+pub mod smtp_sink;
+
 /// Mid-step, so a test that moves a few seconds stays in the same 30-second step.
 pub fn start_instant() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 10)
@@ -74,6 +77,7 @@ impl TestServer {
             master_key_file: dir.path().join("master.key"),
             ..Config::default()
         };
+        config.mail.outbox = dir.path().join("outbox");
         tweak(&mut config);
         Self::start_in(dir, config).await
     }
@@ -198,6 +202,7 @@ impl TestServer {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
+        self.settle_mail().await;
         (phone, login_id)
     }
 
@@ -226,10 +231,31 @@ impl TestServer {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         phone.device_token = body["device_token"].as_str().map(str::to_owned);
+        self.settle_mail().await;
         (
             phone,
             login["login_id"].as_str().expect("login_id").to_owned(),
         )
+    }
+
+    /// Waits until the mail dispatcher has handled everything in the log (the notices an
+    /// activation calls for append their outcome events), so a test comparing the log before
+    /// and after a request sees only what that request did.
+    pub async fn settle_mail(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tokio::time::Instant::now() < deadline {
+            let head = self.services.db.events.head_position().await.expect("head");
+            let reached: Option<i64> = sqlx::query_scalar(
+                "SELECT position FROM projection_checkpoints WHERE projector = 'mail_dispatcher'",
+            )
+            .fetch_optional(&self.services.db.pool)
+            .await
+            .expect("checkpoint");
+            if reached.is_some_and(|p| u64::try_from(p).unwrap_or(0) >= head) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn stop(mut self) {

@@ -33,7 +33,7 @@ type AccountPath = ApiPath<(UserType, UserId)>;
 
 /// The stated reason for a read. Required: the record of a read must say why, and an auditor
 /// or operator who cannot name one (a ticket, an audit reference) should not be reading.
-fn purpose(raw: Option<&str>) -> Result<String, ApiError> {
+pub(crate) fn purpose(raw: Option<&str>) -> Result<String, ApiError> {
     raw.map(str::trim)
         .filter(|p| {
             !p.is_empty()
@@ -107,7 +107,7 @@ fn event_type_filter(value: Option<String>) -> Result<Option<String>, ApiError> 
 
 /// Records a read before it happens; a read that cannot be recorded does not happen. Returns
 /// the record's position.
-async fn record(
+pub(crate) async fn record(
     app: &AppState,
     ctx: &RequestContext,
     actor: Actor,
@@ -118,7 +118,7 @@ async fn record(
         .map_err(|e| ApiError::internal(&e))
 }
 
-fn account_read(key: &AccountKey, endpoint: &str, purpose: String) -> AccessEvent {
+pub(crate) fn account_read(key: &AccountKey, endpoint: &str, purpose: String) -> AccessEvent {
     AccessEvent::AuditRecordRead {
         subject: key.stream_name(),
         endpoint: endpoint.to_owned(),

@@ -2,8 +2,12 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod captcha;
 pub mod device;
+pub mod helpdesk;
 pub mod logins;
+pub mod reset_page;
+pub mod resets;
 pub mod system;
 
 use serde::Serialize;

@@ -81,6 +81,8 @@ pub enum Actor {
     /// An auditor's API key. Auditors change nothing: they appear only on the record of what
     /// they read.
     Auditor { key_id: Uuid, key_name: String },
+    /// The account's owner, proving it with an emailed reset link (no API key, no device).
+    User,
 }
 
 impl Actor {
@@ -92,6 +94,7 @@ impl Actor {
             Actor::System => "system",
             Actor::Operator { .. } => "operator",
             Actor::Auditor { .. } => "auditor",
+            Actor::User => "user",
         }
     }
 
@@ -104,6 +107,7 @@ impl Actor {
             Actor::System => "system".to_owned(),
             Actor::Operator { name } => name.clone(),
             Actor::Auditor { key_name, .. } => key_name.clone(),
+            Actor::User => "the account's owner".to_owned(),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! What a caller asks of an account. Anything that needs IO (a secret from the vault, a fresh
 //! random id, a token's digest) is looked up or made first and carried in the command.
 
+use super::events::{MailOutcome, NoticeKind};
 use crate::code::{ApprovalNumber, TotpCode};
-use crate::ids::{DeviceId, EnrollmentId, LoginId, UserId, UserType};
+use crate::ids::{DeviceId, EnrollmentId, LoginId, ResetRequestId, UserId, UserType};
 use crate::totp::TotpSecret;
 
 /// The secret of one enrollment, opened from the vault for one verification.
@@ -65,6 +66,37 @@ pub enum AccountCommand {
         code: TotpCode,
         secret: Option<OpenedSecret>,
     },
+    /// Flow 3, step 2: someone asks for a reset link to be mailed. `request_id` is fresh and random.
+    RequestReset {
+        request_id: ResetRequestId,
+        email: String,
+        client_ip: Option<String>,
+    },
+    /// Flow 3, step 6: the emailed link's token checked out (by the caller, with the server key)
+    /// and names this request.
+    ConfirmReset {
+        request_id: ResetRequestId,
+    },
+    /// FAQ 5: the helpdesk resets TOTP on the user's written request.
+    HelpdeskReset {
+        reason: String,
+        ticket: String,
+    },
+    /// The helpdesk lifts a lock.
+    Unlock {
+        reason: String,
+    },
+    /// The mailer reports on a reset link.
+    RecordResetEmail {
+        request_id: ResetRequestId,
+        outcome: MailOutcome,
+    },
+    /// The mailer reports on a security notice.
+    RecordNotice {
+        notice: NoticeKind,
+        cause_event_id: uuid::Uuid,
+        outcome: MailOutcome,
+    },
 }
 
 impl AccountCommand {
@@ -79,6 +111,12 @@ impl AccountCommand {
             AccountCommand::CancelLogin { .. } => "cancel_login",
             AccountCommand::ExpireStaleLogins => "expire_stale_logins",
             AccountCommand::Disable { .. } => "disable",
+            AccountCommand::RequestReset { .. } => "request_reset",
+            AccountCommand::ConfirmReset { .. } => "confirm_reset",
+            AccountCommand::HelpdeskReset { .. } => "helpdesk_reset",
+            AccountCommand::Unlock { .. } => "unlock",
+            AccountCommand::RecordResetEmail { .. } => "record_reset_email",
+            AccountCommand::RecordNotice { .. } => "record_notice",
         }
     }
 }

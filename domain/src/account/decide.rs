@@ -5,8 +5,11 @@ use chrono::{DateTime, Utc};
 
 use super::command::{AccountCommand, OpenedSecret};
 use super::error::{DomainError, Rejection};
-use super::events::{AccountEvent, CancelReason, LoginStage, Method, RejectReason};
-use super::state::{Account, Login, LoginStatus, TotpStatus};
+use super::events::{
+    AccountEvent, CancelReason, DeclineReason, LoginStage, MailOutcome, Method, RejectReason,
+    ResetBy,
+};
+use super::state::{Account, Login, LoginStatus, ResetStatus, TotpStatus};
 use crate::code::TotpCode;
 use crate::ids::{EnrollmentId, LoginId};
 use crate::policy::Policy;
@@ -352,7 +355,186 @@ pub fn decide(
             );
             Ok(events)
         }
+
+        AccountCommand::RequestReset {
+            request_id,
+            email,
+            client_ip,
+        } => {
+            let profile = account
+                .profile
+                .as_ref()
+                .ok_or(DomainError::AccountNotFound)?;
+            let declined = |reason| {
+                Ok(vec![AccountEvent::ResetRequestDeclined {
+                    reason,
+                    client_ip: client_ip.clone(),
+                    at: now,
+                }])
+            };
+            let on_record = profile.email.as_deref().map(normalise_email);
+            if on_record.is_none() || on_record != Some(normalise_email(email)) {
+                return declined(DeclineReason::EmailMismatch);
+            }
+            if !account.has_totp_to_reset(now) {
+                return declined(DeclineReason::NothingToReset);
+            }
+            // Counted from the stream itself, so parallel requests on any instance meet one
+            // count: the append's expected version makes the last one decide again.
+            let hour_ago = now - chrono::Duration::hours(1);
+            let recent = account
+                .reset_requests
+                .iter()
+                .filter(|r| r.requested_at > hour_ago)
+                .count();
+            if recent >= policy.reset_max_per_hour as usize {
+                return declined(DeclineReason::TooManyRequests);
+            }
+            Ok(vec![AccountEvent::ResetRequested {
+                request_id: *request_id,
+                email: profile.email.clone().unwrap_or_default(),
+                client_ip: client_ip.clone(),
+                expires_at: now + policy.reset_ttl,
+                at: now,
+            }])
+        }
+
+        AccountCommand::ConfirmReset { request_id } => {
+            if account.profile.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            let request = account
+                .reset_request(*request_id)
+                .ok_or(DomainError::ResetLinkUnknown)?;
+            match request.status {
+                ResetStatus::Used => return Err(DomainError::ResetLinkUsed.into()),
+                ResetStatus::Superseded => return Err(DomainError::ResetLinkSuperseded.into()),
+                ResetStatus::Pending if request.expires_at <= now => {
+                    return Err(DomainError::ResetLinkExpired.into())
+                }
+                ResetStatus::Pending => {}
+            }
+            Ok(reset(
+                account,
+                ResetBy::Link {
+                    request_id: *request_id,
+                },
+                now,
+            ))
+        }
+
+        AccountCommand::HelpdeskReset { reason, ticket } => {
+            if account.profile.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            let reason = required("reason", reason)?;
+            let ticket = required("ticket", ticket)?;
+            if !account.has_totp_to_reset(now) {
+                return Err(DomainError::NotActive.into());
+            }
+            Ok(reset(account, ResetBy::Helpdesk { reason, ticket }, now))
+        }
+
+        AccountCommand::Unlock { reason } => {
+            if account.profile.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            let reason = required("reason", reason)?;
+            if account.lockout.locked_at(now).is_none() && account.lockout.failed_attempts == 0 {
+                return Err(DomainError::NotLocked.into());
+            }
+            Ok(vec![AccountEvent::AccountUnlocked { reason, at: now }])
+        }
+
+        AccountCommand::RecordResetEmail {
+            request_id,
+            outcome,
+        } => {
+            if account.profile.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            Ok(vec![match outcome.clone() {
+                MailOutcome::Sent { message_id } => AccountEvent::ResetEmailSent {
+                    request_id: *request_id,
+                    message_id,
+                    at: now,
+                },
+                MailOutcome::Failed {
+                    attempt,
+                    error,
+                    retry_at,
+                } => AccountEvent::ResetEmailFailed {
+                    request_id: *request_id,
+                    attempt,
+                    error,
+                    retry_at,
+                    at: now,
+                },
+            }])
+        }
+
+        AccountCommand::RecordNotice {
+            notice,
+            cause_event_id,
+            outcome,
+        } => {
+            if account.profile.is_none() {
+                return Err(DomainError::AccountNotFound.into());
+            }
+            Ok(vec![match outcome.clone() {
+                MailOutcome::Sent { message_id } => AccountEvent::NoticeEmailSent {
+                    notice: *notice,
+                    cause_event_id: *cause_event_id,
+                    message_id,
+                    at: now,
+                },
+                MailOutcome::Failed {
+                    attempt,
+                    error,
+                    retry_at,
+                } => AccountEvent::NoticeEmailFailed {
+                    notice: *notice,
+                    cause_event_id: *cause_event_id,
+                    attempt,
+                    error,
+                    retry_at,
+                    at: now,
+                },
+            }])
+        }
     }
+}
+
+/// Emails compare without surrounding blanks and without case, as mail systems treat them.
+fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+fn required(field: &'static str, value: &str) -> Result<String, DomainError> {
+    let value = value.trim();
+    if value.is_empty() {
+        Err(DomainError::Required(field))
+    } else {
+        Ok(value.to_owned())
+    }
+}
+
+/// A reset takes effect at once (DESIGN.md): the binding and any QR code in flight go, and every
+/// pending login is cancelled so the old device cannot approve one afterwards.
+fn reset(account: &Account, by: ResetBy, now: DateTime<Utc>) -> Vec<AccountEvent> {
+    let mut events = vec![AccountEvent::TotpReset {
+        by,
+        enrollment_id: account.device.as_ref().map(|d| d.enrollment_id),
+        pending_enrollment_id: account.pending_enrollment.as_ref().map(|e| e.enrollment_id),
+        device_label: account.device.as_ref().map(|d| d.label.clone()),
+        at: now,
+    }];
+    events.extend(
+        account
+            .pending_logins()
+            .map(|l| cancelled(l.login_id, CancelReason::Reset, now)),
+    );
+    events
 }
 
 fn ensure_unlocked(account: &Account, now: DateTime<Utc>) -> Result<(), DomainError> {

@@ -36,6 +36,18 @@ pub enum DomainError {
         "disabling TOTP needs an approved login of this account from the last {minutes} minutes"
     )]
     RecentLoginRequired { minutes: i64 },
+    #[error("this reset link is not valid")]
+    ResetLinkUnknown,
+    #[error("this reset link was already used")]
+    ResetLinkUsed,
+    #[error("this reset link was replaced by a newer request, an activation or a reset")]
+    ResetLinkSuperseded,
+    #[error("this reset link expired")]
+    ResetLinkExpired,
+    #[error("the account is not locked")]
+    NotLocked,
+    #[error("{0} is required")]
+    Required(&'static str),
     /// The caller prepared the command against an older state (a secret for another enrollment,
     /// no enrollment where one is now needed). Not the user's fault: reload and decide again.
     #[error("the command was prepared against an older state of the account")]

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::code::ApprovalNumber;
-use crate::ids::{DeviceId, EnrollmentId, LoginId, UserId, UserType};
+use crate::ids::{DeviceId, EnrollmentId, LoginId, ResetRequestId, UserId, UserType};
 
 /// What a login waits for: the first scan of a QR code, or approval from the bound device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,74 @@ pub enum CancelReason {
     Superseded,
     /// TOTP was disabled while it waited.
     Disabled,
+    /// TOTP was reset while it waited: nothing the old device approves may count.
+    Reset,
+}
+
+/// Who reset TOTP, and on what grounds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ResetBy {
+    /// The user, through the emailed link of this request (flow 3).
+    Link { request_id: ResetRequestId },
+    /// A helpdesk operator (named in the event's metadata) on the user's written request (FAQ 5).
+    Helpdesk { reason: String, ticket: String },
+}
+
+/// Why a reset request sent no email. The portal's answer is the same either way; only the
+/// account's own history says which it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeclineReason {
+    /// The email given is not the one on record.
+    EmailMismatch,
+    /// TOTP is neither active nor waiting for activation.
+    NothingToReset,
+    /// The account already had its hourly share of reset emails.
+    TooManyRequests,
+}
+
+impl DeclineReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclineReason::EmailMismatch => "email_mismatch",
+            DeclineReason::NothingToReset => "nothing_to_reset",
+            DeclineReason::TooManyRequests => "too_many_requests",
+        }
+    }
+}
+
+/// The security notices mailed to the account's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeKind {
+    /// After every reset, by link or by the helpdesk.
+    Reset,
+    /// After every activation on a device.
+    Activated,
+}
+
+impl NoticeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeKind::Reset => "reset",
+            NoticeKind::Activated => "activated",
+        }
+    }
+}
+
+/// What happened when the mailer tried to deliver a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MailOutcome {
+    /// The mail server (or the outbox) accepted it.
+    Sent { message_id: String },
+    /// Not delivered on this attempt; tried again at `retry_at`, or never when it is absent.
+    Failed {
+        attempt: u32,
+        error: String,
+        retry_at: Option<DateTime<Utc>>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +220,67 @@ pub enum AccountEvent {
         login_id: LoginId,
         at: DateTime<Utc>,
     },
+    /// A helpdesk operator lifted a lock and cleared the failure count.
+    AccountUnlocked { reason: String, at: DateTime<Utc> },
+    /// A reset link goes to `email`. The token in it is derived from `request_id` with a server
+    /// key, so the link can be rebuilt by the mailer but is never stored.
+    ResetRequested {
+        request_id: ResetRequestId,
+        email: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_ip: Option<String>,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// A reset request for this account that sends nothing (see [`DeclineReason`]).
+    ResetRequestDeclined {
+        reason: DeclineReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_ip: Option<String>,
+        at: DateTime<Utc>,
+    },
+    ResetEmailSent {
+        request_id: ResetRequestId,
+        message_id: String,
+        at: DateTime<Utc>,
+    },
+    ResetEmailFailed {
+        request_id: ResetRequestId,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
+    /// The binding is gone and the sealed secrets destroyed: the next login asks for activation.
+    TotpReset {
+        by: ResetBy,
+        /// The bound device's enrollment, whose secret is destroyed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        enrollment_id: Option<EnrollmentId>,
+        /// A QR code waiting to be scanned, destroyed too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending_enrollment_id: Option<EnrollmentId>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        device_label: Option<String>,
+        at: DateTime<Utc>,
+    },
+    /// A security notice about the event `cause_event_id` reached the mail server.
+    NoticeEmailSent {
+        notice: NoticeKind,
+        cause_event_id: uuid::Uuid,
+        message_id: String,
+        at: DateTime<Utc>,
+    },
+    NoticeEmailFailed {
+        notice: NoticeKind,
+        cause_event_id: uuid::Uuid,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    },
 }
 
 impl AccountEvent {
@@ -170,6 +299,14 @@ impl AccountEvent {
             AccountEvent::CodeRejected { .. } => "CodeRejected",
             AccountEvent::AccountLocked { .. } => "AccountLocked",
             AccountEvent::TotpDisabled { .. } => "TotpDisabled",
+            AccountEvent::AccountUnlocked { .. } => "AccountUnlocked",
+            AccountEvent::ResetRequested { .. } => "ResetRequested",
+            AccountEvent::ResetRequestDeclined { .. } => "ResetRequestDeclined",
+            AccountEvent::ResetEmailSent { .. } => "ResetEmailSent",
+            AccountEvent::ResetEmailFailed { .. } => "ResetEmailFailed",
+            AccountEvent::TotpReset { .. } => "TotpReset",
+            AccountEvent::NoticeEmailSent { .. } => "NoticeEmailSent",
+            AccountEvent::NoticeEmailFailed { .. } => "NoticeEmailFailed",
         }
     }
 

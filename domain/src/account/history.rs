@@ -9,8 +9,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::events::{AccountEvent, Method};
-use super::state::{Account, Login, PendingEnrollment, Profile, TotpStatus};
+use super::events::{AccountEvent, Method, ResetBy};
+use super::state::{
+    Account, Login, PendingEnrollment, Profile, ResetRequest, ResetStatus, TotpStatus,
+};
 use crate::ids::{DeviceId, EnrollmentId};
 
 /// How a device stopped being the account's device.
@@ -22,8 +24,10 @@ pub enum DeviceEnd {
     /// Another activation bound a new device while this one was still bound. The domain refuses
     /// that today; kept so a replayed log that says so still reads correctly.
     Replaced,
-    // A helpdesk or email reset (`TotpReset`) ends the device too: add `Reset` here and one arm
-    // in `AccountHistory::record` when that event exists.
+    /// The user reset TOTP through an emailed link (flow 3).
+    ResetByLink,
+    /// A helpdesk operator reset TOTP on the user's request (FAQ 5).
+    ResetByHelpdesk,
 }
 
 /// One device the account has had.
@@ -69,6 +73,8 @@ pub struct StateAsOf {
     pub pending_logins: Vec<Login>,
     /// An activation QR code still valid at that instant.
     pub pending_enrollment: Option<PendingEnrollment>,
+    /// Emailed reset links still usable at that instant.
+    pub pending_resets: Vec<ResetRequest>,
     pub events: u64,
     pub unrecognised_events: u64,
     pub last_event_at: Option<DateTime<Utc>>,
@@ -101,6 +107,13 @@ impl AccountHistory {
             }
             AccountEvent::TotpDisabled { at, .. } => {
                 self.end_current_device(*at, DeviceEnd::Disabled);
+            }
+            AccountEvent::TotpReset { by, at, .. } => {
+                let how = match by {
+                    ResetBy::Link { .. } => DeviceEnd::ResetByLink,
+                    ResetBy::Helpdesk { .. } => DeviceEnd::ResetByHelpdesk,
+                };
+                self.end_current_device(*at, how);
             }
             _ => {}
         }
@@ -152,6 +165,12 @@ impl AccountHistory {
                 .pending_enrollment
                 .clone()
                 .filter(|e| e.expires_at > as_of),
+            pending_resets: account
+                .reset_requests
+                .iter()
+                .filter(|r| r.status == ResetStatus::Pending && r.expires_at > as_of)
+                .cloned()
+                .collect(),
             events: self.events,
             unrecognised_events: self.unrecognised,
             last_event_at: self.last_event_at,

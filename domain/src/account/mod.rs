@@ -13,9 +13,12 @@ mod tests;
 pub use command::{AccountCommand, OpenedSecret};
 pub use decide::{decide, needs_enrollment, secret_needed, Decision};
 pub use error::{DomainError, Rejection};
-pub use events::{AccountEvent, CancelReason, EventDecodeError, LoginStage, Method, RejectReason};
+pub use events::{
+    AccountEvent, CancelReason, DeclineReason, EventDecodeError, LoginStage, MailOutcome, Method,
+    NoticeKind, RejectReason, ResetBy,
+};
 pub use history::{AccountHistory, DeviceEnd, DeviceRecord, StateAsOf};
 pub use state::{
     cancel_reason_str, Account, BoundDevice, Lockout, Login, LoginStatus, PendingEnrollment,
-    Profile, TotpStatus,
+    Profile, ResetRequest, ResetStatus, TotpStatus,
 };

@@ -6,12 +6,16 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::events::{AccountEvent, CancelReason, LoginStage, Method};
+use super::events::{AccountEvent, CancelReason, LoginStage, Method, ResetBy};
 use crate::code::ApprovalNumber;
-use crate::ids::{DeviceId, EnrollmentId, LoginId, UserId, UserType};
+use crate::ids::{DeviceId, EnrollmentId, LoginId, ResetRequestId, UserId, UserType};
 
 /// Decided logins kept for answers like "already approved" and for the disable rule.
 const DECIDED_LOGINS_KEPT: usize = 16;
+
+/// Reset requests kept: enough to count an hour's worth against any sane hourly limit and to
+/// tell "used" from "replaced" for recent links. Older links are simply unknown.
+const RESET_REQUESTS_KEPT: usize = 32;
 
 /// `inactive` (never activated, or reset), `active` or `disabled`, everywhere it appears.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +131,35 @@ impl Login {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResetStatus {
+    /// The link works until it expires.
+    Pending,
+    Used,
+    /// A newer request, an activation, a disable or another reset came first.
+    Superseded,
+}
+
+impl ResetStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResetStatus::Pending => "pending",
+            ResetStatus::Used => "used",
+            ResetStatus::Superseded => "superseded",
+        }
+    }
+}
+
+/// One emailed reset link, as far as deciding needs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResetRequest {
+    pub request_id: ResetRequestId,
+    pub requested_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub status: ResetStatus,
+}
+
 /// The consecutive-failure counter and its locks.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lockout {
@@ -153,6 +186,9 @@ pub struct Account {
     pub lockout: Lockout,
     /// Pending logins, then the most recent decided ones, in start order.
     pub logins: Vec<Login>,
+    /// Recent reset requests, oldest first. Defaulted so snapshots from before resets still load.
+    #[serde(default)]
+    pub reset_requests: Vec<ResetRequest>,
 }
 
 impl Account {
@@ -171,6 +207,29 @@ impl Account {
 
     fn login_mut(&mut self, login_id: LoginId) -> Option<&mut Login> {
         self.logins.iter_mut().find(|l| l.login_id == login_id)
+    }
+
+    pub fn reset_request(&self, request_id: ResetRequestId) -> Option<&ResetRequest> {
+        self.reset_requests
+            .iter()
+            .find(|r| r.request_id == request_id)
+    }
+
+    /// Whether there is anything a reset would remove: an active device or a QR code in flight.
+    pub fn has_totp_to_reset(&self, now: DateTime<Utc>) -> bool {
+        self.totp_status == TotpStatus::Active
+            || self
+                .pending_enrollment
+                .as_ref()
+                .is_some_and(|e| e.expires_at > now)
+    }
+
+    fn supersede_pending_resets(&mut self) {
+        for request in &mut self.reset_requests {
+            if request.status == ResetStatus::Pending {
+                request.status = ResetStatus::Superseded;
+            }
+        }
     }
 
     pub fn pending_logins(&self) -> impl Iterator<Item = &Login> {
@@ -242,6 +301,7 @@ impl Account {
                 self.pending_enrollment = None;
                 self.last_accepted_step = Some(*step);
                 self.lockout = Lockout::default();
+                self.supersede_pending_resets();
             }
             AccountEvent::LoginStarted {
                 login_id,
@@ -300,7 +360,50 @@ impl Account {
                 self.device = None;
                 self.totp_status = TotpStatus::Disabled;
                 self.last_accepted_step = None;
+                self.supersede_pending_resets();
             }
+            AccountEvent::AccountUnlocked { .. } => self.lockout = Lockout::default(),
+            AccountEvent::ResetRequested {
+                request_id,
+                expires_at,
+                at,
+                ..
+            } => {
+                // Only the newest link works: an older email in the inbox is dead.
+                self.supersede_pending_resets();
+                self.reset_requests.push(ResetRequest {
+                    request_id: *request_id,
+                    requested_at: *at,
+                    expires_at: *expires_at,
+                    status: ResetStatus::Pending,
+                });
+                let excess = self
+                    .reset_requests
+                    .len()
+                    .saturating_sub(RESET_REQUESTS_KEPT);
+                self.reset_requests.drain(..excess);
+            }
+            AccountEvent::TotpReset { by, .. } => {
+                self.supersede_pending_resets();
+                if let ResetBy::Link { request_id } = by {
+                    if let Some(request) = self
+                        .reset_requests
+                        .iter_mut()
+                        .find(|r| r.request_id == *request_id)
+                    {
+                        request.status = ResetStatus::Used;
+                    }
+                }
+                self.device = None;
+                self.totp_status = TotpStatus::Inactive;
+                self.pending_enrollment = None;
+                self.last_accepted_step = None;
+            }
+            AccountEvent::ResetRequestDeclined { .. }
+            | AccountEvent::ResetEmailSent { .. }
+            | AccountEvent::ResetEmailFailed { .. }
+            | AccountEvent::NoticeEmailSent { .. }
+            | AccountEvent::NoticeEmailFailed { .. } => {}
         }
     }
 
@@ -349,5 +452,6 @@ pub fn cancel_reason_str(reason: CancelReason) -> &'static str {
         CancelReason::Portal => "portal",
         CancelReason::Superseded => "superseded",
         CancelReason::Disabled => "disabled",
+        CancelReason::Reset => "reset",
     }
 }

@@ -1883,3 +1883,6 @@ fn the_state_keeps_at_most_sixteen_decided_logins() {
     assert!(state.login(login(100 + 199 - 16)).is_none());
     assert!(state.login(login(1)).is_none());
 }
+
+// Reset, unlock and mail outcomes: their own file, with these fixtures.
+mod reset;

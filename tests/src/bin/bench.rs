@@ -233,6 +233,8 @@ fn main() -> anyhow::Result<()> {
         bail!("--instances above 1 needs a PostgreSQL --database-url");
     }
     let master_key = MasterKey::generate().to_base64();
+    // Activation notices are mailed too: into the benchmark's own folder.
+    let outbox = dir.path().join("outbox");
     let (bases, key, services) = server_rt.block_on({
         let clock = Arc::clone(&clock);
         let database_url = database_url.clone();
@@ -247,6 +249,10 @@ fn main() -> anyhow::Result<()> {
                     database_url: database_url.clone(),
                     master_key: Some(master_key.clone()),
                     public_base_url: base.clone(),
+                    mail: spse_totp_api::config::MailConfig {
+                        outbox: outbox.clone(),
+                        ..Default::default()
+                    },
                     ..Config::default()
                 };
                 let app = App::start(config, clock.clone()).await?;
