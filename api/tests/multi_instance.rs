@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -291,16 +292,19 @@ async fn killing_one_instance_mid_load_loses_nothing_acknowledged() {
         )
     };
 
-    // Eight users keep starting logins, alternating instances, for two seconds; the first
-    // instance (the projection leader) is killed after one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    // Eight users keep starting logins, alternating instances. Once 20 are acknowledged the
+    // first instance (the projection leader) is killed, and the users go on for another 40
+    // acknowledgements, which only the survivor can give.
+    let acknowledged_so_far = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
     let mut users = JoinSet::new();
     for user in 0..8 {
         let (a, b, key, client) = (a.clone(), b.clone(), key.clone(), client.clone());
+        let (count, stop) = (acknowledged_so_far.clone(), stop.clone());
         users.spawn(async move {
             let mut acknowledged = Vec::new();
             let mut n = 0;
-            while std::time::Instant::now() < deadline {
+            while !stop.load(Ordering::Relaxed) {
                 let base = if n % 2 == 0 { &a } else { &b };
                 n += 1;
                 let (status, body) = call(
@@ -313,26 +317,39 @@ async fn killing_one_instance_mid_load_loses_nothing_acknowledged() {
                 .await;
                 if status == 201 {
                     acknowledged.push(body["login_id"].as_str().unwrap_or_default().to_owned());
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
             }
             acknowledged
         });
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reached = |n: usize| {
+        let count = acknowledged_so_far.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while count.load(Ordering::Relaxed) < n {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the load stalled at {} acknowledged logins",
+                    count.load(Ordering::Relaxed)
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    reached(20).await;
     {
         let mut p = pair.lock().await;
         p.first.child.kill().expect("the first instance is killed");
         let _ = p.first.child.wait();
     }
+    let at_kill = acknowledged_so_far.load(Ordering::Relaxed);
+    reached(at_kill + 40).await;
+    stop.store(true, Ordering::Relaxed);
     let mut acknowledged = HashSet::new();
     while let Some(outcome) = users.join_next().await {
         acknowledged.extend(outcome.expect("a user"));
     }
-    assert!(
-        acknowledged.len() > 20,
-        "the load did run: {}",
-        acknowledged.len()
-    );
 
     // The survivor carries on: it takes over the projections and answers new logins.
     let (status, body) = call(

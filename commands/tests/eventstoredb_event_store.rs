@@ -16,7 +16,10 @@ fn skipped(test: &str, why: &str) {
 fn eventstoredb_passes_the_conformance_suite() {
     skipped(
         "eventstoredb_passes_the_conformance_suite",
-        "built without the eventstoredb feature (cargo test -p spse-totp-commands --features eventstoredb)",
+        &format!(
+            "built without the eventstoredb feature (run cargo test -p spse-totp-commands \
+             --features eventstoredb with {TEST_EVENTSTORE_URL} set)"
+        ),
     );
 }
 
