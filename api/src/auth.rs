@@ -78,6 +78,24 @@ impl ApiCaller {
     }
 }
 
+/// A caller holding a `portal` key, checked before the request body is read, so that a wrong
+/// key is told so (403) whatever the body holds.
+#[derive(Debug, Clone)]
+pub struct PortalCaller(pub ApiCaller);
+
+impl FromRequestParts<AppState> for PortalCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = ApiCaller::from_request_parts(parts, app).await?;
+        key.require(Role::Portal)?;
+        Ok(PortalCaller(key))
+    }
+}
+
 /// The header naming the helpdesk operator behind a call; recorded as the actor.
 pub const OPERATOR_HEADER: &str = "x-operator";
 const OPERATOR_MAX_CHARS: usize = 100;

@@ -11,12 +11,11 @@ use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::resets::{self, RequestOutcome};
 use spse_totp_commands::Actor;
-use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountCommand, AccountKey, ResetRequestId, UserId, UserType};
 use spse_totp_projections::reset_requests;
 use utoipa::ToSchema;
 
-use crate::auth::ApiCaller;
+use crate::auth::PortalCaller;
 use crate::error::{ApiError, ApiJson};
 use crate::state::{AppState, RequestContext};
 
@@ -96,11 +95,10 @@ fn accepted() -> Response {
         (status = 422, description = "Wrong, used or expired security code", body = super::ErrorBody)))]
 pub async fn request(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiJson(body): ApiJson<ResetRequestBody>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Portal)?;
     let key = parse_account(&body.user_type, &body.user_id)?;
     let email = body.email.trim();
     if email.is_empty()
