@@ -481,17 +481,14 @@ async fn verify(server: &TestServer) -> Value {
 }
 
 async fn alter(server: &TestServer, sql: &str, position: u64) {
-    let path = server.dir.path().join("spse-totp.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open the file");
+    // Straight into the database, past the service, as someone with access to it would.
+    let pool = server.services.db.pool.clone();
     let done = sqlx::query(sql)
         .bind(i64::try_from(position).expect("i64"))
         .execute(&pool)
         .await
         .expect("edit");
     assert_eq!(done.rows_affected(), 1);
-    pool.close().await;
 }
 
 #[tokio::test]
@@ -558,10 +555,8 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
             recorded_at_micros: forged.recorded_at.timestamp_micros(),
         },
     );
-    let path = server.dir.path().join("spse-totp.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .expect("open the file");
+    // Straight into the database, past the service, as someone with access to it would.
+    let pool = server.services.db.pool.clone();
     sqlx::query("UPDATE events SET metadata = $1, hash = $2 WHERE position = $3")
         .bind(metadata.to_string())
         .bind(&hash)
@@ -569,7 +564,6 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
         .execute(&pool)
         .await
         .expect("forge");
-    pool.close().await;
     let body = verify(&server).await;
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["broken"]["position"], next.position, "{body}");
