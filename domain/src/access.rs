@@ -41,19 +41,14 @@ impl AccessEvent {
     }
 
     pub fn to_payload(&self) -> serde_json::Value {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut map)) => {
-                map.remove("data").unwrap_or(serde_json::Value::Null)
-            }
-            _ => serde_json::Value::Null,
-        }
+        crate::stored::payload_of(self)
     }
 
     pub fn from_stored(
         event_type: &str,
         payload: serde_json::Value,
     ) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload }))
+        crate::stored::from_payload(event_type, payload)
     }
 }
 

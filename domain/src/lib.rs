@@ -16,6 +16,7 @@ pub mod code;
 pub mod ids;
 pub mod policy;
 pub mod reset_log;
+pub mod stored;
 pub mod totp;
 
 #[cfg(any(test, feature = "testing"))]

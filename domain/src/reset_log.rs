@@ -44,12 +44,7 @@ impl ResetLogEvent {
     }
 
     pub fn to_payload(&self) -> serde_json::Value {
-        match serde_json::to_value(self) {
-            Ok(serde_json::Value::Object(mut map)) => {
-                map.remove("data").unwrap_or(serde_json::Value::Null)
-            }
-            _ => serde_json::Value::Null,
-        }
+        crate::stored::payload_of(self)
     }
 
     pub fn from_stored(
@@ -57,18 +52,7 @@ impl ResetLogEvent {
         schema_version: u32,
         payload: serde_json::Value,
     ) -> Result<Self, EventDecodeError> {
-        if schema_version != 1 {
-            return Err(EventDecodeError::UnknownVersion {
-                event_type: event_type.to_owned(),
-                schema_version,
-            });
-        }
-        serde_json::from_value(serde_json::json!({ "type": event_type, "data": payload })).map_err(
-            |e| EventDecodeError::Malformed {
-                event_type: event_type.to_owned(),
-                reason: e.to_string(),
-            },
-        )
+        crate::stored::from_stored_v1(event_type, schema_version, payload)
     }
 }
 

@@ -15,6 +15,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::NewEvent;
+
 /// What the chain covers of one event.
 #[derive(Debug, Clone, Copy)]
 pub struct ChainedFields<'a> {
@@ -51,6 +53,44 @@ pub fn event_hash(previous: Option<&str>, event: &ChainedFields<'_>) -> String {
     field(canonical_json(event.metadata).as_bytes());
     field(&event.recorded_at_micros.to_be_bytes());
     hex::encode(hasher.finalize())
+}
+
+/// A new event as an adapter stores it: its metadata as JSON, its instant in microseconds, and
+/// its link in the chain after `previous` at `version` of `stream`.
+pub struct Chained {
+    pub metadata: Value,
+    pub recorded_at_micros: i64,
+    pub hash: String,
+}
+
+/// Chains `event`, about to be stored at `version` of `stream`, to `previous` (the hash of the
+/// stream's last event; `None` for a new stream). Every adapter stores exactly what this returns.
+pub fn chain_new_event(
+    previous: Option<&str>,
+    stream: &str,
+    version: u64,
+    event: &NewEvent,
+) -> Result<Chained, serde_json::Error> {
+    let metadata = serde_json::to_value(&event.metadata)?;
+    let recorded_at_micros = event.recorded_at.timestamp_micros();
+    let hash = event_hash(
+        previous,
+        &ChainedFields {
+            stream,
+            version,
+            event_id: event.event_id,
+            event_type: &event.event_type,
+            schema_version: event.schema_version,
+            payload: &event.payload,
+            metadata: &metadata,
+            recorded_at_micros,
+        },
+    );
+    Ok(Chained {
+        metadata,
+        recorded_at_micros,
+        hash,
+    })
 }
 
 /// JSON with object keys in byte order at every depth and no whitespace.

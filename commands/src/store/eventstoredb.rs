@@ -41,7 +41,7 @@ use eventstore::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::chain::{event_hash, ChainedFields};
+use super::chain::{chain_new_event, Chained};
 use super::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
@@ -191,21 +191,11 @@ fn to_event_data(
     previous: Option<&str>,
     event: &NewEvent,
 ) -> Result<(EventData, String), StoreError> {
-    let metadata = serde_json::to_value(&event.metadata).map_err(backend)?;
-    let recorded_at = event.recorded_at.timestamp_micros();
-    let hash = event_hash(
-        previous,
-        &ChainedFields {
-            stream,
-            version,
-            event_id: event.event_id,
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            payload: &event.payload,
-            metadata: &metadata,
-            recorded_at_micros: recorded_at,
-        },
-    );
+    let Chained {
+        recorded_at_micros: recorded_at,
+        hash,
+        ..
+    } = chain_new_event(previous, stream, version, event).map_err(backend)?;
     let envelope = Envelope {
         metadata: event.metadata.clone(),
         schema_version: event.schema_version,

@@ -36,7 +36,7 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::chain::{event_hash, ChainedFields};
+use super::chain::{chain_new_event, Chained};
 use super::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
@@ -196,24 +196,14 @@ impl Rows {
         previous: Option<&str>,
         event: &NewEvent,
     ) -> Result<String, StoreError> {
-        let metadata = serde_json::to_value(&event.metadata).map_err(|e| StoreError::Corrupt {
+        let Chained {
+            metadata,
+            recorded_at_micros: recorded_at,
+            hash,
+        } = chain_new_event(previous, stream, version, event).map_err(|e| StoreError::Corrupt {
             position,
             reason: e.to_string(),
         })?;
-        let recorded_at = event.recorded_at.timestamp_micros();
-        let hash = event_hash(
-            previous,
-            &ChainedFields {
-                stream,
-                version,
-                event_id: event.event_id,
-                event_type: &event.event_type,
-                schema_version: event.schema_version,
-                payload: &event.payload,
-                metadata: &metadata,
-                recorded_at_micros: recorded_at,
-            },
-        );
         self.position.push(to_i64(position));
         self.stream.push(stream.to_owned());
         self.version.push(to_i64(version));

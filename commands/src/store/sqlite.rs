@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::database::WriteGate;
 
-use super::chain::{event_hash, ChainedFields};
+use super::chain::{chain_new_event, Chained};
 use super::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
@@ -241,24 +241,14 @@ fn insert(
     previous: Option<&str>,
     event: &NewEvent,
 ) -> Result<String, StoreError> {
-    let metadata = serde_json::to_value(&event.metadata).map_err(|e| StoreError::Corrupt {
+    let Chained {
+        metadata,
+        recorded_at_micros: recorded_at,
+        hash,
+    } = chain_new_event(previous, stream, version, event).map_err(|e| StoreError::Corrupt {
         position,
         reason: e.to_string(),
     })?;
-    let recorded_at = event.recorded_at.timestamp_micros();
-    let hash = event_hash(
-        previous,
-        &ChainedFields {
-            stream,
-            version,
-            event_id: event.event_id,
-            event_type: &event.event_type,
-            schema_version: event.schema_version,
-            payload: &event.payload,
-            metadata: &metadata,
-            recorded_at_micros: recorded_at,
-        },
-    );
     tx.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
          payload, metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
