@@ -1213,6 +1213,15 @@ async fn every_command_is_visible_to_the_next_read() {
 async fn health_readiness_metrics_and_openapi_answer() {
     let server = TestServer::start().await;
     server.activate_by_code(NP, "ppk1").await;
+    // The activation notice's outcome is appended by the mailer after the request returned: let
+    // the projections take it in, so the lag below is the service's, not this race's.
+    server.settle_mail().await;
+    server
+        .services
+        .projections
+        .catch_up()
+        .await
+        .expect("projections");
 
     let response = server
         .client
