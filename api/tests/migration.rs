@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::{json, Value};
 use spse_totp_commands::test_database::fresh_postgres_url;
-use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
-use support::{command, create_key, text, Served};
+use spse_totp_domain::totp::{code_for_step, step_at};
+use support::{command, create_key, secret_of, text, Served};
 use tempfile::TempDir;
 
 async fn post(client: &reqwest::Client, key: &str, url: String, body: Value) -> (u16, Value) {
@@ -24,19 +24,6 @@ async fn post(client: &reqwest::Client, key: &str, url: String, body: Value) -> 
         .expect("an answer");
     let status = response.status().as_u16();
     (status, response.json().await.expect("a JSON body"))
-}
-
-fn secret_of(login: &Value) -> TotpSecret {
-    let uri = login["activation"]["otpauth_uri"]
-        .as_str()
-        .expect("a QR code");
-    let parsed = url::Url::parse(uri).expect("a URI");
-    let secret = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "secret")
-        .map(|(_, v)| v.into_owned())
-        .expect("a secret");
-    TotpSecret::from_bytes(totp_rs::Secret::Encoded(secret).to_bytes().expect("base32"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,8 +12,8 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use spse_totp_commands::test_database::{fresh_postgres_url, skipped};
 use spse_totp_commands::vault::MasterKey;
-use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
-use support::{create_key_with, Served};
+use spse_totp_domain::totp::{code_for_step, step_at};
+use support::{create_key_with, secret_of, Served};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -105,23 +105,6 @@ impl Pair {
         )
         .await
     }
-}
-
-fn secret_of(login: &Value) -> TotpSecret {
-    let uri = login["activation"]["otpauth_uri"]
-        .as_str()
-        .expect("an activation QR code");
-    let parsed = url::Url::parse(uri).expect("a URI");
-    let secret = parsed
-        .query_pairs()
-        .find(|(k, _)| k == "secret")
-        .map(|(_, v)| v.into_owned())
-        .expect("a secret in the URI");
-    TotpSecret::from_bytes(
-        totp_rs::Secret::Encoded(secret)
-            .to_bytes()
-            .expect("a base32 secret"),
-    )
 }
 
 /// The step now, after waiting out the last seconds of a step, so that "this step" and "the

@@ -182,3 +182,21 @@ impl Drop for Served {
         }
     }
 }
+
+/// The TOTP secret in a start-login answer's activation QR code, as a phone's camera reads it.
+pub fn secret_of(login: &serde_json::Value) -> spse_totp_domain::totp::TotpSecret {
+    let uri = login["activation"]["otpauth_uri"]
+        .as_str()
+        .expect("an activation QR code");
+    let parsed = url::Url::parse(uri).expect("a URI");
+    let secret = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.into_owned())
+        .expect("a secret in the URI");
+    spse_totp_domain::totp::TotpSecret::from_bytes(
+        totp_rs::Secret::Encoded(secret)
+            .to_bytes()
+            .expect("a base32 secret"),
+    )
+}
