@@ -18,6 +18,8 @@ pub enum UserType {
 }
 
 impl UserType {
+    pub const ALL: [UserType; 2] = [UserType::Penyedia, UserType::NonPenyedia];
+
     pub fn as_str(self) -> &'static str {
         match self {
             UserType::Penyedia => "penyedia",

@@ -7,8 +7,8 @@ use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::reset_log::ResetLogEvent;
-use spse_totp_domain::{AccountEvent, AccountKey};
-use sqlx::AnyPool;
+use spse_totp_domain::{AccountEvent, AccountKey, UserType};
+use sqlx::{AnyConnection, AnyPool};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
@@ -315,8 +315,7 @@ type SearchRow = (
     String,
 );
 
-/// The smallest string greater than every string starting with `prefix`, for a range condition
-/// an index serves (`LIKE 'P%'` is not portable to an index on every engine). User IDs are
+/// The smallest string greater than every string starting with `prefix`. User IDs are
 /// printable ASCII, so bumping the last byte stays ASCII.
 fn prefix_upper_bound(prefix: &str) -> Option<String> {
     let mut bytes = prefix.as_bytes().to_vec();
@@ -329,128 +328,231 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
-/// Whether the account filters match so many rows that reading the log newest first fills a
-/// page sooner than collecting and sorting every matching row from the index.
+/// Rows per bucket of the log: `position / BUCKET_ROWS` leads the index
+/// `audit_log_by_bucket_account` (migration `..._audit_buckets.sql`, which must use the same
+/// number), so the rows of an account filter within one bucket are one short index range.
+const BUCKET_ROWS: i64 = 16_384;
+
+/// A bound value of a search condition.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// The WHERE clause of a search, with its numbered parameters.
+#[derive(Default)]
+struct Conditions {
+    sql: Vec<String>,
+    args: Vec<Arg>,
+}
+
+impl Conditions {
+    /// `condition` ends in an operator; the value becomes its next parameter.
+    fn push(&mut self, condition: &str, arg: Arg) {
+        self.args.push(arg);
+        self.sql.push(format!("{condition} ${}", self.args.len()));
+    }
+
+    fn where_clause(&self) -> String {
+        if self.sql.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", self.sql.join(" AND "))
+        }
+    }
+
+    async fn positions(
+        &self,
+        conn: &mut AnyConnection,
+        limit: usize,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let sql = format!(
+            "SELECT position FROM audit_log{} ORDER BY position DESC LIMIT {limit}",
+            self.where_clause()
+        );
+        let mut query = sqlx::query_scalar::<_, i64>(&sql);
+        for arg in &self.args {
+            query = match arg {
+                Arg::Text(v) => query.bind(v.as_str()),
+                Arg::Int(v) => query.bind(*v),
+            };
+        }
+        query.fetch_all(conn).await
+    }
+}
+
+/// The conditions of every filter but the account's (user type, User ID prefix).
+fn other_conditions(filter: &AuditSearch, conditions: &mut Conditions) {
+    if let Some(v) = &filter.event_type {
+        conditions.push("event_type =", Arg::Text(v.clone()));
+    }
+    if let Some(v) = &filter.actor_kind {
+        conditions.push("actor_kind =", Arg::Text(v.clone()));
+    }
+    if let Some(v) = &filter.actor_name {
+        conditions.push("actor =", Arg::Text(v.clone()));
+    }
+    if let Some(v) = &filter.client_ip {
+        conditions.push("client_ip =", Arg::Text(v.clone()));
+    }
+    if let Some(v) = filter.from {
+        conditions.push("recorded_at >=", Arg::Int(to_db(v)));
+    }
+    if let Some(v) = filter.to {
+        conditions.push("recorded_at <=", Arg::Int(to_db(v)));
+    }
+    if let Some(v) = filter.before_position {
+        conditions.push("position <", Arg::Int(i64::try_from(v).unwrap_or(i64::MAX)));
+    }
+}
+
+/// The User ID prefix as a range, which every engine's index serves (`LIKE 'P%'` is not
+/// portable to an index).
+fn prefix_conditions(prefix: &str, conditions: &mut Conditions) {
+    conditions.push("user_id >=", Arg::Text(prefix.to_owned()));
+    if let Some(end) = prefix_upper_bound(prefix) {
+        conditions.push("user_id <", Arg::Text(end));
+    }
+}
+
+/// Whether the User ID prefix matches few rows: few enough that collecting all of them from
+/// its index and sorting them by position costs less than walking the log's buckets.
 ///
-/// Collecting costs about the number of matches M (index entries, then a sort); scanning costs
-/// about the page size times N / M rows (N the log's size). They cross near M = sqrt(c * N);
-/// c = 250 was measured on a million-row log. The matches are counted on the index and only up
-/// to that point, so the question itself stays cheap.
-async fn account_filters_dense(pool: &AnyPool, filter: &AuditSearch) -> Result<bool, sqlx::Error> {
-    let Some(prefix) = &filter.user_id_prefix else {
-        // A bare user type matches about half the log.
-        return Ok(true);
-    };
+/// Collecting costs about the number of matches M; the walk costs a short index range per
+/// bucket. They cross near M = sqrt(250 * N) (N the log's size), measured on a million-row log.
+/// The matches are counted on the index and only up to that point, so the question stays cheap.
+async fn prefix_is_sparse(
+    conn: &mut AnyConnection,
+    filter: &AuditSearch,
+    prefix: &str,
+) -> Result<bool, sqlx::Error> {
     let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_log")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
     let cap = ((250.0 * size.max(0) as f64).sqrt() as i64).clamp(2_000, 100_000);
-    let mut sql = "SELECT COUNT(*) FROM (SELECT 1 FROM audit_log WHERE user_id >= $1".to_owned();
-    let end = prefix_upper_bound(prefix);
-    if end.is_some() {
-        sql.push_str(" AND user_id < $2");
-    }
-    if filter.user_type.is_some() {
-        sql.push_str(if end.is_some() {
-            " AND user_type = $3"
-        } else {
-            " AND user_type = $2"
-        });
-    }
-    sql.push_str(&format!(" LIMIT {cap}) AS capped"));
-    let mut query = sqlx::query_scalar::<_, i64>(&sql).bind(prefix.clone());
-    if let Some(end) = end {
-        query = query.bind(end);
-    }
+    let mut conditions = Conditions::default();
+    prefix_conditions(prefix, &mut conditions);
     if let Some(user_type) = &filter.user_type {
-        query = query.bind(user_type.clone());
+        conditions.push("user_type =", Arg::Text(user_type.clone()));
     }
-    Ok(query.fetch_one(pool).await? >= cap)
+    let sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM audit_log{} LIMIT {cap}) AS capped",
+        conditions.where_clause()
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql);
+    for arg in &conditions.args {
+        if let Arg::Text(v) = arg {
+            query = query.bind(v.as_str());
+        }
+    }
+    Ok(query.fetch_one(conn).await? < cap)
+}
+
+/// The page's positions, newest first, walking the log one bucket at a time from the newest:
+/// in each bucket the account filters are one range of `audit_log_by_bucket_account`, so a
+/// bucket without a match costs one index seek and a bucket full of them at most its own size.
+/// Unlike reading the log newest first and filtering, the cost does not depend on how many
+/// other accounts' events came last.
+async fn walk_buckets(
+    conn: &mut AnyConnection,
+    filter: &AuditSearch,
+    limit: usize,
+) -> Result<Vec<i64>, sqlx::Error> {
+    let newest = match filter.before_position {
+        Some(before) => i64::try_from(before).unwrap_or(i64::MAX).saturating_sub(1),
+        None => {
+            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_log")
+                .fetch_one(&mut *conn)
+                .await?
+        }
+    };
+    let mut conditions = Conditions::default();
+    conditions.push(
+        &format!("position / {BUCKET_ROWS} ="),
+        Arg::Int(newest / BUCKET_ROWS),
+    );
+    let bucket_arg = conditions.args.len() - 1;
+    // The index leads with the user type before the User ID: without a type filter, both
+    // types keep the User ID range usable on it.
+    match &filter.user_type {
+        Some(user_type) => conditions.push("user_type =", Arg::Text(user_type.clone())),
+        None => {
+            let [first, second] = UserType::ALL.map(UserType::as_str);
+            conditions.args.push(Arg::Text(first.to_owned()));
+            conditions.args.push(Arg::Text(second.to_owned()));
+            let n = conditions.args.len();
+            conditions
+                .sql
+                .push(format!("user_type IN (${}, ${n})", n - 1));
+        }
+    }
+    if let Some(prefix) = &filter.user_id_prefix {
+        prefix_conditions(prefix, &mut conditions);
+    }
+    other_conditions(filter, &mut conditions);
+    let mut positions = Vec::with_capacity(limit);
+    let mut bucket = newest / BUCKET_ROWS;
+    while bucket >= 0 && positions.len() < limit {
+        conditions.args[bucket_arg] = Arg::Int(bucket);
+        positions.extend(conditions.positions(conn, limit - positions.len()).await?);
+        bucket -= 1;
+    }
+    Ok(positions)
 }
 
 /// A page of matching rows, newest first.
 ///
-/// Every filter has an index (migration `..._audit.sql`); what remains is choosing well between
-/// them, since the page is ordered by position and a range (a User ID prefix, a time window) is
-/// not. Two rules, both portable SQL:
-/// - The account filters use their index only when they match few rows (counted on the index,
-///   capped). A prefix matching many rows (`VENDOR2`), or a bare user type, is applied as a
-///   filter (`column || ''` keeps any engine's planner off the index) while the log is read
-///   newest first: a dense match fills a page after a short scan.
-/// - Positions are chosen first, on indexes alone where they cover the filters, and only the
-///   page's rows are read in full.
+/// Every filter has an index ending in position (migrations `..._audit.sql`,
+/// `..._audit_buckets.sql`), which serves the filter and the order together; a User ID prefix
+/// or a bare user type is a range, which does not come ordered by position. Those go one of
+/// two ways, both portable SQL:
+/// - a prefix matching few rows: all of them from the prefix's index, sorted (one statement);
+/// - a prefix matching many rows, or a bare user type: the log's buckets newest first
+///   ([`walk_buckets`]), stopping as soon as the page is full.
+///
+/// Positions are chosen first, on indexes alone where they cover the filters, and only the
+/// page's rows are read in full.
 pub async fn search(
     pool: &AnyPool,
     filter: &AuditSearch,
     limit: usize,
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
-    enum Arg {
-        Text(String),
-        Int(i64),
-    }
-    let (user_type_column, user_id_column) = if account_filters_dense(pool, filter).await? {
-        ("user_type || ''", "user_id || ''")
-    } else {
-        ("user_type", "user_id")
+    let limit = limit.min(10_000);
+    let mut conn = pool.acquire().await?;
+    let direct = match &filter.user_id_prefix {
+        Some(prefix) => prefix_is_sparse(&mut conn, filter, prefix).await?,
+        None => filter.user_type.is_none(),
     };
-    let mut conditions: Vec<String> = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
-    let mut add = |condition: &str, arg: Arg| {
-        args.push(arg);
-        conditions.push(format!("{condition} ${}", args.len()));
-    };
-    if let Some(v) = &filter.user_type {
-        add(&format!("{user_type_column} ="), Arg::Text(v.clone()));
-    }
-    if let Some(prefix) = &filter.user_id_prefix {
-        add(&format!("{user_id_column} >="), Arg::Text(prefix.clone()));
-        if let Some(end) = prefix_upper_bound(prefix) {
-            add(&format!("{user_id_column} <"), Arg::Text(end));
+    let positions = if direct {
+        let mut conditions = Conditions::default();
+        if let Some(user_type) = &filter.user_type {
+            conditions.push("user_type =", Arg::Text(user_type.clone()));
         }
+        if let Some(prefix) = &filter.user_id_prefix {
+            prefix_conditions(prefix, &mut conditions);
+        }
+        other_conditions(filter, &mut conditions);
+        conditions.positions(&mut conn, limit).await?
+    } else {
+        walk_buckets(&mut conn, filter, limit).await?
+    };
+    if positions.is_empty() {
+        return Ok(Vec::new());
     }
-    if let Some(v) = &filter.event_type {
-        add("event_type =", Arg::Text(v.clone()));
-    }
-    if let Some(v) = &filter.actor_kind {
-        add("actor_kind =", Arg::Text(v.clone()));
-    }
-    if let Some(v) = &filter.actor_name {
-        add("actor =", Arg::Text(v.clone()));
-    }
-    if let Some(v) = &filter.client_ip {
-        add("client_ip =", Arg::Text(v.clone()));
-    }
-    if let Some(v) = filter.from {
-        add("recorded_at >=", Arg::Int(to_db(v)));
-    }
-    if let Some(v) = filter.to {
-        add("recorded_at <=", Arg::Int(to_db(v)));
-    }
-    if let Some(v) = filter.before_position {
-        add("position <", Arg::Int(i64::try_from(v).unwrap_or(i64::MAX)));
-    }
-    let mut page = "SELECT position FROM audit_log".to_owned();
-    if !conditions.is_empty() {
-        page.push_str(" WHERE ");
-        page.push_str(&conditions.join(" AND "));
-    }
-    page.push_str(&format!(
-        " ORDER BY position DESC LIMIT {}",
-        limit.min(10_000)
-    ));
+    // The positions are integers read from the table, so they are written into the statement.
+    let list = positions
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
     let sql = format!(
         "SELECT position, stream, user_type, user_id, event_type, actor_kind, actor, client_ip, \
          user_agent, correlation_id, recorded_at, summary FROM audit_log \
-         WHERE position IN ({page}) ORDER BY position DESC"
+         WHERE position IN ({list}) ORDER BY position DESC"
     );
-    let mut query = sqlx::query_as::<_, SearchRow>(&sql);
-    for arg in args {
-        query = match arg {
-            Arg::Text(v) => query.bind(v),
-            Arg::Int(v) => query.bind(v),
-        };
-    }
-    let rows = query.fetch_all(pool).await?;
+    let rows = sqlx::query_as::<_, SearchRow>(&sql)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| AuditRow {

@@ -420,6 +420,8 @@ async fn search_plans_use_an_index_for_every_filter() {
         "actor_kind = 'helpdesk' AND actor = 'Budi'",
         "client_ip = '10.0.0.7'",
         "recorded_at >= 0 AND recorded_at <= 10",
+        "position / 16384 = 3 AND user_type IN ('penyedia', 'non_penyedia') AND user_id >= 'PPK' AND user_id < 'PPL'",
+        "position / 16384 = 3 AND user_type = 'penyedia'",
     ] {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(&format!(
             "EXPLAIN QUERY PLAN SELECT position FROM audit_log WHERE {condition} ORDER BY position DESC LIMIT 51"
@@ -435,17 +437,28 @@ async fn search_plans_use_an_index_for_every_filter() {
     }
 }
 
-/// A prefix matching many rows is searched by reading the log newest first instead of its
-/// index: the answer must be the same rows.
+/// A prefix matching many rows, or a bare user type, is searched by walking the log's buckets
+/// (16,384 positions each) newest first instead of sorting the prefix's index: the answer must
+/// be the same rows, across bucket boundaries and past a stretch where only another account
+/// wrote.
 #[tokio::test]
 async fn a_dense_prefix_returns_exactly_its_rows_too() {
     let server = TestServer::start().await;
     let pool = &server.services.db.pool;
-    // 2,500 rows of BULK* users among 3,000, above the few positions the log itself has: dense
-    // enough for a log this size that the search reads it newest first.
-    for i in 0..3000i64 {
-        let (user_type, user_id) = if i % 6 == 5 {
-            ("penyedia", format!("OTHER{i}"))
+    // 2,500 rows of BULK* users among 3,000, spread 13 positions apart over three buckets,
+    // then 20,000 rows of one other account: dense enough for a log this size that the search
+    // walks the buckets, and the newest bucket has none of them.
+    const SPREAD: i64 = 13;
+    const LONE: i64 = 20_000;
+    let position = |i: i64| 1_000 + i * SPREAD;
+    // `recorded_at` is stored in microseconds: row i was recorded i µs after the epoch.
+    let instant = |micros: i64| DateTime::<Utc>::from_timestamp_micros(micros).expect("instant");
+    let mut tx = pool.begin().await.expect("begin");
+    for i in 0..3000 + LONE {
+        let (user_type, user_id, at) = if i >= 3000 {
+            ("penyedia", "LONE".to_owned(), 5_000 + i)
+        } else if i % 6 == 5 {
+            ("penyedia", format!("OTHER{i}"), i)
         } else {
             (
                 if i % 2 == 0 {
@@ -454,30 +467,42 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
                     "non_penyedia"
                 },
                 format!("BULK{}", i % 40),
+                i,
             )
+        };
+        let at_position = if i >= 3000 {
+            position(3000) + (i - 3000)
+        } else {
+            position(i)
         };
         sqlx::query(
             "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, \
              recorded_at, summary) VALUES ($1, $2, $3, $4, 'LoginStarted', 'portal', 'p', $5, 's')",
         )
-        .bind(1_000 + i)
+        .bind(at_position)
         .bind(format!("account-{user_type}-{user_id}"))
         .bind(user_type)
         .bind(&user_id)
-        .bind(i)
-        .execute(pool)
+        .bind(at)
+        .execute(&mut *tx)
         .await
         .expect("insert");
     }
+    tx.commit().await.expect("commit");
     let expected = |f: &dyn Fn(i64) -> bool| -> Vec<u64> {
         (0..3000i64)
             .rev()
             .filter(|i| f(*i))
-            .map(|i| (1_000 + i) as u64)
+            .map(|i| position(i) as u64)
             .collect()
     };
     let bulk = expected(&|i| i % 6 != 5);
     assert!(bulk.len() > 2000, "dense");
+    assert!(
+        bulk.first().copied().unwrap_or(0) / 16_384
+            > bulk.last().copied().unwrap_or(0) / 16_384 + 1,
+        "spread over three buckets"
+    );
     assert_eq!(search_all(&server, "user_id=bulk", 1000).await, bulk);
     let penyedia_bulk = expected(&|i| i % 6 != 5 && i % 2 == 0);
     assert_eq!(
@@ -486,10 +511,38 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
     );
     let bulk1 = expected(&|i| i % 6 != 5 && (i % 40 == 1 || (10..20).contains(&(i % 40))));
     assert_eq!(search_all(&server, "user_id=BuLk1", 1000).await, bulk1);
-    let other: Vec<u64> = search_all(&server, "user_type=penyedia&type=LoginStarted", 1000)
+    let window = expected(&|i| i % 6 != 5 && (1000..=1999).contains(&i));
+    assert_eq!(
+        search_all(
+            &server,
+            &format!(
+                "user_id=bulk&from={}&to={}",
+                enc(instant(1000)),
+                enc(instant(1999))
+            ),
+            1000
+        )
+        .await,
+        window
+    );
+    // A bare user type walks the buckets too; the log's own rows (below position 1,000) are
+    // left out of the comparison.
+    let non_penyedia: Vec<u64> = search_all(&server, "user_type=non_penyedia", 1000)
         .await
         .into_iter()
         .filter(|p| *p >= 1_000)
         .collect();
-    assert_eq!(other, expected(&|i| i % 6 == 5 || i % 2 == 0));
+    assert_eq!(non_penyedia, expected(&|i| i % 6 != 5 && i % 2 == 1));
+    let other: Vec<u64> = search_all(&server, "user_type=penyedia&type=LoginStarted", 200)
+        .await
+        .into_iter()
+        .filter(|p| *p >= 1_000)
+        .take(60)
+        .collect();
+    let lone: Vec<u64> = (0..LONE)
+        .rev()
+        .take(60)
+        .map(|i| (position(3000) + i) as u64)
+        .collect();
+    assert_eq!(other, lone);
 }

@@ -45,6 +45,9 @@ struct Args {
     /// Distinct users in the seeded rows.
     #[arg(long, default_value_t = 40_000)]
     users: u64,
+    /// Keep the seeded SQLite file and print where it is, to study query plans afterwards.
+    #[arg(long)]
+    keep: bool,
 }
 
 /// A small deterministic generator (xorshift64*), so runs seed the same data.
@@ -318,6 +321,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
     let url = format!("sqlite://{}/audit-bench.db", dir.path().display());
+    let keep = args.keep;
     let end = start_instant();
     let clock = Arc::new(ManualClock::starting_at(end));
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -466,5 +470,8 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })?;
+    if keep {
+        println!("kept {}", dir.keep().join("audit-bench.db").display());
+    }
     Ok(())
 }
