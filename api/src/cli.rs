@@ -199,7 +199,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         } => {
             let db = config.open_database().await?;
-            let report = audit::verify(&db.pool).await?;
+            let report = audit::verify(db.log_source()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             match &report.broken {
                 None => {
@@ -267,7 +267,7 @@ async fn print_history(
             to: as_of,
             ..audit::HistoryFilter::default()
         };
-        let page = audit::history_page(&db.pool, &stream, &filter, 1000).await?;
+        let page = audit::history_page(db.log_source(), &stream, &filter, 1000).await?;
         let Some(last) = page.last().map(|e| e.version) else {
             break;
         };
@@ -297,7 +297,7 @@ async fn print_state_as_of(
     key: &AccountKey,
     as_of: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<()> {
-    let history = audit::history_as_of(&db.pool, &key.stream_name(), as_of)
+    let history = audit::history_as_of(db.log_source(), &key.stream_name(), as_of)
         .await?
         .unwrap_or_default();
     let state = history.state_as_of(as_of);

@@ -1,9 +1,11 @@
 //! What auditors and the helpdesk read from the log itself: one account's history a page at a
 //! time, its state as of an instant, the hash chains' verification, and the record of each read.
 //!
-//! Queries here go through the shared pool in SQL both engines accept; the `events` table's
-//! `(stream, version)` key serves every history read, so a page costs the same for an account
-//! with ten events or a hundred thousand.
+//! Where the log is the SQL `events` table (SQLite, PostgreSQL), reads go through the shared
+//! pool in SQL both engines accept: the table's `(stream, version)` key serves every history
+//! read, so a page costs the same for an account with ten events or a hundred thousand, and the
+//! verifier re-hashes the columns exactly as stored. Any other event store (EventStoreDB) is
+//! read through the [`EventStore`] port, with the same answers.
 
 use std::collections::HashMap;
 
@@ -21,6 +23,15 @@ use crate::store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
 
+/// Where the audit readers find the log ([`crate::Database::log_source`]).
+#[derive(Clone, Copy)]
+pub enum LogSource<'a> {
+    /// The SQL `events` table, read with the indexed queries of this module.
+    Table(&'a AnyPool),
+    /// Any other event store, read through its port.
+    Store(&'a dyn EventStore),
+}
+
 /// Which of a stream's events a history page holds.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
@@ -33,12 +44,57 @@ pub struct HistoryFilter {
     pub event_type: Option<String>,
 }
 
+impl HistoryFilter {
+    fn matches(&self, event: &RecordedEvent) -> bool {
+        self.from.is_none_or(|from| event.recorded_at >= from)
+            && self.to.is_none_or(|to| event.recorded_at <= to)
+            && self
+                .event_type
+                .as_ref()
+                .is_none_or(|t| *t == event.event_type)
+    }
+}
+
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Up to `limit` events of `stream` matching `filter`, in stream order.
 pub async fn history_page(
+    log: LogSource<'_>,
+    stream: &str,
+    filter: &HistoryFilter,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let limit = limit.min(10_000);
+    match log {
+        LogSource::Table(pool) => table_history_page(pool, stream, filter, limit).await,
+        LogSource::Store(events) => store_history_page(events, stream, filter, limit).await,
+    }
+}
+
+/// The stream read a page at a time from the cursor on, keeping what matches.
+async fn store_history_page(
+    events: &dyn EventStore,
+    stream: &str,
+    filter: &HistoryFilter,
+    limit: usize,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    let mut found = Vec::new();
+    let mut after = filter.after_version;
+    while found.len() < limit {
+        let page = events.read_stream(stream, after + 1, FOLD_PAGE).await?;
+        let Some(last) = page.last().map(|e| e.version) else {
+            break;
+        };
+        found.extend(page.into_iter().filter(|e| filter.matches(e)));
+        after = last;
+    }
+    found.truncate(limit);
+    Ok(found)
+}
+
+async fn table_history_page(
     pool: &AnyPool,
     stream: &str,
     filter: &HistoryFilter,
@@ -62,7 +118,7 @@ pub async fn history_page(
     if filter.event_type.is_some() {
         next(&mut sql, "event_type =");
     }
-    sql.push_str(&format!(" ORDER BY version LIMIT {}", limit.min(10_000)));
+    sql.push_str(&format!(" ORDER BY version LIMIT {limit}"));
     let mut query = sqlx::query_as::<_, StoredRow>(&sql)
         .bind(stream)
         .bind(to_i64(filter.after_version));
@@ -85,7 +141,7 @@ const FOLD_PAGE: usize = 2_000;
 /// The account stream folded up to and including `as_of`; `None` when nothing had been recorded
 /// for it by then.
 pub async fn history_as_of(
-    pool: &AnyPool,
+    log: LogSource<'_>,
     stream: &str,
     as_of: DateTime<Utc>,
 ) -> Result<Option<AccountHistory>, StoreError> {
@@ -96,7 +152,7 @@ pub async fn history_as_of(
     };
     let mut seen = false;
     loop {
-        let page = history_page(pool, stream, &filter, FOLD_PAGE).await?;
+        let page = history_page(log, stream, &filter, FOLD_PAGE).await?;
         let Some(last) = page.last().map(|e| e.version) else {
             break;
         };
@@ -172,87 +228,172 @@ pub struct VerifyReport {
 /// matches), a hash removed after the chain began. Not detectable by a chain alone: removing a
 /// stream's last events, or rewriting a whole stream's tail with freshly computed hashes (that
 /// needs an anchor outside the database, e.g. the report's last hashes kept elsewhere).
-pub async fn verify(pool: &AnyPool) -> Result<VerifyReport, StoreError> {
-    let mut heads: HashMap<String, (u64, Option<String>)> = HashMap::new();
-    let mut report = VerifyReport {
-        ok: true,
-        checked: 0,
-        legacy: 0,
-        streams: 0,
-        broken: None,
-    };
-    let mut after: i64 = 0;
+pub async fn verify(log: LogSource<'_>) -> Result<VerifyReport, StoreError> {
+    let mut chains = Chains::default();
+    let mut after: u64 = 0;
     let sql = format!(
         "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT {FOLD_PAGE}",
         StoredRow::COLUMNS
     );
     loop {
-        let rows: Vec<StoredRow> = sqlx::query_as(&sql).bind(after).fetch_all(pool).await?;
-        let Some(last) = rows.last().map(|r| r.position) else {
+        let links: Vec<Link> = match log {
+            LogSource::Table(pool) => sqlx::query_as::<_, StoredRow>(&sql)
+                .bind(to_i64(after))
+                .fetch_all(pool)
+                .await?
+                .into_iter()
+                .map(Link::from)
+                .collect(),
+            LogSource::Store(events) => events
+                .read_all(after, FOLD_PAGE)
+                .await?
+                .into_iter()
+                .map(Link::from)
+                .collect(),
+        };
+        let Some(last) = links.last().map(|l| l.position) else {
             break;
         };
-        for row in rows {
-            report.checked += 1;
-            let head = heads.get(&row.stream);
-            if head.is_none() {
-                report.streams += 1;
+        for link in links {
+            if !chains.follow(link) {
+                return Ok(chains.report);
             }
-            if let Err(reason) = check_link(head, &row) {
-                report.ok = false;
-                report.broken = Some(BrokenLink {
-                    position: row.position(),
-                    version: u64::try_from(row.version).unwrap_or(0),
-                    stream: row.stream,
-                    reason,
-                });
-                return Ok(report);
-            }
-            if row.hash.is_none() {
-                report.legacy += 1;
-            }
-            let version = u64::try_from(row.version).unwrap_or(0);
-            heads.insert(row.stream, (version, row.hash));
         }
         after = last;
     }
-    Ok(report)
+    Ok(chains.report)
 }
 
-/// Whether `row` follows `head` (its stream's previous version and hash) in an unbroken chain.
-fn check_link(head: Option<&(u64, Option<String>)>, row: &StoredRow) -> Result<(), String> {
+/// One event as the verifier checks it: the fields the hash covers, as stored.
+struct Link {
+    position: u64,
+    stream: String,
+    version: u64,
+    event_id: Result<Uuid, String>,
+    event_type: String,
+    schema_version: u32,
+    payload: Result<Value, String>,
+    metadata: Result<Value, String>,
+    recorded_at_micros: i64,
+    hash: Option<String>,
+}
+
+impl From<StoredRow> for Link {
+    /// The columns exactly as stored: the JSON is parsed from the row's own text, so a field
+    /// added to it by hand changes the hash even where the decoder would ignore it.
+    fn from(row: StoredRow) -> Self {
+        Link {
+            position: row.position(),
+            version: u64::try_from(row.version).unwrap_or(0),
+            event_id: Uuid::parse_str(&row.event_id)
+                .map_err(|e| format!("the event id is not a UUID: {e}")),
+            schema_version: u32::try_from(row.schema_version).unwrap_or(u32::MAX),
+            payload: serde_json::from_str(&row.payload)
+                .map_err(|e| format!("the payload is not JSON: {e}")),
+            metadata: serde_json::from_str(&row.metadata)
+                .map_err(|e| format!("the metadata is not JSON: {e}")),
+            recorded_at_micros: row.recorded_at,
+            stream: row.stream,
+            event_type: row.event_type,
+            hash: row.hash,
+        }
+    }
+}
+
+impl From<RecordedEvent> for Link {
+    fn from(event: RecordedEvent) -> Self {
+        Link {
+            position: event.position,
+            version: event.version,
+            event_id: Ok(event.event_id),
+            schema_version: event.schema_version,
+            metadata: serde_json::to_value(&event.metadata)
+                .map_err(|e| format!("the metadata does not encode: {e}")),
+            payload: Ok(event.payload),
+            recorded_at_micros: event.recorded_at.timestamp_micros(),
+            stream: event.stream,
+            event_type: event.event_type,
+            hash: event.hash,
+        }
+    }
+}
+
+/// Every stream's last version and hash so far, and the report being built.
+struct Chains {
+    heads: HashMap<String, (u64, Option<String>)>,
+    report: VerifyReport,
+}
+
+impl Default for Chains {
+    fn default() -> Self {
+        Chains {
+            heads: HashMap::new(),
+            report: VerifyReport {
+                ok: true,
+                checked: 0,
+                legacy: 0,
+                streams: 0,
+                broken: None,
+            },
+        }
+    }
+}
+
+impl Chains {
+    /// Checks `link` against its stream's head; false (and the report names it) when broken.
+    fn follow(&mut self, link: Link) -> bool {
+        self.report.checked += 1;
+        let head = self.heads.get(&link.stream);
+        if head.is_none() {
+            self.report.streams += 1;
+        }
+        if let Err(reason) = check_link(head, &link) {
+            self.report.ok = false;
+            self.report.broken = Some(BrokenLink {
+                position: link.position,
+                version: link.version,
+                stream: link.stream,
+                reason,
+            });
+            return false;
+        }
+        if link.hash.is_none() {
+            self.report.legacy += 1;
+        }
+        self.heads.insert(link.stream, (link.version, link.hash));
+        true
+    }
+}
+
+/// Whether `link` follows `head` (its stream's previous version and hash) in an unbroken chain.
+fn check_link(head: Option<&(u64, Option<String>)>, link: &Link) -> Result<(), String> {
     let (previous_version, previous_hash) = match head {
         Some((v, h)) => (*v, h.as_deref()),
         None => (0, None),
     };
-    let version = u64::try_from(row.version).unwrap_or(0);
+    let version = link.version;
     if version != previous_version + 1 {
         return Err(format!(
             "version {version} follows version {previous_version}: events are missing or inserted"
         ));
     }
-    let Some(stored) = row.hash.as_deref() else {
+    let Some(stored) = link.hash.as_deref() else {
         return match previous_hash {
             Some(_) => Err("the hash is missing after the chain began".to_owned()),
             None => Ok(()),
         };
     };
-    let payload: Value =
-        serde_json::from_str(&row.payload).map_err(|e| format!("the payload is not JSON: {e}"))?;
-    let metadata: Value = serde_json::from_str(&row.metadata)
-        .map_err(|e| format!("the metadata is not JSON: {e}"))?;
-    let event_id =
-        Uuid::parse_str(&row.event_id).map_err(|e| format!("the event id is not a UUID: {e}"))?;
     let expected = event_hash(
         previous_hash,
         &ChainedFields {
-            stream: &row.stream,
+            stream: &link.stream,
             version,
-            event_id,
-            event_type: &row.event_type,
-            schema_version: u32::try_from(row.schema_version).unwrap_or(u32::MAX),
-            payload: &payload,
-            metadata: &metadata,
-            recorded_at_micros: row.recorded_at,
+            event_id: link.event_id.clone()?,
+            event_type: &link.event_type,
+            schema_version: link.schema_version,
+            payload: link.payload.as_ref().map_err(String::clone)?,
+            metadata: link.metadata.as_ref().map_err(String::clone)?,
+            recorded_at_micros: link.recorded_at_micros,
         },
     );
     if expected == stored {

@@ -12,6 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::AnyPool;
 use sqlx::Executor;
 
+use crate::audit::LogSource;
 use crate::store::{EventStore, PostgresEventStore, SqliteEventStore, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,9 +85,20 @@ pub struct Database {
     pub url: String,
     /// The SQLite file, for writers that open connections of their own.
     pub sqlite_path: Option<PathBuf>,
+    /// Whether `events` is the SQL `events` table (false with EventStoreDB).
+    log_in_table: bool,
 }
 
 impl Database {
+    /// Where the audit readers find the log: the `events` table when it holds it.
+    pub fn log_source(&self) -> LogSource<'_> {
+        if self.log_in_table {
+            LogSource::Table(&self.pool)
+        } else {
+            LogSource::Store(self.events.as_ref())
+        }
+    }
+
     /// As [`Database::open`], with the event log in the EventStoreDB / KurrentDB server at
     /// `event_store_url` when one is given (the SQL database then holds everything but the log).
     pub async fn open_with(
@@ -105,6 +117,7 @@ impl Database {
         let events = crate::store::EventStoreDbStore::connect(event_store_url, "").await?;
         let mut db = Self::open(url).await?;
         db.events = Arc::new(events);
+        db.log_in_table = false;
         Ok(db)
     }
 
@@ -170,6 +183,7 @@ impl Database {
             events,
             write_gate,
             sqlite_path: Some(path),
+            log_in_table: true,
         })
     }
 }
@@ -198,6 +212,7 @@ impl Database {
             events,
             write_gate: WriteGate::default(),
             sqlite_path: None,
+            log_in_table: true,
         })
     }
 }

@@ -1,10 +1,11 @@
 //! The verifier against a real SQLite file: chains written by the store verify; rows older than
 //! the chain (no hash) are legacy, not broken, and a stream's chain starts after them; a hash
-//! removed once the chain began, or a changed payload, is named.
+//! removed once the chain began, or a changed payload, is named; read through the event store
+//! port instead of the table, every answer is the same.
 
 use chrono::Utc;
 use serde_json::json;
-use spse_totp_commands::audit::verify;
+use spse_totp_commands::audit::{history_page, verify, HistoryFilter, LogSource};
 use spse_totp_commands::{Database, EventMetadata, ExpectedVersion, NewEvent};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -47,7 +48,7 @@ async fn legacy_rows_are_counted_and_chains_start_after_them() {
         .append("t", ExpectedVersion::NoStream, vec![event(3)])
         .await
         .unwrap();
-    let report = verify(&db.pool).await.unwrap();
+    let report = verify(db.log_source()).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!((report.checked, report.legacy, report.streams), (4, 1, 2));
 
@@ -56,7 +57,7 @@ async fn legacy_rows_are_counted_and_chains_start_after_them() {
         .execute(&db.pool)
         .await
         .unwrap();
-    let report = verify(&db.pool).await.unwrap();
+    let report = verify(db.log_source()).await.unwrap();
     let broken = report.broken.expect("broken");
     assert_eq!(
         (broken.stream.as_str(), broken.position, broken.version),
@@ -82,13 +83,84 @@ async fn a_changed_payload_is_named_even_when_its_json_is_reformatted_elsewhere(
         .execute(&db.pool)
         .await
         .unwrap();
-    assert!(verify(&db.pool).await.unwrap().ok);
+    assert!(verify(db.log_source()).await.unwrap().ok);
     sqlx::query("UPDATE events SET payload = '{\"n\": 20, \"nested\": {\"a\": \"é\", \"b\": [1, 2]}}' WHERE position = 2")
         .execute(&db.pool)
         .await
         .unwrap();
-    let report = verify(&db.pool).await.unwrap();
+    let report = verify(db.log_source()).await.unwrap();
     assert!(!report.ok);
     assert_eq!(report.checked, 2, "it stops at the first broken link");
     assert_eq!(report.broken.expect("broken").position, 2);
+}
+
+/// An event store other than the SQL table (EventStoreDB) is read through its port: history
+/// pages, their filters and the verifier answer exactly as they do from the table.
+#[tokio::test]
+async fn through_the_event_store_port_the_answers_are_the_same() {
+    let dir = TempDir::new().unwrap();
+    let db = open(&dir).await;
+    let start = Utc::now();
+    let timed = |n: u32, event_type: &str| NewEvent {
+        event_type: event_type.to_owned(),
+        recorded_at: start + chrono::Duration::seconds(i64::from(n)),
+        ..event(n)
+    };
+    let events: Vec<NewEvent> = (1..=7)
+        .map(|n| timed(n, if n % 2 == 0 { "Even" } else { "Odd" }))
+        .collect();
+    db.events
+        .append("s", ExpectedVersion::NoStream, events)
+        .await
+        .unwrap();
+    db.events
+        .append("t", ExpectedVersion::NoStream, vec![timed(8, "Odd")])
+        .await
+        .unwrap();
+    let table = LogSource::Table(&db.pool);
+    let port = LogSource::Store(db.events.as_ref());
+    let filters = [
+        HistoryFilter::default(),
+        HistoryFilter {
+            after_version: 3,
+            ..HistoryFilter::default()
+        },
+        HistoryFilter {
+            event_type: Some("Even".to_owned()),
+            ..HistoryFilter::default()
+        },
+        HistoryFilter {
+            from: Some(start + chrono::Duration::seconds(2)),
+            to: Some(start + chrono::Duration::seconds(5)),
+            event_type: Some("Odd".to_owned()),
+            ..HistoryFilter::default()
+        },
+    ];
+    let expected_versions: [&[u64]; 4] =
+        [&[1, 2, 3, 4, 5, 6, 7], &[4, 5, 6, 7], &[2, 4, 6], &[3, 5]];
+    for (filter, expected) in filters.iter().zip(expected_versions) {
+        for limit in [2, 10] {
+            let from_table = history_page(table, "s", filter, limit).await.unwrap();
+            let from_port = history_page(port, "s", filter, limit).await.unwrap();
+            let versions: Vec<u64> = from_port.iter().map(|e| e.version).collect();
+            assert_eq!(
+                versions,
+                expected[..expected.len().min(limit)],
+                "{filter:?}"
+            );
+            assert_eq!(from_port, from_table, "{filter:?} limit {limit}");
+        }
+    }
+
+    let report = verify(port).await.unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!((report.checked, report.streams), (8, 2));
+    assert_eq!(report, verify(table).await.unwrap());
+    sqlx::query("UPDATE events SET payload = '{\"n\": 40}' WHERE position = 4")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let broken = verify(port).await.unwrap().broken.expect("broken");
+    assert_eq!((broken.stream.as_str(), broken.position), ("s", 4));
+    assert_eq!(verify(table).await.unwrap().broken, Some(broken));
 }

@@ -270,7 +270,7 @@ pub async fn history(
     record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     // One more than asked tells whether a next page exists without another query.
-    let mut events = audit::history_page(&app.db.pool, &stream, &filter, limit + 1)
+    let mut events = audit::history_page(app.db.log_source(), &stream, &filter, limit + 1)
         .await
         .map_err(|e| ApiError::internal(&e))?;
     let next_cursor = (events.len() > limit).then(|| {
@@ -331,7 +331,7 @@ pub async fn state_as_of(
     record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     let as_of = query.as_of.unwrap_or_else(|| app.now());
-    let history = audit::history_as_of(&app.db.pool, &stream, as_of)
+    let history = audit::history_as_of(app.db.log_source(), &stream, as_of)
         .await
         .map_err(|e| ApiError::internal(&e))?
         .unwrap_or_default();
@@ -398,14 +398,14 @@ pub async fn export(
     let stream = existing_account(&app, &key).await?;
     let now = app.now();
     let internal = |e: spse_totp_commands::StoreError| ApiError::internal(&e);
-    let history = audit::history_as_of(&app.db.pool, &stream, now)
+    let history = audit::history_as_of(app.db.log_source(), &stream, now)
         .await
         .map_err(internal)?
         .unwrap_or_default();
     let mut events = Vec::new();
     let mut filter = HistoryFilter::default();
     loop {
-        let page = audit::history_page(&app.db.pool, &stream, &filter, MAX_PAGE)
+        let page = audit::history_page(app.db.log_source(), &stream, &filter, MAX_PAGE)
             .await
             .map_err(internal)?;
         let Some(last) = page.last().map(|e| e.version) else {
@@ -512,7 +512,7 @@ pub async fn verify(
         query: None,
     };
     record(&app, &ctx, actor, read).await?;
-    let report = audit::verify(&app.db.pool)
+    let report = audit::verify(app.db.log_source())
         .await
         .map_err(|e| ApiError::internal(&e))?;
     Ok(Json(report.into()))
