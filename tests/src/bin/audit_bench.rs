@@ -386,6 +386,9 @@ fn main() -> anyhow::Result<()> {
             ("user_id exact", "user_id=vendor1234".into()),
             ("user_id prefix", "user_id=ppk12".into()),
             ("user_type+user_id", "user_type=penyedia&user_id=vendor6".into()),
+            // The long account (the log's newest 100,000 rows) is a vendor: staff rows are
+            // found only past it.
+            ("user_type", "user_type=non_penyedia".into()),
             ("type (rare)", "type=AccountLocked".into()),
             ("type (common)", "type=LoginApproved".into()),
             ("actor operator", "actor=helpdesk:Siti".into()),
