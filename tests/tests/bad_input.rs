@@ -917,6 +917,34 @@ async fn wrong_role_key_on_portal_endpoints_is_403_forbidden_and_changes_nothing
             )
             .await;
         assert_error(&answer, StatusCode::FORBIDDEN, "forbidden", "disable");
+        // The key is checked before the body is read: a wrong key hears so whatever it sent.
+        let answer = server
+            .post("/v1/logins", key, json!({ "user_id": 7 }))
+            .await;
+        assert_error(
+            &answer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "start, bad body",
+        );
+        let answer = server
+            .post(&format!("/v1/logins/{id}/code"), key, json!([]))
+            .await;
+        assert_error(
+            &answer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "code, bad body",
+        );
+        let answer = server
+            .get(&format!("/v1/logins/{id}?wait_seconds=x"), key)
+            .await;
+        assert_error(
+            &answer,
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "status, bad query",
+        );
     }
     assert_eq!(head(&server).await, before);
     let answer = server

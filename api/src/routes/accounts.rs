@@ -4,13 +4,12 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, UserId, UserType};
 use spse_totp_projections::{accounts, device_bindings};
 use utoipa::ToSchema;
 
 use super::logins::parse_code;
-use crate::auth::ApiCaller;
+use crate::auth::PortalCaller;
 use crate::error::{ApiError, ApiJson, ApiPath};
 use crate::state::{AppState, RequestContext};
 
@@ -73,10 +72,9 @@ pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiEr
     responses((status = 200, body = AccountView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    _caller: PortalCaller,
     ApiPath((user_type, user_id)): AccountPath,
 ) -> Result<Json<AccountView>, ApiError> {
-    caller.require(Role::Portal)?;
     Ok(Json(
         view(&app, &AccountKey::new(user_type, user_id)).await?,
     ))
@@ -92,12 +90,11 @@ pub async fn get(
         (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
 pub async fn disable(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiPath((user_type, user_id)): AccountPath,
     ApiJson(body): ApiJson<DisableRequest>,
 ) -> Result<Json<AccountView>, ApiError> {
-    caller.require(Role::Portal)?;
     let key = AccountKey::new(user_type, user_id);
     let login_id: LoginId = body
         .login_id

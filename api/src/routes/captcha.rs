@@ -6,10 +6,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use spse_totp_domain::apikey::Role;
 use utoipa::ToSchema;
 
-use crate::auth::ApiCaller;
+use crate::auth::PortalCaller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -25,8 +24,10 @@ pub struct CaptchaView {
 /// A new security code image for the reset form.
 #[utoipa::path(get, path = "/v1/captcha", tag = "resets", security(("api_key" = [])),
     responses((status = 200, body = CaptchaView), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody)))]
-pub async fn issue(State(app): State<AppState>, caller: ApiCaller) -> Result<Response, ApiError> {
-    caller.require(Role::Portal)?;
+pub async fn issue(
+    State(app): State<AppState>,
+    _caller: PortalCaller,
+) -> Result<Response, ApiError> {
     let captcha = app
         .resets
         .captchas

@@ -11,13 +11,12 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_domain::account::{Login, LoginStage, LoginStatus};
-use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, TotpCode, UserId, UserType};
 use spse_totp_projections::login_sessions::{self, LoginRow};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{clean_text, AccountRef};
-use crate::auth::ApiCaller;
+use crate::auth::PortalCaller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use crate::state::{AppState, RequestContext};
 
@@ -161,11 +160,10 @@ pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
         (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
 pub async fn start(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiJson(body): ApiJson<StartLoginRequest>,
 ) -> Result<Response, ApiError> {
-    caller.require(Role::Portal)?;
     let email = clean_text("email", body.email, 254)?;
     if email
         .as_deref()
@@ -240,11 +238,10 @@ async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
     responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody)))]
 pub async fn status(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    _caller: PortalCaller,
     ApiPath(login_id): ApiPath<LoginId>,
     ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Json<LoginView>, ApiError> {
-    caller.require(Role::Portal)?;
     let wait = query.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
         return Err(ApiError::bad_request(
@@ -288,12 +285,11 @@ pub async fn status(
         (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
 pub async fn submit_code(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<LoginView>, ApiError> {
-    caller.require(Role::Portal)?;
     let row = find(&app, login_id).await?;
     let code = parse_code(&body.code)?;
     let key = account_of(&row)?;
@@ -319,11 +315,10 @@ pub async fn submit_code(
     responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]
 pub async fn cancel(
     State(app): State<AppState>,
-    caller: ApiCaller,
+    PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
 ) -> Result<Json<LoginView>, ApiError> {
-    caller.require(Role::Portal)?;
     let row = find(&app, login_id).await?;
     let key = account_of(&row)?;
     decided(
