@@ -43,3 +43,26 @@ pub fn from_stored_v1<E: DeserializeOwned>(
         reason: e.to_string(),
     })
 }
+
+/// As [`from_stored_v1`], from the payload's stored JSON text: read in one pass, without
+/// building the payload as a [`Value`] first (for folding long streams).
+pub fn from_stored_json_v1<E: DeserializeOwned>(
+    event_type: &str,
+    schema_version: u32,
+    payload: &str,
+) -> Result<E, EventDecodeError> {
+    if schema_version != 1 {
+        return Err(EventDecodeError::UnknownVersion {
+            event_type: event_type.to_owned(),
+            schema_version,
+        });
+    }
+    let malformed = |reason: String| EventDecodeError::Malformed {
+        event_type: event_type.to_owned(),
+        reason,
+    };
+    let tag = serde_json::to_string(event_type).map_err(|e| malformed(e.to_string()))?;
+    // The tag first, so serde reads the adjacently tagged form straight through.
+    serde_json::from_str(&format!("{{\"type\":{tag},\"data\":{payload}}}"))
+        .map_err(|e| malformed(e.to_string()))
+}

@@ -328,6 +328,15 @@ impl AccountEvent {
     ) -> Result<Self, EventDecodeError> {
         crate::stored::from_stored_v1(event_type, schema_version, payload)
     }
+
+    /// As [`AccountEvent::from_stored`], from the payload's JSON text as stored.
+    pub fn from_stored_json(
+        event_type: &str,
+        schema_version: u32,
+        payload: &str,
+    ) -> Result<Self, EventDecodeError> {
+        crate::stored::from_stored_json_v1(event_type, schema_version, payload)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -358,8 +367,28 @@ mod tests {
             payload.get("type").is_none(),
             "the tag is stored beside the payload"
         );
-        let back = AccountEvent::from_stored(event.event_type(), 1, payload).unwrap();
+        let back = AccountEvent::from_stored(event.event_type(), 1, payload.clone()).unwrap();
         assert_eq!(back, event);
+        let text = payload.to_string();
+        let from_text = AccountEvent::from_stored_json(event.event_type(), 1, &text).unwrap();
+        assert_eq!(from_text, event);
+    }
+
+    #[test]
+    fn stored_text_cannot_smuggle_another_type_or_payload() {
+        // The text is spliced after the tag: a payload that closes itself early and names
+        // another type or a second payload is refused, not read as that other event.
+        for text in [
+            r#"{"at":"2026-01-01T00:00:00Z"},"type":"TotpDisabled","data":{"at":"2026-01-01T00:00:00Z"}"#,
+            r#"{},"data":{"at":"2026-01-01T00:00:00Z"}"#,
+            "not json",
+            "",
+        ] {
+            let err = AccountEvent::from_stored_json("LoginExpired", 1, text).unwrap_err();
+            assert!(matches!(err, EventDecodeError::Malformed { .. }), "{text}");
+        }
+        let err = AccountEvent::from_stored_json("LoginExpired", 9, "{}").unwrap_err();
+        assert!(matches!(err, EventDecodeError::UnknownVersion { .. }));
     }
 
     #[test]
