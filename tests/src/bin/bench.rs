@@ -300,16 +300,20 @@ fn main() -> anyhow::Result<()> {
             args.tick_ms
         );
 
-        // Setup, not measured: every virtual user's accounts get a bound device.
+        // Setup, not measured: every virtual user's accounts get a bound device. The accounts
+        // are named for this run, so a database kept from an earlier run (PostgreSQL) serves
+        // again: those accounts are active already and cannot be activated twice.
+        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
         let setup = Instant::now();
         let mut handles = Vec::new();
         for user in 0..args.users {
             let target = Arc::clone(&target);
             let per_user = args.accounts_per_user;
+            let run = run.clone();
             handles.push(tokio::spawn(async move {
                 let mut accounts = Vec::new();
                 for i in 0..per_user {
-                    let user_id = format!("BENCH-{user}-{i}");
+                    let user_id = format!("BENCH-{run}-{user}-{i}");
                     let phone = target.activate(&user_id).await?;
                     accounts.push((user_id, phone, i64::MIN));
                 }
@@ -395,10 +399,14 @@ fn main() -> anyhow::Result<()> {
         // History length: the same flow, one request at a time, on a fresh account and on one
         // with a long history.
         println!();
-        let fresh = target.activate("HISTORY-FRESH").await?;
-        let long = target.activate("HISTORY-LONG").await?;
+        let (fresh_id, long_id) = (
+            format!("HISTORY-FRESH-{run}"),
+            format!("HISTORY-LONG-{run}"),
+        );
+        let fresh = target.activate(&fresh_id).await?;
+        let long = target.activate(&long_id).await?;
         let seeded = Instant::now();
-        seed_history(&services, "HISTORY-LONG", args.history, &clock).await?;
+        seed_history(&services, &long_id, args.history, &clock).await?;
         services.projections.catch_up().await?;
         println!(
             "seeded {} events into HISTORY-LONG in {:.1} s (projections caught up)",
@@ -408,19 +416,22 @@ fn main() -> anyhow::Result<()> {
         let mut first = Samples::default();
         tokio::time::sleep(Duration::from_millis(args.tick_ms * 2)).await;
         target
-            .flow("HISTORY-LONG", &long, &mut first)
+            .flow(&long_id, &long, &mut first)
             .await
             .context("first flow on the long account")?;
         println!("{}", line("first flow after seeding", &mut first.flow));
         let mut results = Vec::new();
-        for (name, phone) in [("HISTORY-FRESH", &fresh), ("HISTORY-LONG", &long)] {
+        for (name, id, phone) in [
+            ("HISTORY-FRESH", &fresh_id, &fresh),
+            ("HISTORY-LONG", &long_id, &long),
+        ] {
             let mut samples = Samples::default();
             for _ in 0..args.history_flows {
                 let step = step_of(&clock);
                 while step_of(&clock) == step {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                target.flow(name, phone, &mut samples).await?;
+                target.flow(id, phone, &mut samples).await?;
             }
             let p50 = percentile(&mut samples.flow, 50.0);
             let p99 = percentile(&mut samples.flow, 99.0);
