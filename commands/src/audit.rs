@@ -145,62 +145,77 @@ pub async fn history_as_of(
     stream: &str,
     as_of: DateTime<Utc>,
 ) -> Result<Option<AccountHistory>, StoreError> {
+    match log {
+        LogSource::Table(pool) => table_history_as_of(pool, stream, as_of).await,
+        LogSource::Store(_) => store_history_as_of(log, stream, as_of).await,
+    }
+}
+
+/// The fold needs each event's type, payload and instant only: reading those alone spares
+/// decoding every event's metadata, much of the cost on a long stream.
+async fn table_history_as_of(
+    pool: &AnyPool,
+    stream: &str,
+    as_of: DateTime<Utc>,
+) -> Result<Option<AccountHistory>, StoreError> {
     let mut history = AccountHistory::default();
     let mut seen = false;
-    match log {
-        LogSource::Table(pool) => {
-            // The fold needs each event's type, payload and instant only: reading those alone
-            // spares decoding every event's metadata, much of the cost on a long stream.
-            let sql = format!(
-                "SELECT version, event_type, schema_version, payload, recorded_at FROM events \
-                 WHERE stream = $1 AND version > $2 AND recorded_at <= $3 \
-                 ORDER BY version LIMIT {FOLD_PAGE}"
-            );
-            let mut after = 0;
-            loop {
-                let rows: Vec<(i64, String, i64, String, i64)> = sqlx::query_as(&sql)
-                    .bind(stream)
-                    .bind(after)
-                    .bind(as_of.timestamp_micros())
-                    .fetch_all(pool)
-                    .await?;
-                let Some(last) = rows.last().map(|r| r.0) else {
-                    break;
-                };
-                seen = true;
-                for (_, event_type, schema_version, payload, at) in rows {
-                    let at = DateTime::<Utc>::from_timestamp_micros(at).unwrap_or(as_of);
-                    let event = u32::try_from(schema_version).ok().and_then(|version| {
-                        AccountEvent::from_stored_json(&event_type, version, &payload).ok()
-                    });
-                    fold(&mut history, event, at);
-                }
-                after = last;
-            }
+    let sql = format!(
+        "SELECT version, event_type, schema_version, payload, recorded_at FROM events \
+         WHERE stream = $1 AND version > $2 AND recorded_at <= $3 \
+         ORDER BY version LIMIT {FOLD_PAGE}"
+    );
+    let mut after = 0;
+    loop {
+        let rows: Vec<(i64, String, i64, String, i64)> = sqlx::query_as(&sql)
+            .bind(stream)
+            .bind(after)
+            .bind(as_of.timestamp_micros())
+            .fetch_all(pool)
+            .await?;
+        let Some(last) = rows.last().map(|r| r.0) else {
+            break;
+        };
+        seen = true;
+        for (_, event_type, schema_version, payload, at) in rows {
+            let at = DateTime::<Utc>::from_timestamp_micros(at).unwrap_or(as_of);
+            let event = u32::try_from(schema_version).ok().and_then(|version| {
+                AccountEvent::from_stored_json(&event_type, version, &payload).ok()
+            });
+            fold(&mut history, event, at);
         }
-        LogSource::Store(_) => {
-            let mut filter = HistoryFilter {
-                to: Some(as_of),
-                ..HistoryFilter::default()
-            };
-            loop {
-                let page = history_page(log, stream, &filter, FOLD_PAGE).await?;
-                let Some(last) = page.last().map(|e| e.version) else {
-                    break;
-                };
-                seen = true;
-                for recorded in page {
-                    let event = AccountEvent::from_stored(
-                        &recorded.event_type,
-                        recorded.schema_version,
-                        recorded.payload,
-                    )
-                    .ok();
-                    fold(&mut history, event, recorded.recorded_at);
-                }
-                filter.after_version = last;
-            }
+        after = last;
+    }
+    Ok(seen.then_some(history))
+}
+
+async fn store_history_as_of(
+    log: LogSource<'_>,
+    stream: &str,
+    as_of: DateTime<Utc>,
+) -> Result<Option<AccountHistory>, StoreError> {
+    let mut history = AccountHistory::default();
+    let mut seen = false;
+    let mut filter = HistoryFilter {
+        to: Some(as_of),
+        ..HistoryFilter::default()
+    };
+    loop {
+        let page = history_page(log, stream, &filter, FOLD_PAGE).await?;
+        let Some(last) = page.last().map(|e| e.version) else {
+            break;
+        };
+        seen = true;
+        for recorded in page {
+            let event = AccountEvent::from_stored(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload,
+            )
+            .ok();
+            fold(&mut history, event, recorded.recorded_at);
         }
+        filter.after_version = last;
     }
     Ok(seen.then_some(history))
 }

@@ -361,6 +361,29 @@ impl Conditions {
         }
     }
 
+    /// `column IN (…)` over `values`, each its own parameter.
+    fn push_in(&mut self, column: &str, values: &[&str]) {
+        let first = self.args.len() + 1;
+        self.args
+            .extend(values.iter().map(|v| Arg::Text((*v).to_owned())));
+        let params: Vec<String> = (first..=self.args.len()).map(|n| format!("${n}")).collect();
+        self.sql
+            .push(format!("{column} IN ({})", params.join(", ")));
+    }
+
+    /// `sql` (which ends in this WHERE clause's use) with every parameter bound.
+    fn query<'q>(
+        &'q self,
+        sql: &'q str,
+    ) -> sqlx::query::QueryScalar<'q, sqlx::Any, i64, sqlx::any::AnyArguments<'q>> {
+        self.args
+            .iter()
+            .fold(sqlx::query_scalar(sql), |query, arg| match arg {
+                Arg::Text(v) => query.bind(v.as_str()),
+                Arg::Int(v) => query.bind(*v),
+            })
+    }
+
     async fn positions(
         &self,
         conn: &mut AnyConnection,
@@ -370,14 +393,17 @@ impl Conditions {
             "SELECT position FROM audit_log{} ORDER BY position DESC LIMIT {limit}",
             self.where_clause()
         );
-        let mut query = sqlx::query_scalar::<_, i64>(&sql);
-        for arg in &self.args {
-            query = match arg {
-                Arg::Text(v) => query.bind(v.as_str()),
-                Arg::Int(v) => query.bind(*v),
-            };
-        }
-        query.fetch_all(conn).await
+        self.query(&sql).fetch_all(conn).await
+    }
+}
+
+/// The account filters (user type, User ID prefix) as plain conditions.
+fn account_conditions(filter: &AuditSearch, conditions: &mut Conditions) {
+    if let Some(user_type) = &filter.user_type {
+        conditions.push("user_type =", Arg::Text(user_type.clone()));
+    }
+    if let Some(prefix) = &filter.user_id_prefix {
+        prefix_conditions(prefix, conditions);
     }
 }
 
@@ -424,28 +450,16 @@ fn prefix_conditions(prefix: &str, conditions: &mut Conditions) {
 async fn prefix_is_sparse(
     conn: &mut AnyConnection,
     filter: &AuditSearch,
-    prefix: &str,
+    head: i64,
 ) -> Result<bool, sqlx::Error> {
-    let size: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_log")
-        .fetch_one(&mut *conn)
-        .await?;
-    let cap = ((250.0 * size.max(0) as f64).sqrt() as i64).clamp(2_000, 100_000);
+    let cap = ((250.0 * head.max(0) as f64).sqrt() as i64).clamp(2_000, 100_000);
     let mut conditions = Conditions::default();
-    prefix_conditions(prefix, &mut conditions);
-    if let Some(user_type) = &filter.user_type {
-        conditions.push("user_type =", Arg::Text(user_type.clone()));
-    }
+    account_conditions(filter, &mut conditions);
     let sql = format!(
         "SELECT COUNT(*) FROM (SELECT 1 FROM audit_log{} LIMIT {cap}) AS capped",
         conditions.where_clause()
     );
-    let mut query = sqlx::query_scalar::<_, i64>(&sql);
-    for arg in &conditions.args {
-        if let Arg::Text(v) = arg {
-            query = query.bind(v.as_str());
-        }
-    }
-    Ok(query.fetch_one(conn).await? < cap)
+    Ok(conditions.query(&sql).fetch_one(conn).await? < cap)
 }
 
 /// The page's positions, newest first, walking the log one bucket at a time from the newest:
@@ -456,15 +470,15 @@ async fn prefix_is_sparse(
 async fn walk_buckets(
     conn: &mut AnyConnection,
     filter: &AuditSearch,
+    head: i64,
     limit: usize,
 ) -> Result<Vec<i64>, sqlx::Error> {
     let newest = match filter.before_position {
-        Some(before) => i64::try_from(before).unwrap_or(i64::MAX).saturating_sub(1),
-        None => {
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_log")
-                .fetch_one(&mut *conn)
-                .await?
-        }
+        Some(before) => i64::try_from(before)
+            .unwrap_or(i64::MAX)
+            .saturating_sub(1)
+            .min(head),
+        None => head,
     };
     let mut conditions = Conditions::default();
     conditions.push(
@@ -476,15 +490,7 @@ async fn walk_buckets(
     // types keep the User ID range usable on it.
     match &filter.user_type {
         Some(user_type) => conditions.push("user_type =", Arg::Text(user_type.clone())),
-        None => {
-            let [first, second] = UserType::ALL.map(UserType::as_str);
-            conditions.args.push(Arg::Text(first.to_owned()));
-            conditions.args.push(Arg::Text(second.to_owned()));
-            let n = conditions.args.len();
-            conditions
-                .sql
-                .push(format!("user_type IN (${}, ${n})", n - 1));
-        }
+        None => conditions.push_in("user_type", &UserType::ALL.map(UserType::as_str)),
     }
     if let Some(prefix) = &filter.user_id_prefix {
         prefix_conditions(prefix, &mut conditions);
@@ -519,22 +525,26 @@ pub async fn search(
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
     let limit = limit.min(10_000);
     let mut conn = pool.acquire().await?;
-    let direct = match &filter.user_id_prefix {
-        Some(prefix) => prefix_is_sparse(&mut conn, filter, prefix).await?,
-        None => filter.user_type.is_none(),
-    };
-    let positions = if direct {
-        let mut conditions = Conditions::default();
-        if let Some(user_type) = &filter.user_type {
-            conditions.push("user_type =", Arg::Text(user_type.clone()));
-        }
-        if let Some(prefix) = &filter.user_id_prefix {
-            prefix_conditions(prefix, &mut conditions);
-        }
-        other_conditions(filter, &mut conditions);
-        conditions.positions(&mut conn, limit).await?
+    // Without account filters every other filter's index comes in position order.
+    let walk = if filter.user_type.is_none() && filter.user_id_prefix.is_none() {
+        None
     } else {
-        walk_buckets(&mut conn, filter, limit).await?
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM audit_log")
+            .fetch_one(&mut *conn)
+            .await?;
+        // A bare user type matches about half the log.
+        let sparse =
+            filter.user_id_prefix.is_some() && prefix_is_sparse(&mut conn, filter, head).await?;
+        (!sparse).then_some(head)
+    };
+    let positions = match walk {
+        Some(head) => walk_buckets(&mut conn, filter, head, limit).await?,
+        None => {
+            let mut conditions = Conditions::default();
+            account_conditions(filter, &mut conditions);
+            other_conditions(filter, &mut conditions);
+            conditions.positions(&mut conn, limit).await?
+        }
     };
     if positions.is_empty() {
         return Ok(Vec::new());
