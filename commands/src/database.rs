@@ -13,7 +13,9 @@ use sqlx::AnyPool;
 use sqlx::Executor;
 
 use crate::audit::LogSource;
-use crate::store::{EventStore, PostgresEventStore, SqliteEventStore, StoreError};
+use crate::store::{
+    EventStore, InlineProjection, InlineSlot, PostgresEventStore, SqliteEventStore, StoreError,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -87,9 +89,23 @@ pub struct Database {
     pub sqlite_path: Option<PathBuf>,
     /// Whether `events` is the SQL `events` table (false with EventStoreDB).
     log_in_table: bool,
+    /// Where the read side hooks into the SQLite event writer's transaction.
+    inline: Option<InlineSlot>,
 }
 
 impl Database {
+    /// Has the event writer apply `projection` in the transaction of each group of appends, when
+    /// the log and the read models share one SQLite file. Returns whether it will.
+    pub fn project_inline(&self, projection: Arc<dyn InlineProjection>) -> bool {
+        match &self.inline {
+            Some(slot) => {
+                slot.install(projection);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Where the audit readers find the log: the `events` table when it holds it.
     pub fn log_source(&self) -> LogSource<'_> {
         if self.log_in_table {
@@ -118,6 +134,7 @@ impl Database {
         let mut db = Self::open(url).await?;
         db.events = Arc::new(events);
         db.log_in_table = false;
+        db.inline = None;
         Ok(db)
     }
 
@@ -163,8 +180,11 @@ impl Database {
             .await?;
         sqlx::migrate!("../migrations/sqlite").run(&native).await?;
         let write_gate = WriteGate::exclusive();
-        let events: Arc<dyn EventStore> =
-            Arc::new(SqliteEventStore::open(native, path.clone(), write_gate.clone()).await?);
+        let inline = InlineSlot::default();
+        let events: Arc<dyn EventStore> = Arc::new(
+            SqliteEventStore::open(native, path.clone(), write_gate.clone(), inline.clone())
+                .await?,
+        );
         let pool = AnyPoolOptions::new()
             .test_before_acquire(false)
             .max_connections(8)
@@ -184,6 +204,7 @@ impl Database {
             write_gate,
             sqlite_path: Some(path),
             log_in_table: true,
+            inline: Some(inline),
         })
     }
 }
@@ -213,6 +234,7 @@ impl Database {
             write_gate: WriteGate::default(),
             sqlite_path: None,
             log_in_table: true,
+            inline: None,
         })
     }
 }

@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod event;
+mod inline;
 pub mod leadership;
 pub mod login_sessions;
 pub mod projector;

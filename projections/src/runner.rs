@@ -20,6 +20,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use crate::event::Decoded;
+use crate::inline::InlineProjector;
 use crate::leadership::Lease;
 use crate::projector::Projector;
 use crate::sink::{PoolSink, ProjectionSink, SqliteSink, Unit};
@@ -48,7 +49,8 @@ pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
-    progress: watch::Sender<u64>,
+    /// Shared with the SQLite event writer, which moves it when it projects a group itself.
+    progress: Arc<watch::Sender<u64>>,
     /// Whether this instance projects or follows the one that does.
     lease: tokio::sync::Mutex<Lease>,
 }
@@ -68,7 +70,11 @@ impl ProjectionRunner {
             Some(path) => Box::new(SqliteSink::open(path, db.write_gate.clone())?),
             None => Box::new(PoolSink::new(db.pool.clone())),
         };
-        let (progress, _) = watch::channel(0);
+        let progress = Arc::new(watch::channel(0).0);
+        db.project_inline(Arc::new(InlineProjector::new(
+            projectors.clone(),
+            Arc::clone(&progress),
+        )));
         Ok(ProjectionRunner {
             pool: db.pool.clone(),
             sink,
@@ -104,8 +110,13 @@ impl ProjectionRunner {
         let mut lease = self.lease.lock().await;
         let mut failures = 0u32;
         let mut announced = 0;
+        let mut woken_by_append = false;
         loop {
+            // An append this process projected in its own transaction leaves nothing to do.
+            let projected_inline =
+                woken_by_append && self.position() >= *appended.borrow_and_update();
             let outcome = match lease.lead().await {
+                Ok(true) if projected_inline => Ok(()),
                 Ok(true) => match self.catch_up().await {
                     Ok(position) if position > announced => {
                         announced = position;
@@ -132,9 +143,10 @@ impl ProjectionRunner {
             if *shutdown.borrow() {
                 return;
             }
+            woken_by_append = false;
             if lease.is_leading() {
                 tokio::select! {
-                    _ = appended.changed() => {}
+                    _ = appended.changed() => woken_by_append = true,
                     _ = tokio::time::sleep(POLL) => {}
                     _ = shutdown.changed() => {}
                 }
@@ -240,11 +252,7 @@ impl ProjectionRunner {
     }
 
     fn publish(&self, position: u64) {
-        self.progress.send_if_modified(|p| {
-            let moved = position > *p;
-            *p = (*p).max(position);
-            moved
-        });
+        publish(&self.progress, position);
     }
 
     /// Gives each event and projector a unit of its own and parks what fails. Returns false when
@@ -323,9 +331,18 @@ impl ProjectionRunner {
     }
 }
 
+/// Moves `progress` forward to `position`; never back.
+pub(crate) fn publish(progress: &watch::Sender<u64>, position: u64) {
+    progress.send_if_modified(|p| {
+        let moved = position > *p;
+        *p = (*p).max(position);
+        moved
+    });
+}
+
 /// The unit that applies `batch` to `projectors` from their checkpoints on, or why an event in it
 /// cannot be projected.
-fn unit(
+pub(crate) fn unit(
     projectors: &[&Arc<dyn Projector>],
     batch: &[RecordedEvent],
     decoded: &[Result<Decoded, String>],

@@ -58,11 +58,8 @@ impl ToSql for SqlValue {
 
 /// Runs one statement, binding `$N` to the N-th argument. SQLite numbers parameters in order of
 /// first appearance, whatever their names, so each is bound by name.
-fn execute(
-    tx: &rusqlite::Transaction<'_>,
-    statement: &Statement,
-) -> Result<usize, rusqlite::Error> {
-    let mut prepared = tx.prepare_cached(&statement.sql)?;
+fn execute(connection: &Connection, statement: &Statement) -> Result<usize, rusqlite::Error> {
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
     for index in 1..=prepared.parameter_count() {
         let argument = prepared
             .parameter_name(index)
@@ -78,6 +75,21 @@ fn execute(
     prepared.raw_execute()
 }
 
+/// Runs the unit's guards, then its statements, on a connection inside a transaction (or
+/// savepoint) that the caller commits. `Ok(false)`: a guard changed no row, and the caller must
+/// roll back what the guards before it wrote.
+pub(crate) fn run_unit(connection: &Connection, unit: &Unit) -> Result<bool, rusqlite::Error> {
+    for guard in &unit.guards {
+        if execute(connection, guard)? != 1 {
+            return Ok(false);
+        }
+    }
+    for statement in &unit.statements {
+        execute(connection, statement)?;
+    }
+    Ok(true)
+}
+
 #[async_trait]
 impl ProjectionSink for SqliteSink {
     async fn commit(&self, unit: Unit) -> Result<bool, ProjectionError> {
@@ -89,13 +101,9 @@ impl ProjectionSink for SqliteSink {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            for guard in &unit.guards {
-                if execute(&tx, guard)? != 1 {
-                    return Ok(false);
-                }
-            }
-            for statement in &unit.statements {
-                execute(&tx, statement)?;
+            // Dropping the transaction unwritten rolls it back.
+            if !run_unit(&tx, &unit)? {
+                return Ok(false);
             }
             tx.commit()?;
             Ok(true)

@@ -357,7 +357,11 @@ impl Dispatcher {
         Ok(0)
     }
 
+    /// Moves the checkpoint from `from` to `to`; false when someone else moved it first.
     async fn advance(&self, from: u64, to: u64) -> Result<bool, DispatchError> {
+        if from == to {
+            return Ok(true);
+        }
         let _turn = self.gate.enter().await;
         let done = sqlx::query(
             "UPDATE projection_checkpoints SET position = $1, updated_at = $2 WHERE projector = $3 AND position = $4",
@@ -378,18 +382,31 @@ impl Dispatcher {
         if batch.is_empty() {
             return Ok(Step::Idle);
         }
+        // Passed over, not yet recorded: events that send nothing are recorded together, in one
+        // write per batch rather than one per event, since every write waits its turn at the
+        // SQLite write lock with the event writer.
+        let mut passed = at;
         for recorded in &batch {
-            if let Some((key, job)) = job_of(recorded) {
-                if !self.handle(recorded, &key, &job).await? {
-                    return Ok(Step::Waiting);
+            let job = job_of(recorded);
+            if let Some((key, job)) = &job {
+                if !self.handle(recorded, key, job).await? {
+                    return Ok(match self.advance(at, passed).await? {
+                        true => Step::Waiting,
+                        false => Step::Moved,
+                    });
                 }
             }
-            if !self.advance(at, recorded.position).await? {
-                // Someone else moved it (a lease that changed hands): read again.
-                return Ok(Step::Moved);
+            passed = recorded.position;
+            // A message sent is recorded at once, so a restart does not look at it again.
+            if job.is_some() {
+                if !self.advance(at, passed).await? {
+                    return Ok(Step::Moved);
+                }
+                at = passed;
             }
-            at = recorded.position;
         }
+        self.advance(at, passed).await?;
+        // Moved or not (a lease that changed hands), read again.
         Ok(Step::Moved)
     }
 

@@ -6,6 +6,7 @@
 pub mod chain;
 #[cfg(feature = "eventstoredb")]
 mod eventstoredb;
+mod inline;
 mod postgres;
 mod sqlite;
 
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 #[cfg(feature = "eventstoredb")]
 pub use eventstoredb::EventStoreDbStore;
+pub use inline::{InlineProjection, InlineSlot};
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 

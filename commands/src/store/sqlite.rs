@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::database::WriteGate;
 
 use super::chain::{chain_new_event, Chained};
+use super::inline::{project_rows, InlineProjection, InlineSlot};
 use super::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
@@ -65,11 +66,13 @@ pub fn open_write_connection(path: &Path) -> Result<Connection, rusqlite::Error>
 
 impl SqliteEventStore {
     /// Reads through `pool`; writes on a thread of its own with a connection to `path`, taking
-    /// turns with the process's other writers through `gate`.
+    /// turns with the process's other writers through `gate`, and projecting each group in its
+    /// own transaction once the read side installs itself in `inline`.
     pub async fn open(
         pool: SqlitePool,
         path: PathBuf,
         gate: WriteGate,
+        inline: InlineSlot,
     ) -> Result<Self, StoreError> {
         let head_now = max_position(&pool).await?;
         let (head, _) = watch::channel(head_now);
@@ -79,7 +82,7 @@ impl SqliteEventStore {
         let thread_head = Arc::clone(&head);
         std::thread::Builder::new()
             .name("event-writer".to_owned())
-            .spawn(move || run_writer(connection, requests, thread_head, gate))
+            .spawn(move || run_writer(connection, requests, thread_head, gate, inline))
             .map_err(|e| StoreError::Corrupt {
                 position: 0,
                 reason: format!("cannot start the writer: {e}"),
@@ -113,6 +116,7 @@ fn run_writer(
     mut requests: mpsc::Receiver<AppendRequest>,
     head: Arc<watch::Sender<u64>>,
     gate: WriteGate,
+    inline: InlineSlot,
 ) {
     while let Some(first) = requests.blocking_recv() {
         let mut group = vec![first];
@@ -122,22 +126,31 @@ fn run_writer(
                 Err(_) => break,
             }
         }
+        let projection = inline.current();
+        let mut projected = None;
+        let mut commit = |requests: &[AppendRequest]| {
+            let (results, reached) = commit_group(&mut connection, requests, &projection)?;
+            projected = projected.max(reached);
+            Ok::<_, StoreError>(results)
+        };
         let turn = gate.blocking_enter();
-        let results = match commit_group(&mut connection, &group) {
+        let results = match commit(&group) {
             Ok(results) => results,
             // One bad append (a duplicate event id) must not fail its neighbours: commit each
             // alone so only the culprit hears about it.
             Err(_) => group
                 .iter()
-                .map(
-                    |request| match commit_group(&mut connection, std::slice::from_ref(request)) {
-                        Ok(mut r) => r.pop().unwrap_or(Err(StoreError::EmptyAppend)),
-                        Err(e) => Err(e),
-                    },
-                )
+                .map(|request| match commit(std::slice::from_ref(request)) {
+                    Ok(mut r) => r.pop().unwrap_or(Err(StoreError::EmptyAppend)),
+                    Err(e) => Err(e),
+                })
                 .collect(),
         };
         drop(turn);
+        // Before anyone hears of the append: whoever it wakes finds its read models written.
+        if let (Some(projection), Some(reached)) = (&projection, projected) {
+            projection.committed(reached);
+        }
         if let Some(last) = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -157,27 +170,61 @@ fn run_writer(
     }
 }
 
-/// Appends a group in one transaction. Returns each request's outcome, or an error that rolled
-/// back the whole group.
+type Outcomes = Vec<Result<Appended, StoreError>>;
+
+/// Appends a group in one transaction, with its projection when one is installed. Returns each
+/// request's outcome and the position the read models reached in the same commit, or an error
+/// that rolled back the whole group.
 fn commit_group(
     connection: &mut Connection,
     group: &[AppendRequest],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    projection: &Option<Arc<dyn InlineProjection>>,
+) -> Result<(Outcomes, Option<u64>), StoreError> {
+    if let Some(projection) = projection {
+        match commit_projected(connection, group, projection.as_ref())? {
+            Ok(committed) => return Ok(committed),
+            Err(reason) => {
+                tracing::warn!(%reason, "inline projection failed; appending without it, the runner will project");
+            }
+        }
+    }
     // IMMEDIATE takes the write lock now, so MAX(position) below cannot change under us.
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let results = append_group(&tx, group)?;
+    let (results, _, _) = append_group(&tx, group)?;
     tx.commit()?;
-    Ok(results)
+    Ok((results, None))
 }
 
+/// As [`commit_group`], projecting in the same transaction. The inner error is the projection's:
+/// the transaction was rolled back and the group is still to be appended.
+fn commit_projected(
+    connection: &mut Connection,
+    group: &[AppendRequest],
+    projection: &dyn InlineProjection,
+) -> Result<Result<(Outcomes, Option<u64>), String>, StoreError> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let (results, after, rows) = append_group(&tx, group)?;
+    // Dropping the transaction on an error rolls it back.
+    let reached = match project_rows(&tx, projection, after, rows) {
+        Ok(reached) => reached,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    tx.commit()?;
+    Ok(Ok((results, reached)))
+}
+
+/// Inserts the group's events. Returns each request's outcome, the position the group follows,
+/// and the rows written.
 fn append_group(
     tx: &rusqlite::Transaction<'_>,
     group: &[AppendRequest],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+) -> Result<(Outcomes, u64, Vec<StoredRow>), StoreError> {
     let max: i64 = tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
         row.get(0)
     })?;
-    let mut next_position = to_u64(max) + 1;
+    let after = to_u64(max);
+    let mut next_position = after + 1;
+    let mut rows = Vec::new();
     // Each stream's version and last hash, as this group leaves them.
     let mut heads: HashMap<&str, (u64, Option<String>)> = HashMap::new();
     let mut results = Vec::with_capacity(group.len());
@@ -212,14 +259,16 @@ fn append_group(
         let mut hash = last_hash;
         for event in &request.events {
             version += 1;
-            hash = Some(insert(
+            let row = insert(
                 tx,
                 next_position,
                 &request.stream,
                 version,
                 hash.as_deref(),
                 event,
-            )?);
+            )?;
+            hash.clone_from(&row.hash);
+            rows.push(row);
             next_position += 1;
         }
         heads.insert(request.stream.as_str(), (version, hash));
@@ -229,10 +278,10 @@ fn append_group(
             last_position: next_position - 1,
         }));
     }
-    Ok(results)
+    Ok((results, after, rows))
 }
 
-/// Inserts one event chained to `previous` (its stream's last hash); returns its own hash.
+/// Inserts one event chained to `previous` (its stream's last hash); returns the row as stored.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
     position: u64,
@@ -240,7 +289,7 @@ fn insert(
     version: u64,
     previous: Option<&str>,
     event: &NewEvent,
-) -> Result<String, StoreError> {
+) -> Result<StoredRow, StoreError> {
     let Chained {
         metadata,
         recorded_at_micros: recorded_at,
@@ -249,21 +298,33 @@ fn insert(
         position,
         reason: e.to_string(),
     })?;
+    let row = StoredRow {
+        position: to_i64(position),
+        stream: stream.to_owned(),
+        version: to_i64(version),
+        event_id: event.event_id.to_string(),
+        event_type: event.event_type.clone(),
+        schema_version: i64::from(event.schema_version),
+        payload: event.payload.to_string(),
+        metadata: metadata.to_string(),
+        recorded_at,
+        hash: Some(hash),
+    };
     tx.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
          payload, metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?
     .execute(params![
-        to_i64(position),
-        stream,
-        to_i64(version),
-        event.event_id.to_string(),
-        &event.event_type,
-        i64::from(event.schema_version),
-        event.payload.to_string(),
-        metadata.to_string(),
-        recorded_at,
-        &hash,
+        row.position,
+        &row.stream,
+        row.version,
+        &row.event_id,
+        &row.event_type,
+        row.schema_version,
+        &row.payload,
+        &row.metadata,
+        row.recorded_at,
+        &row.hash,
     ])
     .map_err(|e| match &e {
         rusqlite::Error::SqliteFailure(_, Some(message)) if message.contains("events.event_id") => {
@@ -271,7 +332,7 @@ fn insert(
         }
         _ => StoreError::Sqlite(e),
     })?;
-    Ok(hash)
+    Ok(row)
 }
 
 async fn stream_version_on(
