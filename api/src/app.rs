@@ -136,6 +136,7 @@ impl App {
             db,
             accounts,
             projections,
+            mail_handled: dispatcher.handled(),
             clock,
             metrics: Metrics::new()?,
             api_keys: KnownKeys::default(),

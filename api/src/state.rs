@@ -31,6 +31,9 @@ pub struct Services {
     pub db: Database,
     pub accounts: Arc<AccountService>,
     pub projections: Arc<ProjectionRunner>,
+    /// The position up to which this instance's mail dispatcher has sent every message the log
+    /// calls for; it stays put while another instance holds the mail lease.
+    pub mail_handled: tokio::sync::watch::Receiver<u64>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,
     pub api_keys: KnownKeys,

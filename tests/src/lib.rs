@@ -242,19 +242,24 @@ impl TestServer {
     /// activation calls for append their outcome events), so a test comparing the log before
     /// and after a request sees only what that request did.
     pub async fn settle_mail(&self) {
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-        while tokio::time::Instant::now() < deadline {
+        let mut handled = self.services.mail_handled.clone();
+        // Each message's outcome is itself an event: wait until nothing is left past the head.
+        for _ in 0..100 {
             let head = self.services.db.events.head_position().await.expect("head");
-            let reached: Option<i64> = sqlx::query_scalar(
-                "SELECT position FROM projection_checkpoints WHERE projector = 'mail_dispatcher'",
+            // The guard `wait_for` returns holds the watch's lock: drop it at once, or the
+            // dispatcher's next publish would block this (single) runtime thread.
+            let reached = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                handled.wait_for(|h| *h >= head),
             )
-            .fetch_optional(&self.services.db.pool)
             .await
-            .expect("checkpoint");
-            if reached.is_some_and(|p| u64::try_from(p).unwrap_or(0) >= head) {
+            .is_ok_and(|r| r.is_ok());
+            if !reached {
                 return;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            if self.services.db.events.head_position().await.expect("head") == head {
+                return;
+            }
         }
     }
 

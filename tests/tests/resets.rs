@@ -551,3 +551,37 @@ async fn only_one_mail_dispatcher_per_database_holds_the_lease() {
         .unwrap();
     assert_eq!(holders, 1);
 }
+
+#[tokio::test]
+async fn events_that_send_nothing_are_passed_without_a_write_each() {
+    let s = server_with_outbox().await;
+    s.activate_with_email("non_penyedia", "ppk13").await;
+    s.settle_mail().await;
+    let stored = || async {
+        let position: i64 = sqlx::query_scalar(
+            "SELECT position FROM projection_checkpoints WHERE projector = 'mail_dispatcher'",
+        )
+        .fetch_one(&s.services.db.pool)
+        .await
+        .unwrap();
+        u64::try_from(position).unwrap()
+    };
+    let after_activation = stored().await;
+    assert!(
+        after_activation > 0,
+        "the activation notice is recorded at once"
+    );
+    // Logins call for no message.
+    for _ in 0..3 {
+        let (status, _) = s.start_login("non_penyedia", "ppk13").await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let head = s.services.db.events.head_position().await.unwrap();
+    s.settle_mail().await;
+    assert!(*s.services.mail_handled.borrow() >= head);
+    assert_eq!(
+        stored().await,
+        after_activation,
+        "passing over a login is not a write"
+    );
+}

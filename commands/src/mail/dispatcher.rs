@@ -9,6 +9,11 @@
 //! outcome's commit, and that repeat carries the same Message-ID (derived from the event id), so
 //! mail systems see one message.
 //!
+//! Events that call for no message are passed over without a write each: the checkpoint records
+//! them with the next message, or every [`RECORD_EVERY`] events, or when the dispatcher stops,
+//! since on SQLite each write takes a turn at the one write lock the event writer lives on. A
+//! restart reads the unrecorded stretch again and finds nothing in it to send.
+//!
 //! A transient failure is recorded with the time of the next attempt (doubling, from the Clock,
 //! so tests move time instead of sleeping) and later mail waits behind it: when the mail server
 //! is down, it is down for every message. A link past its expiry is not sent at all.
@@ -17,7 +22,7 @@
 //! sends.
 
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
@@ -39,6 +44,8 @@ use crate::store::{EventMetadata, EventStore, RecordedEvent, StoreError};
 pub const CHECKPOINT: &str = "mail_dispatcher";
 const LEASE: &str = "mail_dispatcher";
 const BATCH: usize = 200;
+/// The most events passed over (sending nothing) before the checkpoint records them.
+pub const RECORD_EVERY: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
@@ -230,6 +237,19 @@ pub struct Dispatcher {
     /// Until when this instance holds the lease (microseconds), so an idle dispatcher renews it
     /// only when half of it is gone instead of writing on every poll.
     held_until: AtomicI64,
+    /// How far past the stored checkpoint this instance has looked without finding a message.
+    passed: Mutex<Passed>,
+    /// The position up to which every message is sent or given up, recorded or not.
+    handled: watch::Sender<u64>,
+}
+
+/// Events after `checkpoint` (the stored one) up to `reached` call for no message; `count` of
+/// them are not yet recorded. Valid only while the stored checkpoint is still `checkpoint`.
+#[derive(Debug, Clone, Copy, Default)]
+struct Passed {
+    checkpoint: u64,
+    reached: u64,
+    count: usize,
 }
 
 impl Dispatcher {
@@ -252,7 +272,15 @@ impl Dispatcher {
             settings,
             holder: Uuid::new_v4().to_string(),
             held_until: AtomicI64::new(i64::MIN),
+            passed: Mutex::new(Passed::default()),
+            handled: watch::channel(0).0,
         }
+    }
+
+    /// The position up to which this instance has handled every message. It stays put while
+    /// another instance holds the lease.
+    pub fn handled(&self) -> watch::Receiver<u64> {
+        self.handled.subscribe()
     }
 
     /// Runs until `shutdown` turns true.
@@ -261,6 +289,7 @@ impl Dispatcher {
         let mut failures = 0u32;
         loop {
             if *shutdown.borrow() {
+                self.record_passed().await;
                 self.release().await;
                 return;
             }
@@ -377,37 +406,89 @@ impl Dispatcher {
 
     /// Handles the events after the checkpoint, up to the first message that must wait.
     async fn step(&self) -> Result<Step, DispatchError> {
-        let mut at = self.checkpoint().await?;
-        let batch = self.store.read_all(at, BATCH).await?;
+        let mut stored = self.checkpoint().await?;
+        let mut passed = self.passed_since(stored);
+        let batch = self.store.read_all(passed.reached, BATCH).await?;
         if batch.is_empty() {
+            self.publish(passed.reached);
             return Ok(Step::Idle);
         }
-        // Passed over, not yet recorded: events that send nothing are recorded together, in one
-        // write per batch rather than one per event, since every write waits its turn at the
-        // SQLite write lock with the event writer.
-        let mut passed = at;
         for recorded in &batch {
-            let job = job_of(recorded);
-            if let Some((key, job)) = &job {
-                if !self.handle(recorded, key, job).await? {
-                    return Ok(match self.advance(at, passed).await? {
-                        true => Step::Waiting,
-                        false => Step::Moved,
-                    });
+            if let Some((key, job)) = job_of(recorded) {
+                if !self.handle(recorded, &key, &job).await? {
+                    self.remember(passed);
+                    self.publish(passed.reached);
+                    return Ok(Step::Waiting);
                 }
-            }
-            passed = recorded.position;
-            // A message sent is recorded at once, so a restart does not look at it again.
-            if job.is_some() {
-                if !self.advance(at, passed).await? {
+                // A message sent is recorded at once (with what was passed over before it), so a
+                // restart does not look at it again.
+                if !self.advance(stored, recorded.position).await? {
+                    // Someone else moved it (a lease that changed hands): read again.
+                    self.remember(Passed::default());
                     return Ok(Step::Moved);
                 }
-                at = passed;
+                stored = recorded.position;
+                passed = Passed {
+                    checkpoint: stored,
+                    reached: stored,
+                    count: 0,
+                };
+            } else {
+                passed.reached = recorded.position;
+                passed.count += 1;
             }
         }
-        self.advance(at, passed).await?;
-        // Moved or not (a lease that changed hands), read again.
+        if passed.count >= RECORD_EVERY {
+            if !self.advance(stored, passed.reached).await? {
+                self.remember(Passed::default());
+                return Ok(Step::Moved);
+            }
+            passed = Passed {
+                checkpoint: passed.reached,
+                reached: passed.reached,
+                count: 0,
+            };
+        }
+        self.remember(passed);
+        self.publish(passed.reached);
         Ok(Step::Moved)
+    }
+
+    /// Where to read on from, given the checkpoint as stored now.
+    fn passed_since(&self, stored: u64) -> Passed {
+        let passed = *self.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        if passed.checkpoint == stored && passed.reached >= stored {
+            passed
+        } else {
+            Passed {
+                checkpoint: stored,
+                reached: stored,
+                count: 0,
+            }
+        }
+    }
+
+    fn remember(&self, passed: Passed) {
+        *self.passed.lock().unwrap_or_else(PoisonError::into_inner) = passed;
+    }
+
+    fn publish(&self, position: u64) {
+        self.handled.send_if_modified(|h| {
+            let moved = position > *h;
+            *h = (*h).max(position);
+            moved
+        });
+    }
+
+    /// Records what was passed over, so the next holder of the lease starts after it.
+    async fn record_passed(&self) {
+        let passed = *self.passed.lock().unwrap_or_else(PoisonError::into_inner);
+        if passed.count == 0 || self.held_until.load(Ordering::Acquire) == i64::MIN {
+            return;
+        }
+        if let Err(e) = self.advance(passed.checkpoint, passed.reached).await {
+            tracing::warn!(error = %e, "mail dispatcher checkpoint not recorded; the next start reads again");
+        }
     }
 
     async fn progress(
