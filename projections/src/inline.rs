@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use spse_totp_commands::store::InlineProjection;
+use spse_totp_commands::store::{advance_watch, InlineProjection};
 use spse_totp_commands::RecordedEvent;
 use tokio::sync::watch;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::runner::{publish, unit};
+use crate::runner::unit;
 use crate::sink::run_unit;
 
 pub(crate) struct InlineProjector {
@@ -68,14 +68,16 @@ impl InlineProjection for InlineProjector {
         let decoded: Vec<Result<Decoded, String>> = appended.iter().map(Decoded::decode).collect();
         let projectors: Vec<&Arc<dyn Projector>> = self.projectors.iter().collect();
         let unit = unit(&projectors, appended, &decoded, &checkpoints)?;
+        // The checkpoints were read in this same transaction, so a guard cannot miss; if one
+        // did, an earlier guard may have written, and only a rollback undoes that.
         match run_unit(connection, &unit) {
             Ok(true) => Ok(Some(last)),
-            Ok(false) => Ok(None),
+            Ok(false) => Err("a checkpoint moved within the writer's transaction".to_owned()),
             Err(e) => Err(e.to_string()),
         }
     }
 
     fn committed(&self, reached: u64) {
-        publish(&self.progress, reached);
+        advance_watch(&self.progress, reached);
     }
 }

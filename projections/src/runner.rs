@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use spse_totp_commands::store::advance_watch;
 use spse_totp_commands::{Database, EventStore, RecordedEvent, StoreError};
 use sqlx::AnyPool;
 use tokio::sync::watch;
@@ -252,7 +253,7 @@ impl ProjectionRunner {
     }
 
     fn publish(&self, position: u64) {
-        publish(&self.progress, position);
+        advance_watch(&self.progress, position);
     }
 
     /// Gives each event and projector a unit of its own and parks what fails. Returns false when
@@ -329,15 +330,6 @@ impl ProjectionRunner {
         self.progress.send_replace(0);
         self.catch_up().await
     }
-}
-
-/// Moves `progress` forward to `position`; never back.
-pub(crate) fn publish(progress: &watch::Sender<u64>, position: u64) {
-    progress.send_if_modified(|p| {
-        let moved = position > *p;
-        *p = (*p).max(position);
-        moved
-    });
 }
 
 /// The unit that applies `batch` to `projectors` from their checkpoints on, or why an event in it

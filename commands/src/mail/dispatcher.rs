@@ -38,7 +38,7 @@ use crate::accounts::{AccountService, CommandError};
 use crate::clock::Clock;
 use crate::database::{Database, WriteGate};
 use crate::resets::ResetTokens;
-use crate::store::{EventMetadata, EventStore, RecordedEvent, StoreError};
+use crate::store::{advance_watch, EventMetadata, EventStore, RecordedEvent, StoreError};
 
 /// The checkpoint's name in `projection_checkpoints`.
 pub const CHECKPOINT: &str = "mail_dispatcher";
@@ -252,6 +252,17 @@ struct Passed {
     count: usize,
 }
 
+impl Passed {
+    /// Nothing passed over yet past the stored checkpoint `at`.
+    fn at(at: u64) -> Self {
+        Passed {
+            checkpoint: at,
+            reached: at,
+            count: 0,
+        }
+    }
+}
+
 impl Dispatcher {
     pub fn new(
         db: &Database,
@@ -410,14 +421,14 @@ impl Dispatcher {
         let mut passed = self.passed_since(stored);
         let batch = self.store.read_all(passed.reached, BATCH).await?;
         if batch.is_empty() {
-            self.publish(passed.reached);
+            advance_watch(&self.handled, passed.reached);
             return Ok(Step::Idle);
         }
         for recorded in &batch {
             if let Some((key, job)) = job_of(recorded) {
                 if !self.handle(recorded, &key, &job).await? {
                     self.remember(passed);
-                    self.publish(passed.reached);
+                    advance_watch(&self.handled, passed.reached);
                     return Ok(Step::Waiting);
                 }
                 // A message sent is recorded at once (with what was passed over before it), so a
@@ -428,11 +439,7 @@ impl Dispatcher {
                     return Ok(Step::Moved);
                 }
                 stored = recorded.position;
-                passed = Passed {
-                    checkpoint: stored,
-                    reached: stored,
-                    count: 0,
-                };
+                passed = Passed::at(stored);
             } else {
                 passed.reached = recorded.position;
                 passed.count += 1;
@@ -443,14 +450,10 @@ impl Dispatcher {
                 self.remember(Passed::default());
                 return Ok(Step::Moved);
             }
-            passed = Passed {
-                checkpoint: passed.reached,
-                reached: passed.reached,
-                count: 0,
-            };
+            passed = Passed::at(passed.reached);
         }
         self.remember(passed);
-        self.publish(passed.reached);
+        advance_watch(&self.handled, passed.reached);
         Ok(Step::Moved)
     }
 
@@ -460,24 +463,12 @@ impl Dispatcher {
         if passed.checkpoint == stored && passed.reached >= stored {
             passed
         } else {
-            Passed {
-                checkpoint: stored,
-                reached: stored,
-                count: 0,
-            }
+            Passed::at(stored)
         }
     }
 
     fn remember(&self, passed: Passed) {
         *self.passed.lock().unwrap_or_else(PoisonError::into_inner) = passed;
-    }
-
-    fn publish(&self, position: u64) {
-        self.handled.send_if_modified(|h| {
-            let moved = position > *h;
-            *h = (*h).max(position);
-            moved
-        });
     }
 
     /// Records what was passed over, so the next holder of the lease starts after it.

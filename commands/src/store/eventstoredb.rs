@@ -41,6 +41,7 @@ use eventstore::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
+use super::advance_watch;
 use super::chain::{chain_new_event, Chained};
 use super::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -210,14 +211,6 @@ fn to_event_data(
     Ok((data, hash))
 }
 
-fn advance(head: &watch::Sender<u64>, to: u64) {
-    head.send_if_modified(|h| {
-        let moved = to > *h;
-        *h = (*h).max(to);
-        moved
-    });
-}
-
 /// Moves `head` as events of the namespace arrive on `$all`, from any writer. Ends when the
 /// store is dropped.
 async fn follow_all(
@@ -237,7 +230,7 @@ async fn follow_all(
                 next = subscription.next() => match next {
                     Ok(resolved) => {
                         if let Ok(Some(event)) = decode_in(&namespace, &resolved) {
-                            advance(&head, event.position);
+                            advance_watch(&head, event.position);
                         }
                     }
                     Err(e) => {
@@ -334,7 +327,7 @@ impl EventStore for EventStoreDbStore {
         let last_position = appended
             .last()
             .map_or(written.position.commit, |e| e.position);
-        advance(&self.head, last_position);
+        advance_watch(&self.head, last_position);
         Ok(Appended {
             version,
             first_position,

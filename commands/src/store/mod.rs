@@ -29,6 +29,16 @@ pub use inline::{InlineProjection, InlineSlot};
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
+/// Moves a position watch forward to `to`, never back, waking watchers only when it moved.
+/// Heads, projection progress and the mail dispatcher's progress all only ever advance.
+pub fn advance_watch(watch: &watch::Sender<u64>, to: u64) {
+    watch.send_if_modified(|at| {
+        let moved = to > *at;
+        *at = (*at).max(to);
+        moved
+    });
+}
+
 /// What the writer believes the stream's version is. `NoStream` is version 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpectedVersion {

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use super::advance_watch;
 use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 pub struct OrdinalView {
@@ -45,11 +46,7 @@ impl OrdinalView {
                     return;
                 };
                 if let Ok(head) = view.refresh().await {
-                    view.head.send_if_modified(|h| {
-                        let moved = head > *h;
-                        *h = (*h).max(head);
-                        moved
-                    });
+                    advance_watch(&view.head, head);
                 }
             }
         });

@@ -36,6 +36,7 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::advance_watch;
 use super::chain::{chain_new_event, Chained};
 use super::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
@@ -116,14 +117,6 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-fn advance(head: &watch::Sender<u64>, to: u64) {
-    head.send_if_modified(|h| {
-        let moved = to > *h;
-        *h = (*h).max(to);
-        moved
-    });
-}
-
 /// Runs until every handle to the store is dropped.
 async fn run_writer(
     pool: PgPool,
@@ -162,7 +155,7 @@ async fn run_writer(
             .map(|a| a.last_position)
             .max()
         {
-            advance(&head, last);
+            advance_watch(&head, last);
         }
         for (request, result) in group.into_iter().zip(results) {
             // The caller may have given up (request cancelled); the append stands regardless.
@@ -400,17 +393,17 @@ async fn listen(pool: &PgPool, head: &watch::Sender<u64>, channel: &str) -> Resu
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     // Anything appended while we were not listening.
-    advance(head, read_head(pool).await?);
+    advance_watch(head, read_head(pool).await?);
     loop {
         match listener.try_recv().await? {
             Some(notification) => {
                 if let Ok(position) = notification.payload().parse::<u64>() {
-                    advance(head, position);
+                    advance_watch(head, position);
                 }
             }
             // The connection dropped; the next try_recv reconnects, and a re-read of the head
             // covers what was missed.
-            None => advance(head, read_head(pool).await?),
+            None => advance_watch(head, read_head(pool).await?),
         }
     }
 }

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::database::WriteGate;
 
+use super::advance_watch;
 use super::chain::{chain_new_event, Chained};
 use super::inline::{project_rows, InlineProjection, InlineSlot};
 use super::{
@@ -157,11 +158,7 @@ fn run_writer(
             .map(|a| a.last_position)
             .max()
         {
-            head.send_if_modified(|h| {
-                let moved = last > *h;
-                *h = (*h).max(last);
-                moved
-            });
+            advance_watch(&head, last);
         }
         for (request, result) in group.into_iter().zip(results) {
             // The caller may have given up (request cancelled); the append stands regardless.
