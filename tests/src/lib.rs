@@ -242,25 +242,7 @@ impl TestServer {
     /// activation calls for append their outcome events), so a test comparing the log before
     /// and after a request sees only what that request did.
     pub async fn settle_mail(&self) {
-        let mut handled = self.services.mail_handled.clone();
-        // Each message's outcome is itself an event: wait until nothing is left past the head.
-        for _ in 0..100 {
-            let head = self.services.db.events.head_position().await.expect("head");
-            // The guard `wait_for` returns holds the watch's lock: drop it at once, or the
-            // dispatcher's next publish would block this (single) runtime thread.
-            let reached = tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                handled.wait_for(|h| *h >= head),
-            )
-            .await
-            .is_ok_and(|r| r.is_ok());
-            if !reached {
-                return;
-            }
-            if self.services.db.events.head_position().await.expect("head") == head {
-                return;
-            }
-        }
+        settle_mail(&self.services).await;
     }
 
     pub async fn stop(mut self) {
@@ -330,4 +312,30 @@ pub fn wrong_code(phone: &Authenticator, at: DateTime<Utc>) -> String {
         .find(|c| *c != before)
         .unwrap_or(now ^ 1);
     format!("{wrong:06}")
+}
+
+/// Waits until the mail dispatcher of `services` has handled everything in the log, each
+/// message's outcome event included; false when it did not within ten seconds (another instance
+/// holds the dispatcher's lease, or the mail is stuck).
+pub async fn settle_mail(services: &AppState) -> bool {
+    let mut handled = services.mail_handled.clone();
+    // Each message's outcome is itself an event: wait until nothing is left past the head.
+    for _ in 0..100 {
+        let head = services.db.events.head_position().await.expect("head");
+        // The guard `wait_for` returns holds the watch's lock: drop it at once, or the
+        // dispatcher's next publish would block this (single) runtime thread.
+        let reached = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            handled.wait_for(|h| *h >= head),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        if !reached {
+            return false;
+        }
+        if services.db.events.head_position().await.expect("head") == head {
+            return true;
+        }
+    }
+    false
 }
