@@ -225,8 +225,10 @@ fn main() -> anyhow::Result<()> {
     let clock = Arc::new(ManualClock::starting_at(start_instant()));
 
     // The server, on a runtime of its own.
+    // Named, so a profiler tells the server's share of the two cores from the load's.
     let server_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("server-rt")
         .enable_all()
         .build()?;
     if args.instances > 1 && !database_url.starts_with("postgres") {
@@ -276,6 +278,7 @@ fn main() -> anyhow::Result<()> {
 
     let client_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("client-rt")
         .enable_all()
         .build()?;
     client_rt.block_on(async move {
