@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use spse_totp_api::{App, Config};
 use spse_totp_commands::vault::MasterKey;
 use spse_totp_commands::{
-    apikeys, Actor, Clock, EventMetadata, ExpectedVersion, ManualClock, NewEvent,
+    apikeys, Actor, Clock, EventMetadata, ExpectedVersion, ManualClock, NewEvent, StoreError,
 };
 use spse_totp_domain::account::CancelReason;
 use spse_totp_domain::apikey::Role;
@@ -413,9 +413,6 @@ fn main() -> anyhow::Result<()> {
         );
         let fresh = target.activate(&fresh_id).await?;
         let long = target.activate(&long_id).await?;
-        // The seeding appends at the stream's version: the activation notice's outcome must not
-        // land in between.
-        settle_mail(&services).await;
         let seeded = Instant::now();
         seed_history(&services, &long_id, args.history, &clock).await?;
         services.projections.catch_up().await?;
@@ -515,13 +512,21 @@ async fn seed_history(
             break;
         }
         let n = batch.len();
-        let appended = services
+        // The account's own events (its activation notice's outcome) may land in between:
+        // append after them.
+        match services
             .db
             .events
             .append(&stream, ExpectedVersion::at(version), batch)
-            .await?;
-        version = appended.version;
-        left -= n;
+            .await
+        {
+            Ok(appended) => {
+                version = appended.version;
+                left -= n;
+            }
+            Err(StoreError::Conflict { actual, .. }) => version = actual,
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
 }
