@@ -102,6 +102,7 @@ fn reset_services(
         DispatcherSettings {
             from: config.mail.from.clone(),
             public_base_url: config.public_base_url.clone(),
+            lease_for: config.mail.lease_for,
             ..DispatcherSettings::default()
         },
     ));

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::Deserialize;
-use spse_totp_commands::mail::{SmtpSettings, SmtpTls};
+use spse_totp_commands::mail::{DispatcherSettings, SmtpSettings, SmtpTls};
 use spse_totp_commands::{Database, DatabaseError};
 use spse_totp_domain::Policy;
 
@@ -115,6 +115,8 @@ pub struct MailConfig {
     pub from: String,
     pub outbox: PathBuf,
     pub smtp: Option<SmtpSettings>,
+    /// How long the dispatcher's lease lasts on the server's clock; it is renewed halfway.
+    pub lease_for: Duration,
 }
 
 impl Default for MailConfig {
@@ -123,6 +125,7 @@ impl Default for MailConfig {
             from: "SPSE TOTP <no-reply@localhost>".to_owned(),
             outbox: PathBuf::from("./data/outbox"),
             smtp: None,
+            lease_for: DispatcherSettings::default().lease_for,
         }
     }
 }

@@ -47,6 +47,14 @@ pub enum DatabaseError {
 const SQLITE_PRAGMAS: &str =
     "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
 
+/// The WAL length (pages) at which a committing connection copies it back into the database
+/// file. Every connection that writes uses it, so whichever commits past it does the copy.
+/// SQLite's default, 1,000 pages, is a few groups of appends: each group dirties a few hundred
+/// index pages, and the hot ones (the tables' last pages, the checkpoints) were copied again at
+/// every checkpoint. At 4,000 (16 MiB of WAL) they are copied a quarter as often; paired runs of
+/// `spse-totp-bench` went from 766 / 744 / 867 to 938 / 914 / 972 approvals/s.
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
+
 /// Serialises this process's writers to one SQLite file. SQLite lets one writer in at a time and
 /// makes the others sleep and retry (1, 2, 5, 10 ms, ...), which under load costs more than the
 /// writes themselves; queueing on an async mutex hands the lock over the moment it is free.
@@ -190,7 +198,10 @@ impl Database {
             .max_connections(8)
             .after_connect(|connection, _| {
                 Box::pin(async move {
-                    connection.execute(SQLITE_PRAGMAS).await?;
+                    let pragmas = format!(
+                        "{SQLITE_PRAGMAS} PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};"
+                    );
+                    connection.execute(pragmas.as_str()).await?;
                     Ok(())
                 })
             })

@@ -25,7 +25,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::FromRow;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::database::WriteGate;
+use crate::database::{WriteGate, WAL_AUTOCHECKPOINT_PAGES};
 
 use super::advance_watch;
 use super::chain::{chain_new_event, Chained};
@@ -67,6 +67,7 @@ pub fn open_write_connection(path: &Path) -> Result<Connection, rusqlite::Error>
     // A group touches a few hundred pages spread over the indexes; SQLite's default cache (2 MB)
     // cannot hold them, and every miss is a read from the WAL or the file. Negative: KiB.
     connection.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+    connection.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
     connection.set_prepared_statement_cache_capacity(64);
     Ok(connection)
 }
