@@ -147,3 +147,62 @@ async fn sparse_positions_are_checked_through_ordinals() {
     })
     .await;
 }
+
+/// What "durable on commit" rests on, for every connection that writes: the pool's (vault,
+/// snapshots, leases) and the event writer's. `synchronous` 2 is FULL: each commit syncs the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_writing_connection_syncs_each_commit() {
+    use spse_totp_commands::database::WAL_AUTOCHECKPOINT_PAGES;
+    use spse_totp_commands::store::open_write_connection;
+
+    let dir = TempDir::new().expect("a temporary folder");
+    let path = dir.path().join("pragmas.db");
+    let db = Database::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("the database opens");
+    let mut pooled = db.pool.acquire().await.expect("a pool connection");
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *pooled)
+        .await
+        .expect("journal_mode");
+    let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *pooled)
+        .await
+        .expect("synchronous");
+    let autocheckpoint: i64 = sqlx::query_scalar("PRAGMA wal_autocheckpoint")
+        .fetch_one(&mut *pooled)
+        .await
+        .expect("wal_autocheckpoint");
+    assert_eq!(
+        (mode.as_str(), synchronous, autocheckpoint),
+        ("wal", 2, i64::from(WAL_AUTOCHECKPOINT_PAGES)),
+        "a pool connection"
+    );
+
+    let writer = open_write_connection(&path).expect("a writing connection");
+    let pragma = |name: &str| -> String {
+        writer
+            .query_row(&format!("PRAGMA {name}"), [], |row| {
+                row.get::<_, rusqlite::types::Value>(0)
+            })
+            .map(|value| match value {
+                rusqlite::types::Value::Integer(n) => n.to_string(),
+                rusqlite::types::Value::Text(text) => text,
+                other => format!("{other:?}"),
+            })
+            .expect("a pragma")
+    };
+    assert_eq!(
+        (
+            pragma("journal_mode"),
+            pragma("synchronous"),
+            pragma("wal_autocheckpoint")
+        ),
+        (
+            "wal".to_owned(),
+            "2".to_owned(),
+            WAL_AUTOCHECKPOINT_PAGES.to_string()
+        ),
+        "the event writer's connection"
+    );
+}
