@@ -180,29 +180,18 @@ async fn every_writing_connection_syncs_each_commit() {
     );
 
     let writer = open_write_connection(&path).expect("a writing connection");
-    let pragma = |name: &str| -> String {
-        writer
-            .query_row(&format!("PRAGMA {name}"), [], |row| {
-                row.get::<_, rusqlite::types::Value>(0)
-            })
-            .map(|value| match value {
-                rusqlite::types::Value::Integer(n) => n.to_string(),
-                rusqlite::types::Value::Text(text) => text,
-                other => format!("{other:?}"),
-            })
-            .expect("a pragma")
-    };
+    let mode: String = writer
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("journal_mode");
+    let synchronous: i64 = writer
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .expect("synchronous");
+    let autocheckpoint: i64 = writer
+        .pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+        .expect("wal_autocheckpoint");
     assert_eq!(
-        (
-            pragma("journal_mode"),
-            pragma("synchronous"),
-            pragma("wal_autocheckpoint")
-        ),
-        (
-            "wal".to_owned(),
-            "2".to_owned(),
-            WAL_AUTOCHECKPOINT_PAGES.to_string()
-        ),
+        (mode.as_str(), synchronous, autocheckpoint),
+        ("wal", 2, i64::from(WAL_AUTOCHECKPOINT_PAGES)),
         "the event writer's connection"
     );
 }
