@@ -26,7 +26,7 @@ use crate::enrollment::{otpauth_uri, qr_svg, EnrollmentError};
 use crate::snapshots::SnapshotStore;
 use crate::store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::tokens::{random_bytes, random_token, sha256_hex};
-use crate::vault::{Vault, VaultError};
+use crate::vault::{SealedSecret, Vault, VaultError};
 
 /// Decisions retried after a conflict before the caller is told to try again. Conflicts need a
 /// second process writing the same account at the same instant, so a handful is plenty.
@@ -130,6 +130,24 @@ struct Loaded {
     account: Account,
     version: u64,
     snapshot_version: u64,
+    /// Whether the last read of the stream found events another writer appended. Until a read
+    /// finds none, each command reads the stream before deciding instead of deciding on memory.
+    shared: bool,
+    /// The sealed secret an approval last opened, so the next need not read the vault. It is
+    /// opened only while the account's state still names its enrollment.
+    sealed: Option<SealedSecret>,
+}
+
+impl Loaded {
+    fn new(account: Account, version: u64) -> Self {
+        Loaded {
+            account,
+            version,
+            snapshot_version: version,
+            shared: false,
+            sealed: None,
+        }
+    }
 }
 
 type Slot = Arc<tokio::sync::Mutex<Option<Loaded>>>;
@@ -198,27 +216,23 @@ impl AccountService {
     }
 
     async fn catch_up(&self, stream: &str, slot: &mut Option<Loaded>) -> Result<(), CommandError> {
-        if slot.is_none() {
+        let was_loaded = slot.is_some();
+        if !was_loaded {
             let snapshot = self.snapshots.load::<Account>(stream).await.unwrap_or_else(|e| {
                 tracing::warn!(stream, error = %e, "snapshot unreadable, folding the whole stream");
                 None
             });
             *slot = Some(match snapshot {
-                Some((account, version)) => Loaded {
-                    account,
-                    version,
-                    snapshot_version: version,
-                },
-                None => Loaded {
-                    account: Account::default(),
-                    version: 0,
-                    snapshot_version: 0,
-                },
+                Some((account, version)) => Loaded::new(account, version),
+                None => Loaded::new(Account::default(), 0),
             });
         }
         let Some(loaded) = slot.as_mut() else {
             return Ok(());
         };
+        // This process's own appends are folded in as they commit, so on a state already loaded
+        // whatever the read finds was written by someone else.
+        let known = loaded.version;
         loop {
             let page = self
                 .events
@@ -239,6 +253,9 @@ impl AccountService {
                 loaded.version = recorded.version;
             }
             if !full {
+                if was_loaded {
+                    loaded.shared = loaded.version != known;
+                }
                 return Ok(());
             }
         }
@@ -288,14 +305,25 @@ impl AccountService {
         loaded: &mut Option<Loaded>,
         prepared: &mut Option<(EnrollmentId, TotpSecret)>,
     ) -> Result<Executed, CommandError> {
-        for _ in 0..MAX_ATTEMPTS {
-            self.catch_up(stream, loaded).await?;
+        for round in 0..MAX_ATTEMPTS {
+            // The first round decides on the state in memory when no other writer has been seen
+            // on this stream: the append's expected version proves the state was current, and a
+            // conflict sends the command round again after reading the stream. Only a decision
+            // that appends nothing proves nothing, so it is checked against the store first.
+            let on_trust = round == 0 && loaded.as_ref().is_some_and(|l| !l.shared);
+            if !on_trust {
+                self.catch_up(stream, loaded).await?;
+            }
             let Some(current) = loaded.as_mut() else {
                 continue;
             };
             let now = self.clock.now();
-            self.prepare(stream, command, &current.account, now, prepared)
-                .await?;
+            match self.prepare(stream, command, current, now, prepared).await {
+                Ok(()) => {}
+                // Destroyed by a reset this state has not seen yet.
+                Err(CommandError::SecretMissing(_)) if on_trust => continue,
+                Err(e) => return Err(e),
+            }
             let (events, refusal) =
                 match decide(&current.account, command, now, &self.settings.policy) {
                     Ok(events) => (events, None),
@@ -309,6 +337,9 @@ impl AccountService {
                     Err(Rejection { error, record }) => (record, Some(error)),
                 };
             if events.is_empty() {
+                if on_trust {
+                    continue;
+                }
                 return match refusal {
                     Some(error) => Err(CommandError::Rejected {
                         error,
@@ -377,10 +408,11 @@ impl AccountService {
         &self,
         stream: &str,
         command: &mut AccountCommand,
-        account: &Account,
+        loaded: &mut Loaded,
         now: DateTime<Utc>,
         prepared: &mut Option<(EnrollmentId, TotpSecret)>,
     ) -> Result<(), CommandError> {
+        let account = &loaded.account;
         if let AccountCommand::StartLogin { enrollment, .. } = command {
             if needs_enrollment(account) && prepared.is_none() {
                 let enrollment_id = EnrollmentId::generate();
@@ -411,21 +443,34 @@ impl AccountService {
         if slot.as_ref().is_some_and(|s| s.enrollment_id == needed) {
             return Ok(());
         }
-        let secret = self
-            .vault
-            .open(needed)
-            .await?
-            .ok_or(CommandError::SecretMissing(needed))?;
+        let sealed = match loaded.sealed.take() {
+            Some(sealed) if sealed.enrollment_id() == needed => sealed,
+            _ => self
+                .vault
+                .fetch(needed)
+                .await?
+                .ok_or(CommandError::SecretMissing(needed))?,
+        };
         *slot = Some(OpenedSecret {
             enrollment_id: needed,
-            secret,
+            secret: self.vault.unseal(&sealed)?,
         });
+        loaded.sealed = Some(sealed);
         Ok(())
     }
 
     /// Vault upkeep and snapshots. The events are durable already, so nothing here may fail the
     /// command: a missed step is redone by the housekeeping sweep or the next snapshot.
     async fn after_commit(&self, stream: &str, loaded: &mut Loaded, events: &[AccountEvent]) {
+        let device_ended = events.iter().any(|e| {
+            matches!(
+                e,
+                AccountEvent::TotpDisabled { .. } | AccountEvent::TotpReset { .. }
+            )
+        });
+        if device_ended {
+            loaded.sealed = None;
+        }
         for event in events {
             match event {
                 AccountEvent::TotpActivated { enrollment_id, .. } => {

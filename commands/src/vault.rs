@@ -124,6 +124,30 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::write(path, text)
 }
 
+/// A secret as the vault stores it: sealed, bound to its enrollment and account. Holding one
+/// reveals nothing without the master key; [`Vault::unseal`] opens it.
+#[derive(Clone)]
+pub struct SealedSecret {
+    enrollment_id: EnrollmentId,
+    stream: String,
+    nonce: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+impl SealedSecret {
+    pub fn enrollment_id(&self) -> EnrollmentId {
+        self.enrollment_id
+    }
+}
+
+impl fmt::Debug for SealedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedSecret")
+            .field("enrollment_id", &self.enrollment_id)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone)]
 pub struct Vault {
     pool: AnyPool,
@@ -189,30 +213,50 @@ impl Vault {
         &self,
         enrollment_id: EnrollmentId,
     ) -> Result<Option<TotpSecret>, VaultError> {
+        match self.fetch(enrollment_id).await? {
+            Some(sealed) => self.unseal(&sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The sealed secret of an enrollment as stored, still sealed: what a caller may keep in
+    /// memory to open again later without reading the table.
+    pub async fn fetch(
+        &self,
+        enrollment_id: EnrollmentId,
+    ) -> Result<Option<SealedSecret>, VaultError> {
         let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
             "SELECT stream, nonce, sealed FROM vault_secrets WHERE enrollment_id = $1",
         )
         .bind(enrollment_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        let Some((stream, nonce, sealed)) = row else {
-            return Ok(None);
-        };
-        if nonce.len() != 24 {
+        Ok(row.map(|(stream, nonce, sealed)| SealedSecret {
+            enrollment_id,
+            stream,
+            nonce,
+            sealed,
+        }))
+    }
+
+    /// Opens a sealed secret under this vault's master key.
+    pub fn unseal(&self, sealed: &SealedSecret) -> Result<TotpSecret, VaultError> {
+        let enrollment_id = sealed.enrollment_id;
+        if sealed.nonce.len() != 24 {
             return Err(VaultError::Unseal(enrollment_id));
         }
-        let aad = Self::associated_data(enrollment_id, &stream);
+        let aad = Self::associated_data(enrollment_id, &sealed.stream);
         let plain = self
             .cipher
             .decrypt(
-                XNonce::from_slice(&nonce),
+                XNonce::from_slice(&sealed.nonce),
                 Payload {
-                    msg: &sealed,
+                    msg: &sealed.sealed,
                     aad: &aad,
                 },
             )
             .map_err(|_| VaultError::Unseal(enrollment_id))?;
-        Ok(Some(TotpSecret::from_bytes(plain)))
+        Ok(TotpSecret::from_bytes(plain))
     }
 
     /// The account stream an enrollment belongs to: how a scanned QR finds its account.
