@@ -873,6 +873,19 @@ async fn after_disable_and_reactivation_the_old_device_fails_and_the_new_one_wor
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_code(&body), "device_not_recognised");
+    // The service had seen the old token bound when it approved before the disable; that memory
+    // must not let it deny either.
+    let (status, body) = server
+        .post(
+            &format!("/v1/device/logins/{id}/deny"),
+            old_phone.token(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(error_code(&body), "device_not_recognised");
+    assert_eq!(status_of(&server, &id).await["status"], "awaiting_approval");
 
     let (status, body) = device_approve(
         &server,
