@@ -6,7 +6,9 @@
 //! the new state. Together they make a code single-use and the failure count exact.
 //!
 //! Loading is cheap at any history length: the folded state stays in memory (an LRU of accounts),
-//! is saved as a snapshot every few hundred events, and only the events after it are read.
+//! is saved as a snapshot every few hundred events, and only the events after it are read. A
+//! command decides on that state without reading the stream at all while no other writer has been
+//! seen on it, since the expected version proves it current (see `AccountService::attempt`).
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
