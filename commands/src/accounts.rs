@@ -464,15 +464,6 @@ impl AccountService {
     /// Vault upkeep and snapshots. The events are durable already, so nothing here may fail the
     /// command: a missed step is redone by the housekeeping sweep or the next snapshot.
     async fn after_commit(&self, stream: &str, loaded: &mut Loaded, events: &[AccountEvent]) {
-        let device_ended = events.iter().any(|e| {
-            matches!(
-                e,
-                AccountEvent::TotpDisabled { .. } | AccountEvent::TotpReset { .. }
-            )
-        });
-        if device_ended {
-            loaded.sealed = None;
-        }
         for event in events {
             match event {
                 AccountEvent::TotpActivated { enrollment_id, .. } => {
@@ -481,6 +472,7 @@ impl AccountService {
                     }
                 }
                 AccountEvent::TotpDisabled { enrollment_id, .. } => {
+                    loaded.sealed = None;
                     self.destroy_secret(*enrollment_id).await
                 }
                 // A reset takes effect at once: neither the old device's secret nor a QR code
@@ -490,6 +482,7 @@ impl AccountService {
                     pending_enrollment_id,
                     ..
                 } => {
+                    loaded.sealed = None;
                     for id in enrollment_id.iter().chain(pending_enrollment_id) {
                         self.destroy_secret(*id).await;
                     }

@@ -208,17 +208,6 @@ impl Vault {
         Ok(secret)
     }
 
-    /// The secret of an enrollment, if the vault still holds it.
-    pub async fn open(
-        &self,
-        enrollment_id: EnrollmentId,
-    ) -> Result<Option<TotpSecret>, VaultError> {
-        match self.fetch(enrollment_id).await? {
-            Some(sealed) => self.unseal(&sealed).map(Some),
-            None => Ok(None),
-        }
-    }
-
     /// The sealed secret of an enrollment as stored, still sealed: what a caller may keep in
     /// memory to open again later without reading the table.
     pub async fn fetch(

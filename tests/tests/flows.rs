@@ -97,6 +97,17 @@ async fn device_logins(server: &TestServer, token: &str) -> (StatusCode, Value) 
     server.get("/v1/device/logins", token).await
 }
 
+/// "Deny" on the device: the user did not start this login.
+async fn device_deny(server: &TestServer, phone: &Authenticator, id: &str) -> (StatusCode, Value) {
+    server
+        .post(
+            &format!("/v1/device/logins/{id}/deny"),
+            phone.token(),
+            json!({}),
+        )
+        .await
+}
+
 /// "Authorize Login" on the device, with the number read off the portal.
 async fn device_approve(
     server: &TestServer,
@@ -368,13 +379,7 @@ async fn a_login_denied_on_the_device_is_denied_and_cannot_be_approved_afterward
     let (_, login) = server.start_login(NP, "ppk1").await;
     let id = login_id(&login);
 
-    let (status, body) = server
-        .post(
-            &format!("/v1/device/logins/{id}/deny"),
-            phone.token(),
-            json!({}),
-        )
-        .await;
+    let (status, body) = device_deny(&server, &phone, &id).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "denied");
     let view = status_of(&server, &id).await;
@@ -876,13 +881,7 @@ async fn after_disable_and_reactivation_the_old_device_fails_and_the_new_one_wor
     assert_eq!(error_code(&body), "device_not_recognised");
     // The service had seen the old token bound when it approved before the disable; that memory
     // must not let it deny either.
-    let (status, body) = server
-        .post(
-            &format!("/v1/device/logins/{id}/deny"),
-            old_phone.token(),
-            json!({}),
-        )
-        .await;
+    let (status, body) = device_deny(&server, &old_phone, &id).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(error_code(&body), "device_not_recognised");
     assert_eq!(status_of(&server, &id).await["status"], "awaiting_approval");
@@ -1033,13 +1032,7 @@ async fn rebuilding_the_projections_gives_the_same_tables() {
     next_step(&server);
     let approved = login_approved_on_device(&server, &ppk, "ppk1").await;
     let (_, denied) = server.start_login(NP, "ppk1").await;
-    let (status, _) = server
-        .post(
-            &format!("/v1/device/logins/{}/deny", login_id(&denied)),
-            ppk.token(),
-            json!({}),
-        )
-        .await;
+    let (status, _) = device_deny(&server, &ppk, &login_id(&denied)).await;
     assert_eq!(status, StatusCode::OK);
     let (_, cancelled) = server.start_login("penyedia", "vendor1").await;
     let (status, _) = server
@@ -1168,13 +1161,7 @@ async fn every_command_is_visible_to_the_next_read() {
 
         let (_, login) = server.start_login(NP, &user).await;
         let id = login_id(&login);
-        server
-            .post(
-                &format!("/v1/device/logins/{id}/deny"),
-                phone.token(),
-                json!({}),
-            )
-            .await;
+        device_deny(&server, &phone, &id).await;
         assert_eq!(status_of(&server, &id).await["status"], "denied");
 
         let (_, login) = server.start_login(NP, &user).await;
@@ -1377,13 +1364,7 @@ async fn a_device_cannot_see_approve_or_deny_another_accounts_login() {
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(error_code(&body), "login_not_found");
-    let (status, body) = server
-        .post(
-            &format!("/v1/device/logins/{id}/deny"),
-            other.token(),
-            json!({}),
-        )
-        .await;
+    let (status, body) = device_deny(&server, &other, &id).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(error_code(&body), "login_not_found");
     assert_eq!(status_of(&server, &id).await["status"], "awaiting_approval");
