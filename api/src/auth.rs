@@ -10,10 +10,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use spse_totp_commands::tokens::sha256_hex;
-use spse_totp_commands::Actor;
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::AccountKey;
 use spse_totp_projections::{api_keys, device_bindings};
+use spse_totp_store::Actor;
 use uuid::Uuid;
 
 use crate::error::ApiError;

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use spse_totp_commands::{apikeys, audit, transfer, Database, SystemClock};
+use spse_totp_commands::{apikeys, SystemClock};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
+use spse_totp_projections::audit;
 use spse_totp_projections::audit_log::summary;
 use spse_totp_projections::{all_projectors, Decoded, ProjectionRunner};
+use spse_totp_store::transfer;
+use spse_totp_store::Database;
 
 use crate::app::App;
 use crate::config::{Config, LogFormat};

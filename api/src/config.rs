@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use serde::Deserialize;
 use spse_totp_commands::mail::{DispatcherSettings, SmtpSettings, SmtpTls};
-use spse_totp_commands::{Database, DatabaseError};
 use spse_totp_domain::Policy;
+use spse_totp_store::{Database, DatabaseError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

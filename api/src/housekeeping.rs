@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use spse_totp_commands::EventMetadata;
 use spse_totp_domain::{AccountCommand, AccountKey};
 use spse_totp_projections::login_sessions;
+use spse_totp_store::EventMetadata;
 use tokio::sync::watch;
 
 use crate::state::AppState;

@@ -13,8 +13,9 @@ use spse_totp_commands::accounts::{AccountService, CommandError};
 use spse_totp_commands::captcha::Captchas;
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
-use spse_totp_commands::{Actor, Clock, Database, EventMetadata};
+use spse_totp_commands::Clock;
 use spse_totp_projections::ProjectionRunner;
+use spse_totp_store::{Actor, Database, EventMetadata};
 
 use crate::auth::KnownKeys;
 use crate::config::Config;

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use spse_totp_commands::test_database::fresh_postgres_url;
 use spse_totp_domain::totp::{code_for_step, step_at};
+use spse_totp_store::test_database::fresh_postgres_url;
 use support::{command, create_key, secret_of, text, Served};
 use tempfile::TempDir;
 

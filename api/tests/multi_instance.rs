@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{json, Value};
-use spse_totp_commands::test_database::{fresh_postgres_url, skipped};
 use spse_totp_commands::vault::MasterKey;
 use spse_totp_domain::totp::{code_for_step, step_at};
+use spse_totp_store::test_database::{fresh_postgres_url, skipped};
 use support::{create_key_with, secret_of, Served};
 use tempfile::TempDir;
 use tokio::task::JoinSet;

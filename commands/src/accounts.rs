@@ -26,9 +26,9 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::enrollment::{otpauth_uri, qr_svg, EnrollmentError};
 use crate::snapshots::SnapshotStore;
-use crate::store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::tokens::{random_bytes, random_token, sha256_hex};
 use crate::vault::{SealedSecret, Vault, VaultError};
+use spse_totp_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 /// Decisions retried after a conflict before the caller is told to try again. Conflicts need a
 /// second process writing the same account at the same instant, so a handful is plenty.

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use spse_totp_domain::apikey::{ApiKeyEvent, Role};
 use uuid::Uuid;
 
-use crate::store::{Actor, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::tokens::{random_token, sha256_hex};
+use spse_totp_store::{Actor, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 pub struct CreatedKey {
     pub key_id: Uuid,

@@ -12,9 +12,9 @@ use chrono::{DateTime, Duration, Utc};
 use sqlx::AnyPool;
 use uuid::Uuid;
 
-use crate::database::{Database, WriteGate};
 use crate::tokens::{hmac_sha256, Mac};
 use crate::vault::MasterKey;
+use spse_totp_store::database::{Database, WriteGate};
 
 const KEY_LABEL: &str = "spse-totp/v1/captcha-answer";
 const CHARS: u32 = 5;

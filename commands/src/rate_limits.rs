@@ -4,7 +4,7 @@
 use chrono::{DateTime, Duration, Utc};
 use sqlx::AnyPool;
 
-use crate::database::{Database, WriteGate};
+use spse_totp_store::database::{Database, WriteGate};
 
 #[derive(Clone)]
 pub struct RateLimits {

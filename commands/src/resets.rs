@@ -14,9 +14,9 @@ use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, DomainError, Re
 use uuid::Uuid;
 
 use crate::accounts::{AccountService, CommandError};
-use crate::store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use crate::tokens::{hmac_sha256, random_bytes, Mac};
 use crate::vault::MasterKey;
+use spse_totp_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 
 const KEY_LABEL: &str = "spse-totp/v1/reset-link-token";
 const ID_BYTES: usize = 16;

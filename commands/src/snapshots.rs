@@ -4,7 +4,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use sqlx::AnyPool;
 
-use crate::database::{Database, WriteGate};
+use spse_totp_store::database::{Database, WriteGate};
 
 /// Bumped whenever the folded state's shape changes; older snapshots are then ignored.
 pub const SCHEMA: i64 = 1;

@@ -18,8 +18,8 @@ use spse_totp_domain::totp::{TotpSecret, SECRET_BYTES};
 use spse_totp_domain::EnrollmentId;
 use sqlx::AnyPool;
 
-use crate::database::{Database, WriteGate};
 use crate::tokens::random_bytes;
+use spse_totp_store::database::{Database, WriteGate};
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {

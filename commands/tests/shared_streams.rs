@@ -11,11 +11,12 @@ use spse_totp_commands::accounts::{AccountService, CommandError, ServiceSettings
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_commands::vault::{MasterKey, Vault};
-use spse_totp_commands::{Clock, Database, EventMetadata, ManualClock};
+use spse_totp_commands::{Clock, ManualClock};
 use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
 use spse_totp_domain::{
     AccountCommand, AccountKey, DeviceId, DomainError, LoginId, TotpCode, UserId, UserType,
 };
+use spse_totp_store::{Database, EventMetadata};
 
 struct Setup {
     db: Database,

@@ -8,8 +8,9 @@ use chrono::{TimeZone, Utc};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{MasterKey, Vault};
-use spse_totp_commands::{Database, EventMetadata, ManualClock};
+use spse_totp_commands::ManualClock;
 use spse_totp_domain::{Account, AccountCommand, AccountEvent, AccountKey, UserId, UserType};
+use spse_totp_store::{Database, EventMetadata};
 
 fn service(db: &Database, key: &MasterKey, clock: Arc<ManualClock>) -> AccountService {
     AccountService::new(

@@ -1,8 +1,8 @@
 //! `accounts`: one row per account, what the portal and the helpdesk read about it.
 
 use chrono::{DateTime, Utc};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
+use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
 
 use crate::event::Decoded;

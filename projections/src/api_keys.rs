@@ -1,7 +1,7 @@
 //! `api_keys`: who may call, as what. Requests are checked against the key's SHA-256 here.
 
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::apikey::{ApiKeyEvent, Role};
+use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
 use uuid::Uuid;
 

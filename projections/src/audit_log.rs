@@ -2,12 +2,12 @@
 //! helpdesk's filters. The summary is also what `spse-totp history` prints.
 
 use chrono::{DateTime, Utc};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey, UserType};
+use spse_totp_store::RecordedEvent;
 use sqlx::{AnyConnection, AnyPool};
 
 use crate::event::Decoded;

@@ -1,8 +1,8 @@
 //! `device_bindings`: the one active device of each account, and how a device token finds it.
 
 use chrono::{DateTime, Utc};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
+use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
 
 use crate::event::Decoded;

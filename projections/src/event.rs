@@ -1,10 +1,10 @@
 //! A recorded event, decoded once for all projectors.
 
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
+use spse_totp_store::RecordedEvent;
 
 #[derive(Debug, Clone)]
 pub enum Decoded {

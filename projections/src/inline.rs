@@ -1,13 +1,13 @@
 //! The projectors, run by the SQLite event writer inside the transaction that appends a group
-//! (see `spse_totp_commands::store::InlineProjection` for why). The statements and checkpoint
+//! (see `spse_totp_store::InlineProjection` for why). The statements and checkpoint
 //! guards are the runner's own, so a table written here is the table a rebuild writes.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rusqlite::Connection;
-use spse_totp_commands::store::{advance_watch, InlineProjection};
-use spse_totp_commands::RecordedEvent;
+use spse_totp_store::RecordedEvent;
+use spse_totp_store::{advance_watch, InlineProjection};
 use tokio::sync::watch;
 
 use crate::event::Decoded;

@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use spse_totp_commands::{Database, Engine};
+use spse_totp_store::{Database, Engine};
 use sqlx::postgres::PgListener;
 use sqlx::AnyConnection;
 use sqlx::{AnyPool, Connection};

@@ -11,6 +11,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod audit;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod event;

@@ -2,9 +2,9 @@
 //! list of logins waiting for it.
 
 use chrono::{DateTime, Utc};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::account::{LoginStage, LoginStatus};
 use spse_totp_domain::{AccountEvent, LoginId};
+use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
 
 use crate::event::Decoded;

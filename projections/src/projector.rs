@@ -1,6 +1,6 @@
 //! What a projector is: a name, the tables it owns, and the statements one event turns into.
 
-use spse_totp_commands::RecordedEvent;
+use spse_totp_store::RecordedEvent;
 
 use crate::event::Decoded;
 use crate::statement::Statement;

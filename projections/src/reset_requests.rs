@@ -3,9 +3,9 @@
 //! to answer "I never got the email" (FAQ 5). The link's token is not here: it is never stored.
 
 use chrono::{DateTime, Utc};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::account::ResetBy;
 use spse_totp_domain::{AccountEvent, AccountKey};
+use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
 
 use crate::event::Decoded;

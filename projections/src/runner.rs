@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use spse_totp_commands::store::advance_watch;
-use spse_totp_commands::{Database, EventStore, RecordedEvent, StoreError};
+use spse_totp_store::advance_watch;
+use spse_totp_store::{Database, EventStore, RecordedEvent, StoreError};
 use sqlx::AnyPool;
 use tokio::sync::watch;
 

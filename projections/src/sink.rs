@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::types::{Null, ToSqlOutput, Value};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
-use spse_totp_commands::store::open_write_connection;
-use spse_totp_commands::WriteGate;
+use spse_totp_store::open_write_connection;
+use spse_totp_store::WriteGate;
 use sqlx::AnyPool;
 
 use crate::runner::ProjectionError;

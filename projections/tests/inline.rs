@@ -8,12 +8,12 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use spse_totp_commands::apikeys;
-use spse_totp_commands::Database;
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::apikey::Role;
 use spse_totp_projections::api_keys::ApiKeysProjector;
 use spse_totp_projections::statement::Statement;
 use spse_totp_projections::{all_projectors, Decoded, ProjectionRunner, Projector};
+use spse_totp_store::Database;
+use spse_totp_store::RecordedEvent;
 use tempfile::TempDir;
 
 async fn open(dir: &TempDir) -> Database {

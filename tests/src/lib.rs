@@ -37,13 +37,13 @@ pub fn on_postgres() -> bool {
 /// new SQLite file in `dir`.
 pub async fn test_database_url(dir: &std::path::Path) -> String {
     if on_postgres() {
-        spse_totp_commands::test_database::fresh_postgres_url()
+        spse_totp_store::test_database::fresh_postgres_url()
             .await
             .expect("a fresh PostgreSQL schema")
             .unwrap_or_else(|| {
                 panic!(
                     "{TEST_BACKEND}=postgres needs {}",
-                    spse_totp_commands::test_database::TEST_DATABASE_URL
+                    spse_totp_store::test_database::TEST_DATABASE_URL
                 )
             })
     } else {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spse_totp_commands::store::chain::{event_hash, ChainedFields};
+use spse_totp_store::chain::{event_hash, ChainedFields};
 use spse_totp_tests::{wrong_code, TestServer};
 
 const P: &str = "penyedia";

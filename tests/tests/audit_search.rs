@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spse_totp_commands::RecordedEvent;
 use spse_totp_domain::AccountKey;
+use spse_totp_store::RecordedEvent;
 use spse_totp_tests::{wrong_code, TestServer};
 
 const OPERATOR: &str = "Budi Santoso";

@@ -8,7 +8,7 @@ use chrono::Duration;
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spse_totp_commands::RecordedEvent;
+use spse_totp_store::RecordedEvent;
 use spse_totp_tests::{wrong_code, Authenticator, TestServer};
 
 /// The default `max_failed_attempts`.

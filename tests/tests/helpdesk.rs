@@ -30,7 +30,7 @@ async fn helpdesk(
 
 const ACCOUNT: &str = "/v1/helpdesk/accounts/non_penyedia/ppk1";
 
-async fn recorded(s: &TestServer, event_type: &str) -> Vec<spse_totp_commands::RecordedEvent> {
+async fn recorded(s: &TestServer, event_type: &str) -> Vec<spse_totp_store::RecordedEvent> {
     s.services
         .db
         .events

@@ -12,13 +12,13 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use spse_totp_commands::audit::{self, HistoryFilter, VerifyReport};
-use spse_totp_commands::{Actor, RecordedEvent};
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
+use spse_totp_projections::audit::{self, HistoryFilter, VerifyReport};
 use spse_totp_projections::audit_log::{self, summary, AuditRow, AuditSearch};
 use spse_totp_projections::{login_sessions, Decoded};
+use spse_totp_store::{Actor, RecordedEvent};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{ApiCaller, HelpdeskCaller};
@@ -397,7 +397,7 @@ pub async fn export(
     let recorded = record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     let now = app.now();
-    let internal = |e: spse_totp_commands::StoreError| ApiError::internal(&e);
+    let internal = |e: spse_totp_store::StoreError| ApiError::internal(&e);
     let history = audit::history_as_of(app.db.log_source(), &stream, now)
         .await
         .map_err(internal)?

@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use spse_totp_commands::Actor;
 use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
 use spse_totp_projections::login_sessions;
+use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
 use super::logins::{decided, parse_code, LoginView};

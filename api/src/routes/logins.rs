@@ -343,7 +343,7 @@ pub async fn decided(
     key: &AccountKey,
     command: AccountCommand,
     name: &'static str,
-    metadata: spse_totp_commands::EventMetadata,
+    metadata: spse_totp_store::EventMetadata,
     login_id: LoginId,
 ) -> Result<Json<LoginView>, ApiError> {
     match app.accounts.execute(key, command, metadata).await {

@@ -10,9 +10,9 @@ use axum::Json;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::resets::{self, RequestOutcome};
-use spse_totp_commands::Actor;
 use spse_totp_domain::{AccountCommand, AccountKey, ResetRequestId, UserId, UserType};
 use spse_totp_projections::reset_requests;
+use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
 use crate::auth::PortalCaller;

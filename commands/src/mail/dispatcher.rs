@@ -36,9 +36,9 @@ use super::message::{self, AccountFacts, Letter, NoticeFacts};
 use super::transport::{MailTransport, SendError};
 use crate::accounts::{AccountService, CommandError};
 use crate::clock::Clock;
-use crate::database::{Database, WriteGate};
 use crate::resets::ResetTokens;
-use crate::store::{advance_watch, EventMetadata, EventStore, RecordedEvent, StoreError};
+use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::{advance_watch, EventMetadata, EventStore, RecordedEvent, StoreError};
 
 /// The checkpoint's name in `projection_checkpoints`.
 pub const CHECKPOINT: &str = "mail_dispatcher";

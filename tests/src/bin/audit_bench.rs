@@ -22,12 +22,11 @@ use chrono::{DateTime, Utc};
 use clap::Parser;
 use spse_totp_api::{App, Config};
 use spse_totp_commands::vault::MasterKey;
-use spse_totp_commands::{
-    apikeys, Actor, Clock, Database, EventMetadata, ExpectedVersion, ManualClock, NewEvent,
-};
+use spse_totp_commands::{apikeys, Clock, ManualClock};
 use spse_totp_domain::account::{CancelReason, LoginStage};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId, UserId, UserType};
+use spse_totp_store::{Actor, Database, EventMetadata, ExpectedVersion, NewEvent};
 use spse_totp_tests::start_instant;
 
 #[derive(Debug, Parser)]

@@ -19,12 +19,11 @@ use clap::Parser;
 use serde_json::{json, Value};
 use spse_totp_api::{App, Config};
 use spse_totp_commands::vault::MasterKey;
-use spse_totp_commands::{
-    apikeys, Actor, Clock, EventMetadata, ExpectedVersion, ManualClock, NewEvent, StoreError,
-};
+use spse_totp_commands::{apikeys, Clock, ManualClock};
 use spse_totp_domain::account::CancelReason;
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId, UserId, UserType};
+use spse_totp_store::{Actor, EventMetadata, ExpectedVersion, NewEvent, StoreError};
 use spse_totp_tests::{settle_mail, start_instant, Authenticator};
 
 #[derive(Debug, Parser)]

@@ -18,7 +18,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use rusqlite::Connection;
 
-use super::{RecordedEvent, StoredRow};
+use crate::{RecordedEvent, StoredRow};
 
 /// Projects a group of freshly appended events inside the transaction that appends them.
 /// Implemented by the read side (which this crate may not depend on) and installed at start-up.

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use spse_totp_commands::store::conformance;
-use spse_totp_commands::test_database::{fresh_postgres_url, skipped};
-use spse_totp_commands::{
+use spse_totp_store::conformance;
+use spse_totp_store::test_database::{fresh_postgres_url, skipped};
+use spse_totp_store::{
     Database, DatabaseError, EventMetadata, EventStore, ExpectedVersion, NewEvent,
 };
 use uuid::Uuid;
@@ -121,7 +121,7 @@ async fn a_following_reader_never_skips_an_event_under_concurrent_appends() {
                         .await
                     {
                         Ok(_) => break,
-                        Err(spse_totp_commands::StoreError::Conflict { .. }) => continue,
+                        Err(spse_totp_store::StoreError::Conflict { .. }) => continue,
                         Err(e) => panic!("append failed: {e}"),
                     }
                 }

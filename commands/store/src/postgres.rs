@@ -36,9 +36,9 @@ use sqlx::{Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::advance_watch;
-use super::chain::{chain_new_event, Chained};
-use super::{
+use crate::advance_watch;
+use crate::chain::{chain_new_event, Chained};
+use crate::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
 

@@ -27,7 +27,7 @@ use tokio::sync::Barrier;
 use tokio::task::{JoinError, JoinSet};
 use uuid::Uuid;
 
-use super::{
+use crate::{
     Actor, Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreError,
 };
@@ -62,7 +62,7 @@ pub async fn as_checked(store: Arc<dyn EventStore>) -> Result<Arc<dyn EventStore
     if store.dense_positions() {
         Ok(store)
     } else {
-        super::ordinal_view::OrdinalView::wrap(store).await
+        crate::ordinal_view::OrdinalView::wrap(store).await
     }
 }
 
@@ -1125,7 +1125,7 @@ pub async fn events_round_trip_exactly(store: &dyn EventStore) -> Result<(), Sto
     Ok(())
 }
 
-/// Every event carries the hash [`super::chain::event_hash`] gives it, chained to the previous
+/// Every event carries the hash [`crate::chain::event_hash`] gives it, chained to the previous
 /// event of its own stream (not of the log), whether appended in one batch, one at a time, or
 /// interleaved with other streams and with `Any`.
 pub async fn events_are_hash_chained_per_stream(store: &dyn EventStore) -> Result<(), StoreError> {
@@ -1148,9 +1148,9 @@ pub async fn events_are_hash_chained_per_stream(store: &dyn EventStore) -> Resul
                     position: e.position,
                     reason: err.to_string(),
                 })?;
-            let expected = super::chain::event_hash(
+            let expected = crate::chain::event_hash(
                 previous.as_deref(),
-                &super::chain::ChainedFields {
+                &crate::chain::ChainedFields {
                     stream: &e.stream,
                     version: e.version,
                     event_id: e.event_id,

@@ -16,7 +16,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::database::Database;
-use crate::store::{EventMetadata, ExpectedVersion, NewEvent, StoreError};
+use crate::{EventMetadata, ExpectedVersion, NewEvent, StoreError};
 
 /// The first line of every export.
 const FORMAT: &str = "spse-totp-export";

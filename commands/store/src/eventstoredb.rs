@@ -41,9 +41,9 @@ use eventstore::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::advance_watch;
-use super::chain::{chain_new_event, Chained};
-use super::{
+use crate::advance_watch;
+use crate::chain::{chain_new_event, Chained};
+use crate::{
     Appended, EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
 };
 
@@ -65,7 +65,7 @@ struct Envelope {
     schema_version: u32,
     /// Microseconds since the epoch: the instant the service decided, not the server's.
     recorded_at: i64,
-    /// The event's link in its stream's hash chain ([`super::chain`]).
+    /// The event's link in its stream's hash chain ([`crate::chain`]).
     hash: String,
 }
 

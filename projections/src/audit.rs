@@ -18,19 +18,11 @@ use spse_totp_domain::AccountEvent;
 use sqlx::AnyPool;
 use uuid::Uuid;
 
-use crate::store::chain::{event_hash, ChainedFields};
-use crate::store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+use spse_totp_store::chain::{event_hash, ChainedFields};
+use spse_totp_store::{
+    EventMetadata, EventStore, ExpectedVersion, LogSource, NewEvent, RecordedEvent, StoreError,
+    StoredRow,
 };
-
-/// Where the audit readers find the log ([`crate::Database::log_source`]).
-#[derive(Clone, Copy)]
-pub enum LogSource<'a> {
-    /// The SQL `events` table, read with the indexed queries of this module.
-    Table(&'a AnyPool),
-    /// Any other event store, read through its port.
-    Store(&'a dyn EventStore),
-}
 
 /// Which of a stream's events a history page holds.
 #[derive(Debug, Clone, Default)]

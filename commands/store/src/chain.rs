@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::NewEvent;
+use crate::NewEvent;
 
 /// What the chain covers of one event.
 #[derive(Debug, Clone, Copy)]

@@ -27,9 +27,9 @@ fn eventstoredb_passes_the_conformance_suite() {
 mod with_server {
     use std::sync::Arc;
 
-    use spse_totp_commands::store::conformance;
-    use spse_totp_commands::store::EventStoreDbStore;
-    use spse_totp_commands::{EventStore, StoreError};
+    use spse_totp_store::conformance;
+    use spse_totp_store::EventStoreDbStore;
+    use spse_totp_store::{EventStore, StoreError};
     use uuid::Uuid;
 
     use super::{skipped, TEST_EVENTSTORE_URL};

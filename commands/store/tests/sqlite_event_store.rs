@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use spse_totp_commands::store::conformance;
-use spse_totp_commands::{
+use spse_totp_store::conformance;
+use spse_totp_store::{
     Appended, Database, DatabaseError, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
     StoreError,
 };
@@ -152,8 +152,8 @@ async fn sparse_positions_are_checked_through_ordinals() {
 /// snapshots, leases) and the event writer's. `synchronous` 2 is FULL: each commit syncs the WAL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_writing_connection_syncs_each_commit() {
-    use spse_totp_commands::database::WAL_AUTOCHECKPOINT_PAGES;
-    use spse_totp_commands::store::open_write_connection;
+    use spse_totp_store::database::WAL_AUTOCHECKPOINT_PAGES;
+    use spse_totp_store::open_write_connection;
 
     let dir = TempDir::new().expect("a temporary folder");
     let path = dir.path().join("pragmas.db");

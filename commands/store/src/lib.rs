@@ -1,14 +1,24 @@
-//! The event store port: one trait, chosen at start-up from the database URL, and the adapters.
+//! The SPSE TOTP event store: the port every adapter implements, the adapters (SQLite, the
+//! embedded default; PostgreSQL, for several instances on one database; EventStoreDB behind a
+//! feature), the hash chain that links each stream's events, the conformance suite every adapter
+//! passes, and opening the database the rest of the service shares ([`Database`]).
 //!
 //! Streams are versioned from 1; the log has one global position per event, increasing in commit
 //! order, which is what projections follow.
+//!
+//! Depends on nothing of the service: it knows SQL, but no domain rule, no HTTP, no projection.
+//! The read side hooks into the append transaction only through [`InlineProjection`].
 
 pub mod chain;
+pub mod database;
 #[cfg(feature = "eventstoredb")]
 mod eventstoredb;
 mod inline;
 mod postgres;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod test_database;
+pub mod transfer;
 
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -28,6 +38,8 @@ pub use eventstoredb::EventStoreDbStore;
 pub use inline::{InlineProjection, InlineSlot};
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
+
+pub use database::{Database, DatabaseError, Engine, LogSource, WriteGate};
 
 /// Moves a position watch forward to `to`, never back, waking watchers only when it moved.
 /// Heads, projection progress and the mail dispatcher's progress all only ever advance.

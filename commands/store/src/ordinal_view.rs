@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use super::advance_watch;
-use super::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
+use crate::advance_watch;
+use crate::{Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError};
 
 pub struct OrdinalView {
     inner: Arc<dyn EventStore>,

@@ -27,10 +27,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::database::{WriteGate, WAL_AUTOCHECKPOINT_PAGES};
 
-use super::advance_watch;
-use super::chain::{chain_new_event, Chained};
-use super::inline::{project_rows, InlineProjection, InlineSlot};
-use super::{
+use crate::advance_watch;
+use crate::chain::{chain_new_event, Chained};
+use crate::inline::{project_rows, InlineProjection, InlineSlot};
+use crate::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
 
@@ -421,7 +421,7 @@ impl EventStore for SqliteEventStore {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::*;
 
     #[test]
     fn expected_versions_match_as_documented() {

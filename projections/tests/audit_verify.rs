@@ -5,8 +5,9 @@
 
 use chrono::Utc;
 use serde_json::json;
-use spse_totp_commands::audit::{history_page, verify, HistoryFilter, LogSource};
-use spse_totp_commands::{Database, EventMetadata, ExpectedVersion, NewEvent};
+use spse_totp_projections::audit::{history_page, verify, HistoryFilter};
+use spse_totp_store::LogSource;
+use spse_totp_store::{Database, EventMetadata, ExpectedVersion, NewEvent};
 use tempfile::TempDir;
 use uuid::Uuid;
 

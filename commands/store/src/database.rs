@@ -12,10 +12,19 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::AnyPool;
 use sqlx::Executor;
 
-use crate::audit::LogSource;
-use crate::store::{
+use crate::{
     EventStore, InlineProjection, InlineSlot, PostgresEventStore, SqliteEventStore, StoreError,
 };
+
+/// Where readers of the log itself (the audit readers, the verifier) find it
+/// ([`Database::log_source`]).
+#[derive(Clone, Copy)]
+pub enum LogSource<'a> {
+    /// The SQL `events` table, which both engines index for history reads.
+    Table(&'a AnyPool),
+    /// Any other event store, read through its port.
+    Store(&'a dyn EventStore),
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -138,7 +147,7 @@ impl Database {
     #[cfg(feature = "eventstoredb")]
     async fn with_eventstoredb(url: &str, event_store_url: &str) -> Result<Self, DatabaseError> {
         // First: the client installs the process's TLS crypto provider on connecting.
-        let events = crate::store::EventStoreDbStore::connect(event_store_url, "").await?;
+        let events = crate::EventStoreDbStore::connect(event_store_url, "").await?;
         let mut db = Self::open(url).await?;
         db.events = Arc::new(events);
         db.log_in_table = false;
@@ -187,7 +196,9 @@ impl Database {
             .min_connections(1)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("../migrations/sqlite").run(&native).await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&native)
+            .await?;
         let write_gate = WriteGate::exclusive();
         let inline = InlineSlot::default();
         let events: Arc<dyn EventStore> = Arc::new(
@@ -230,7 +241,7 @@ impl Database {
             .await?;
         // sqlx takes an advisory lock around migrations, so instances starting together
         // migrate once.
-        sqlx::migrate!("../migrations/postgres")
+        sqlx::migrate!("../../migrations/postgres")
             .run(&native)
             .await?;
         let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::open(native).await?);
