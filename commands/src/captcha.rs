@@ -9,12 +9,11 @@
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
-use sqlx::AnyPool;
 use uuid::Uuid;
 
 use crate::tokens::{hmac_sha256, Mac};
 use crate::vault::MasterKey;
-use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::Database;
 
 const KEY_LABEL: &str = "spse-totp/v1/captcha-answer";
 const CHARS: u32 = 5;
@@ -44,8 +43,7 @@ impl IssuedCaptcha {
 
 #[derive(Clone)]
 pub struct Captchas {
-    pool: AnyPool,
-    gate: WriteGate,
+    db: Database,
     key: [u8; 32],
     test_answer: Option<String>,
 }
@@ -55,8 +53,7 @@ impl Captchas {
     /// integrators' automated test environments only.
     pub fn new(db: &Database, master: &MasterKey, test_answer: Option<String>) -> Self {
         Captchas {
-            pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
+            db: db.clone(),
             key: master.derive(KEY_LABEL),
             test_answer: test_answer.map(|a| normalise(&a)).filter(|a| !a.is_empty()),
         }
@@ -77,14 +74,14 @@ impl Captchas {
             .map_err(|_| CaptchaError::Draw)??;
         let captcha_id = Uuid::new_v4();
         let expires_at = now + Duration::minutes(TTL_MINUTES);
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query(
             "INSERT INTO captchas (captcha_id, answer_hmac, expires_at) VALUES ($1, $2, $3)",
         )
         .bind(captcha_id.to_string())
         .bind(hex::encode(self.digest(captcha_id, &answer)))
         .bind(expires_at.timestamp_micros())
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         Ok(IssuedCaptcha {
             captcha_id,
@@ -106,12 +103,12 @@ impl Captchas {
             return Ok(false);
         };
         let row: Option<(String, i64)> = {
-            let _turn = self.gate.enter().await;
+            let pool = self.db.write().await;
             sqlx::query_as(
                 "DELETE FROM captchas WHERE captcha_id = $1 RETURNING answer_hmac, expires_at",
             )
             .bind(captcha_id.to_string())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&*pool)
             .await?
         };
         let Some((stored, expires_at)) = row else {
@@ -138,10 +135,10 @@ impl Captchas {
 
     /// Deletes captchas past their time.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<u64, CaptchaError> {
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         Ok(sqlx::query("DELETE FROM captchas WHERE expires_at < $1")
             .bind(now.timestamp_micros())
-            .execute(&self.pool)
+            .execute(&*pool)
             .await?
             .rows_affected())
     }

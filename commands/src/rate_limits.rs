@@ -2,22 +2,17 @@
 //! parallel requests on any number of instances meet one count.
 
 use chrono::{DateTime, Duration, Utc};
-use sqlx::AnyPool;
 
-use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::Database;
 
 #[derive(Clone)]
 pub struct RateLimits {
-    pool: AnyPool,
-    gate: WriteGate,
+    db: Database,
 }
 
 impl RateLimits {
     pub fn new(db: &Database) -> Self {
-        RateLimits {
-            pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
-        }
+        RateLimits { db: db.clone() }
     }
 
     /// Counts one hit on `bucket` in the window of length `window` that holds `now`; returns
@@ -30,7 +25,7 @@ impl RateLimits {
     ) -> Result<i64, sqlx::Error> {
         let length = window.num_microseconds().unwrap_or(i64::MAX).max(1);
         let start = now.timestamp_micros().div_euclid(length) * length;
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query_scalar(
             "INSERT INTO rate_limits (bucket, window_start, hits, expires_at) VALUES ($1, $2, 1, $3) \
              ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limits.hits + 1 \
@@ -39,16 +34,16 @@ impl RateLimits {
         .bind(bucket)
         .bind(start)
         .bind(start.saturating_add(length))
-        .fetch_one(&self.pool)
+        .fetch_one(&*pool)
         .await
     }
 
     /// Forgets windows that have ended.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<u64, sqlx::Error> {
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         Ok(sqlx::query("DELETE FROM rate_limits WHERE expires_at < $1")
             .bind(now.timestamp_micros())
-            .execute(&self.pool)
+            .execute(&*pool)
             .await?
             .rows_affected())
     }

@@ -2,25 +2,20 @@
 //! version 100,000 as at version 10. A snapshot is a cache: delete them all and nothing is lost.
 
 use serde::{de::DeserializeOwned, Serialize};
-use sqlx::AnyPool;
 
-use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::Database;
 
 /// Bumped whenever the folded state's shape changes; older snapshots are then ignored.
 pub const SCHEMA: i64 = 1;
 
 #[derive(Clone)]
 pub struct SnapshotStore {
-    pool: AnyPool,
-    gate: WriteGate,
+    db: Database,
 }
 
 impl SnapshotStore {
     pub fn new(db: &Database) -> Self {
-        SnapshotStore {
-            pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
-        }
+        SnapshotStore { db: db.clone() }
     }
 
     /// The latest usable snapshot of `stream`: its state and the version it was folded up to.
@@ -33,7 +28,7 @@ impl SnapshotStore {
         )
         .bind(stream)
         .bind(SCHEMA)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         Ok(row.and_then(|(version, state)| {
             // An unreadable snapshot is only a slower load: fall back to the log.
@@ -51,7 +46,7 @@ impl SnapshotStore {
         let Ok(state) = serde_json::to_string(state) else {
             return Ok(());
         };
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query(
             "INSERT INTO snapshots (stream, version, schema, state) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (stream) DO UPDATE SET version = excluded.version, schema = excluded.schema, \
@@ -61,7 +56,7 @@ impl SnapshotStore {
         .bind(i64::try_from(version).unwrap_or(i64::MAX))
         .bind(SCHEMA)
         .bind(state)
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         Ok(())
     }

@@ -16,10 +16,9 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use spse_totp_domain::totp::{TotpSecret, SECRET_BYTES};
 use spse_totp_domain::EnrollmentId;
-use sqlx::AnyPool;
 
 use crate::tokens::random_bytes;
-use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::Database;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -150,8 +149,7 @@ impl fmt::Debug for SealedSecret {
 
 #[derive(Clone)]
 pub struct Vault {
-    pool: AnyPool,
-    gate: WriteGate,
+    db: Database,
     cipher: XChaCha20Poly1305,
     key_id: String,
 }
@@ -159,8 +157,7 @@ pub struct Vault {
 impl Vault {
     pub fn new(db: &Database, key: &MasterKey) -> Self {
         Vault {
-            pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
+            db: db.clone(),
             cipher: XChaCha20Poly1305::new((&key.0).into()),
             key_id: key.key_id(),
         }
@@ -191,7 +188,7 @@ impl Vault {
                 },
             )
             .map_err(|_| VaultError::Seal)?;
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query(
             "INSERT INTO vault_secrets (enrollment_id, stream, key_id, nonce, sealed, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -203,7 +200,7 @@ impl Vault {
         .bind(sealed)
         .bind(now.timestamp_micros())
         .bind(expires_at.timestamp_micros())
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         Ok(secret)
     }
@@ -218,7 +215,7 @@ impl Vault {
             "SELECT stream, nonce, sealed FROM vault_secrets WHERE enrollment_id = $1",
         )
         .bind(enrollment_id.to_string())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.db.pool)
         .await?;
         Ok(row.map(|(stream, nonce, sealed)| SealedSecret {
             enrollment_id,
@@ -256,27 +253,27 @@ impl Vault {
         Ok(
             sqlx::query_scalar("SELECT stream FROM vault_secrets WHERE enrollment_id = $1")
                 .bind(enrollment_id.to_string())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?,
         )
     }
 
     /// Keeps an activated secret past its enrollment's expiry.
     pub async fn keep(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query("UPDATE vault_secrets SET expires_at = $1 WHERE enrollment_id = $2")
             .bind(i64::MAX)
             .bind(enrollment_id.to_string())
-            .execute(&self.pool)
+            .execute(&*pool)
             .await?;
         Ok(())
     }
 
     pub async fn destroy(&self, enrollment_id: EnrollmentId) -> Result<(), VaultError> {
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query("DELETE FROM vault_secrets WHERE enrollment_id = $1")
             .bind(enrollment_id.to_string())
-            .execute(&self.pool)
+            .execute(&*pool)
             .await?;
         Ok(())
     }
@@ -293,7 +290,7 @@ impl Vault {
         )
         .bind(now.timestamp_micros())
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         Ok(rows
             .into_iter()

@@ -67,8 +67,8 @@ impl ProjectionRunner {
         db: &Database,
         projectors: Vec<Arc<dyn Projector>>,
     ) -> Result<Self, ProjectionError> {
-        let sink: Box<dyn ProjectionSink> = match &db.sqlite_path {
-            Some(path) => Box::new(SqliteSink::open(path, db.write_gate.clone())?),
+        let sink: Box<dyn ProjectionSink> = match db.sqlite_writer()? {
+            Some(writer) => Box::new(SqliteSink::new(writer)),
             None => Box::new(PoolSink::new(db.pool.clone())),
         };
         let progress = Arc::new(watch::channel(0).0);

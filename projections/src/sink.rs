@@ -6,14 +6,12 @@
 //! own (one scheduling round trip per unit instead of one per statement), and any sqlx engine
 //! through the shared pool.
 
-use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::types::{Null, ToSqlOutput, Value};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
-use spse_totp_store::open_write_connection;
-use spse_totp_store::WriteGate;
+use spse_totp_store::SqliteWriter;
 use sqlx::AnyPool;
 
 use crate::runner::ProjectionError;
@@ -33,16 +31,14 @@ pub trait ProjectionSink: Send + Sync + 'static {
 }
 
 pub struct SqliteSink {
-    connection: Arc<Mutex<Connection>>,
-    gate: WriteGate,
+    writer: Arc<SqliteWriter>,
 }
 
 impl SqliteSink {
-    pub fn open(path: &Path, gate: WriteGate) -> Result<Self, ProjectionError> {
-        Ok(SqliteSink {
-            connection: Arc::new(Mutex::new(open_write_connection(path)?)),
-            gate,
-        })
+    pub fn new(writer: SqliteWriter) -> Self {
+        SqliteSink {
+            writer: Arc::new(writer),
+        }
     }
 }
 
@@ -93,20 +89,17 @@ pub(crate) fn run_unit(connection: &Connection, unit: &Unit) -> Result<bool, rus
 #[async_trait]
 impl ProjectionSink for SqliteSink {
     async fn commit(&self, unit: Unit) -> Result<bool, ProjectionError> {
-        let connection = Arc::clone(&self.connection);
-        let gate = self.gate.clone();
+        let writer = Arc::clone(&self.writer);
         tokio::task::spawn_blocking(move || {
-            let _turn = gate.blocking_enter();
-            let mut connection = connection
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            // Dropping the transaction unwritten rolls it back.
-            if !run_unit(&tx, &unit)? {
-                return Ok(false);
-            }
-            tx.commit()?;
-            Ok(true)
+            writer.write(|connection| {
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                // Dropping the transaction unwritten rolls it back.
+                if !run_unit(&tx, &unit)? {
+                    return Ok(false);
+                }
+                tx.commit()?;
+                Ok(true)
+            })
         })
         .await
         .map_err(|e| ProjectionError::Undecodable(format!("projection writer stopped: {e}")))?

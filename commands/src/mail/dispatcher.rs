@@ -28,7 +28,6 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use spse_totp_domain::account::{MailOutcome, NoticeKind, ResetBy};
 use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, ResetRequestId};
-use sqlx::AnyPool;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -37,7 +36,7 @@ use super::transport::{MailTransport, SendError};
 use crate::accounts::{AccountService, CommandError};
 use crate::clock::Clock;
 use crate::resets::ResetTokens;
-use spse_totp_store::database::{Database, WriteGate};
+use spse_totp_store::Database;
 use spse_totp_store::{advance_watch, EventMetadata, EventStore, RecordedEvent, StoreError};
 
 /// The checkpoint's name in `projection_checkpoints`.
@@ -226,8 +225,7 @@ enum Step {
 
 pub struct Dispatcher {
     store: Arc<dyn EventStore>,
-    pool: AnyPool,
-    gate: WriteGate,
+    db: Database,
     accounts: Arc<AccountService>,
     transport: MailTransport,
     tokens: ResetTokens,
@@ -274,8 +272,7 @@ impl Dispatcher {
     ) -> Self {
         Dispatcher {
             store: Arc::clone(&db.events),
-            pool: db.pool.clone(),
-            gate: db.write_gate.clone(),
+            db: db.clone(),
             accounts,
             transport,
             tokens,
@@ -340,7 +337,7 @@ impl Dispatcher {
             return Ok(true);
         }
         let until = now + self.settings.lease_for;
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         let done = sqlx::query(
             "INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
@@ -350,7 +347,7 @@ impl Dispatcher {
         .bind(&self.holder)
         .bind(until.timestamp_micros())
         .bind(now.timestamp_micros())
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         let held = done.rows_affected() == 1;
         self.held_until.store(
@@ -365,11 +362,11 @@ impl Dispatcher {
     }
 
     async fn release(&self) {
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         if let Err(e) = sqlx::query("DELETE FROM leases WHERE name = $1 AND holder = $2")
             .bind(LEASE)
             .bind(&self.holder)
-            .execute(&self.pool)
+            .execute(&*pool)
             .await
         {
             tracing::warn!(error = %e, "mail dispatcher lease not released; it expires by itself");
@@ -380,19 +377,19 @@ impl Dispatcher {
         let position: Option<i64> =
             sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE projector = $1")
                 .bind(CHECKPOINT)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
         if let Some(position) = position {
             return Ok(u64::try_from(position).unwrap_or(0));
         }
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         sqlx::query(
             "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, 0, $2) \
              ON CONFLICT (projector) DO NOTHING",
         )
         .bind(CHECKPOINT)
         .bind(self.clock.now().timestamp_micros())
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         Ok(0)
     }
@@ -402,7 +399,7 @@ impl Dispatcher {
         if from == to {
             return Ok(true);
         }
-        let _turn = self.gate.enter().await;
+        let pool = self.db.write().await;
         let done = sqlx::query(
             "UPDATE projection_checkpoints SET position = $1, updated_at = $2 WHERE projector = $3 AND position = $4",
         )
@@ -410,7 +407,7 @@ impl Dispatcher {
         .bind(self.clock.now().timestamp_micros())
         .bind(CHECKPOINT)
         .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .execute(&self.pool)
+        .execute(&*pool)
         .await?;
         Ok(done.rows_affected() == 1)
     }

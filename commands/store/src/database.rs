@@ -1,6 +1,7 @@
 //! Opening the database named by `SPSE_TOTP_DATABASE_URL`: the engine it names, its migrations,
 //! the event store adapter for it, and a pool the rest of the service shares across engines.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::AnyPool;
 use sqlx::Executor;
+use tokio::sync::OwnedMutexGuard;
 
 use crate::{
     EventStore, InlineProjection, InlineSlot, PostgresEventStore, SqliteEventStore, StoreError,
@@ -69,16 +71,19 @@ pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 4_000;
 /// writes themselves; queueing on an async mutex hands the lock over the moment it is free.
 /// Another process on the same file (the command line) still meets SQLite's own busy wait.
 /// The default gate, for PostgreSQL, which locks rows, lets everyone through.
+///
+/// Only this crate enters it: everyone else writes through [`Database::write`] or a
+/// [`SqliteWriter`], which take the turn for them.
 #[derive(Clone, Default)]
-pub struct WriteGate(Option<Arc<tokio::sync::Mutex<()>>>);
+pub(crate) struct WriteGate(Option<Arc<tokio::sync::Mutex<()>>>);
 
 impl WriteGate {
-    pub fn exclusive() -> Self {
+    pub(crate) fn exclusive() -> Self {
         WriteGate(Some(Arc::default()))
     }
 
     /// Waits for this process's turn to write; the turn lasts as long as the guard.
-    pub async fn enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    async fn enter(&self) -> Option<OwnedMutexGuard<()>> {
         match &self.0 {
             Some(mutex) => Some(Arc::clone(mutex).lock_owned().await),
             None => None,
@@ -86,10 +91,47 @@ impl WriteGate {
     }
 
     /// The same, for a thread outside the async runtime.
-    pub fn blocking_enter(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    pub(crate) fn blocking_enter(&self) -> Option<OwnedMutexGuard<()>> {
         self.0
             .as_ref()
             .map(|mutex| Arc::clone(mutex).blocking_lock_owned())
+    }
+}
+
+/// This process's turn to write through the shared pool ([`Database::write`]): derefs to the
+/// pool, and hands the turn on when dropped. Hold it for the writes only, not for reads or IO
+/// elsewhere: on SQLite every other writer of the process, the event writer included, waits.
+pub struct Writing<'a> {
+    pool: &'a AnyPool,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Deref for Writing<'_> {
+    type Target = AnyPool;
+
+    fn deref(&self) -> &AnyPool {
+        self.pool
+    }
+}
+
+/// A connection of its own to the SQLite file, for a writer that runs its statements
+/// synchronously on a blocking thread (the projection runner's sink): one scheduling round trip
+/// per unit of work instead of one per statement. Takes the process's write turn for each unit.
+pub struct SqliteWriter {
+    connection: std::sync::Mutex<rusqlite::Connection>,
+    gate: WriteGate,
+}
+
+impl SqliteWriter {
+    /// Runs `work` on the connection in this process's write turn. Blocks: call it from a
+    /// blocking thread.
+    pub fn write<T>(&self, work: impl FnOnce(&mut rusqlite::Connection) -> T) -> T {
+        let _turn = self.gate.blocking_enter();
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        work(&mut connection)
     }
 }
 
@@ -99,7 +141,7 @@ pub struct Database {
     /// For the read models, the vault, snapshots: SQL that both engines accept.
     pub pool: AnyPool,
     pub events: Arc<dyn EventStore>,
-    pub write_gate: WriteGate,
+    write_gate: WriteGate,
     /// The URL it was opened with, for connections of their own (notification listeners).
     pub url: String,
     /// The SQLite file, for writers that open connections of their own.
@@ -111,6 +153,29 @@ pub struct Database {
 }
 
 impl Database {
+    /// This process's turn to write through the shared pool. Every write to the pool goes
+    /// through here (reads use [`Database::pool`] directly): on SQLite it queues behind the
+    /// process's other writers, the event writer included, instead of meeting SQLite's busy
+    /// wait; on PostgreSQL it is immediate.
+    pub async fn write(&self) -> Writing<'_> {
+        Writing {
+            pool: &self.pool,
+            _turn: self.write_gate.enter().await,
+        }
+    }
+
+    /// A writing connection of its own to the SQLite file, taking turns with the rest of the
+    /// process. `None` when the database is not SQLite.
+    pub fn sqlite_writer(&self) -> Result<Option<SqliteWriter>, StoreError> {
+        let Some(path) = &self.sqlite_path else {
+            return Ok(None);
+        };
+        Ok(Some(SqliteWriter {
+            connection: std::sync::Mutex::new(crate::open_write_connection(path)?),
+            gate: self.write_gate.clone(),
+        }))
+    }
+
     /// Has the event writer apply `projection` in the transaction of each group of appends, when
     /// the log and the read models share one SQLite file. Returns whether it will.
     pub fn project_inline(&self, projection: Arc<dyn InlineProjection>) -> bool {

@@ -81,7 +81,7 @@ pub struct EventStoreDbStore {
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("EventStoreDB: {e}"))
+    StoreError::Backend(crate::BackendError::message(format!("EventStoreDB: {e}")))
 }
 
 impl EventStoreDbStore {

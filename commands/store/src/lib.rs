@@ -39,7 +39,7 @@ pub use inline::{InlineProjection, InlineSlot};
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
-pub use database::{Database, DatabaseError, Engine, LogSource, WriteGate};
+pub use database::{Database, DatabaseError, Engine, LogSource, SqliteWriter, Writing};
 
 /// Moves a position watch forward to `to`, never back, waking watchers only when it moved.
 /// Heads, projection progress and the mail dispatcher's progress all only ever advance.
@@ -293,13 +293,46 @@ pub enum StoreError {
     Corrupt { position: u64, reason: String },
     #[error("the event store's writer has stopped")]
     WriterGone,
+    /// The database or server under the store failed (a lost connection, a full disk, an
+    /// unreadable file). Operational: the caller answers 5xx and may retry.
     #[error("event store: {0}")]
-    Database(#[from] sqlx::Error),
-    #[error("event store: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    /// An error of a store reached over the network (EventStoreDB), as its client words it.
-    #[error("event store: {0}")]
-    Backend(String),
+    Backend(#[source] BackendError),
+}
+
+/// What the database driver or server said, kept as its own error (for logs and `source()`)
+/// without making the store's callers depend on the driver's types.
+#[derive(Debug)]
+pub struct BackendError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BackendError {
+    /// An error a store reached over the network words as text only (EventStoreDB's client).
+    pub fn message(message: impl Into<String>) -> Self {
+        BackendError(message.into().into())
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Backend(BackendError(Box::new(e)))
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(BackendError(Box::new(e)))
+    }
 }
 
 /// The port. Implementations must make `append` durable before returning, assign positions in

@@ -76,7 +76,7 @@ impl SqliteEventStore {
     /// Reads through `pool`; writes on a thread of its own with a connection to `path`, taking
     /// turns with the process's other writers through `gate`, and projecting each group in its
     /// own transaction once the read side installs itself in `inline`.
-    pub async fn open(
+    pub(crate) async fn open(
         pool: SqlitePool,
         path: PathBuf,
         gate: WriteGate,
@@ -334,7 +334,7 @@ fn insert(
         rusqlite::Error::SqliteFailure(_, Some(message)) if message.contains("events.event_id") => {
             StoreError::DuplicateEvent(event.event_id)
         }
-        _ => StoreError::Sqlite(e),
+        _ => StoreError::from(e),
     })?;
     Ok(row)
 }

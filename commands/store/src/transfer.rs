@@ -255,7 +255,7 @@ pub async fn import(db: &Database, input: impl BufRead) -> Result<Counts, Transf
                 let sealed = BASE64
                     .decode(sealed)
                     .map_err(|e| malformed(e.to_string()))?;
-                let _turn = db.write_gate.enter().await;
+                let pool = db.write().await;
                 sqlx::query(
                     "INSERT INTO vault_secrets (enrollment_id, stream, key_id, nonce, sealed, created_at, expires_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -267,7 +267,7 @@ pub async fn import(db: &Database, input: impl BufRead) -> Result<Counts, Transf
                 .bind(sealed)
                 .bind(created_at)
                 .bind(expires_at)
-                .execute(&db.pool)
+                .execute(&*pool)
                 .await?;
                 counts.sealed_secrets += 1;
             }
