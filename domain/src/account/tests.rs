@@ -1843,6 +1843,65 @@ fn after_disable_the_old_device_no_longer_approves() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the caller looks up before deciding
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_code_needs_the_secret_of_the_enrollment_it_is_checked_against() {
+    let now = t0() + seconds(5);
+    let qr_shown = awaiting_activation(t0()).state();
+    let code = code_now(&secret(), now);
+    let needs_secret = |state: &Account, call: Call| needs(state, &call.command);
+    let secret_of = |id| Needs {
+        secret: Some(id),
+        enrollment: false,
+    };
+    assert_eq!(
+        needs_secret(&qr_shown, submit(login(1), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&qr_shown, activate(enrollment(1), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    // Nothing to open where the command is refused before any code is checked.
+    assert_eq!(
+        needs_secret(&qr_shown, activate(enrollment(9), code.clone(), None)),
+        Needs::default()
+    );
+    assert_eq!(
+        needs_secret(&qr_shown, submit(login(9), code.clone(), None)),
+        Needs::default()
+    );
+
+    let active = waiting_for_approval().state();
+    assert_eq!(
+        needs_secret(&active, submit(login(2), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&active, approve(login(2), code.clone(), Some(number()))),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&active, disable(login(2), code.clone())),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(needs_secret(&active, deny(login(2))), Needs::default());
+    assert_eq!(needs_secret(&active, cancel(login(2))), Needs::default());
+}
+
+#[test]
+fn only_a_login_that_will_show_a_qr_code_needs_a_new_enrollment() {
+    let start = start_login(login(4), None).command;
+    assert!(needs(&Account::default(), &start).enrollment);
+    assert!(needs(&awaiting_activation(t0()).state(), &start).enrollment);
+    assert!(!needs(&waiting_for_approval().state(), &start).enrollment);
+    assert!(needs(&disabled_at_t0().state(), &start).enrollment);
+    assert_eq!(needs(&waiting_for_approval().state(), &start).secret, None);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Bounded state
 // ---------------------------------------------------------------------------------------------
 
