@@ -1,4 +1,9 @@
-//! The account command handler: load, prepare, decide, append, retry.
+//! The account command handler: load, look up, decide, append, retry.
+//!
+//! A command reaches `decide` exactly as its caller built it. What deciding it needs from outside
+//! (the secret a code is checked against, a newly sealed secret for a QR code) is looked up here,
+//! as `spse_totp_domain::account::needs` asks on the state being decided on, and handed to
+//! `decide` in its context.
 //!
 //! Each command runs under a per-account async lock, so requests for one account in this process
 //! queue instead of colliding, and appends with the version it decided on, so requests from
@@ -15,7 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
-use spse_totp_domain::account::{needs_enrollment, secret_needed, LoginStage, OpenedSecret};
+use spse_totp_domain::account::{
+    needs, ActivateDevice, Context, LoginStage, Needs, OpenedSecret, StartLogin,
+};
 use spse_totp_domain::totp::TotpSecret;
 use spse_totp_domain::{
     decide, Account, AccountCommand, AccountEvent, AccountKey, ApprovalNumber, DeviceId,
@@ -278,7 +285,7 @@ impl AccountService {
     async fn run(
         &self,
         key: &AccountKey,
-        mut command: AccountCommand,
+        command: AccountCommand,
         metadata: EventMetadata,
     ) -> Result<(Executed, Option<(EnrollmentId, TotpSecret)>), CommandError> {
         let stream = key.stream_name();
@@ -286,7 +293,7 @@ impl AccountService {
         let mut loaded = slot.lock().await;
         let mut prepared: Option<(EnrollmentId, TotpSecret)> = None;
         let result = self
-            .attempt(&stream, &mut command, &metadata, &mut loaded, &mut prepared)
+            .attempt(&stream, &command, &metadata, &mut loaded, &mut prepared)
             .await;
         // A QR code sealed for a decision that did not use it is destroyed at once.
         if let Some((enrollment_id, _)) = &prepared {
@@ -302,11 +309,14 @@ impl AccountService {
     async fn attempt(
         &self,
         stream: &str,
-        command: &mut AccountCommand,
+        command: &AccountCommand,
         metadata: &EventMetadata,
         loaded: &mut Option<Loaded>,
         prepared: &mut Option<(EnrollmentId, TotpSecret)>,
     ) -> Result<Executed, CommandError> {
+        // Kept across rounds, so a round after a conflict opens the secret again only when the
+        // state it decides on names another enrollment.
+        let mut opened: Option<OpenedSecret> = None;
         for round in 0..MAX_ATTEMPTS {
             // The first round decides on the state in memory when no other writer has been seen
             // on this stream: the append's expected version proves the state was current, and a
@@ -320,24 +330,30 @@ impl AccountService {
                 continue;
             };
             let now = self.clock.now();
-            match self.prepare(stream, command, current, now, prepared).await {
+            let needed = needs(&current.account, command);
+            match self
+                .look_up(stream, needed, current, now, prepared, &mut opened)
+                .await
+            {
                 Ok(()) => {}
                 // Destroyed by a reset this state has not seen yet.
                 Err(CommandError::SecretMissing(_)) if on_trust => continue,
                 Err(e) => return Err(e),
             }
-            let (events, refusal) =
-                match decide(&current.account, command, now, &self.settings.policy) {
-                    Ok(events) => (events, None),
-                    Err(Rejection {
-                        error: DomainError::StalePreparation,
-                        ..
-                    }) => {
-                        *loaded = None;
-                        continue;
-                    }
-                    Err(Rejection { error, record }) => (record, Some(error)),
-                };
+            let context = Context::new(now, &self.settings.policy)
+                .with_secret(opened.as_ref())
+                .with_enrollment(prepared.as_ref().map(|(id, _)| *id));
+            let (events, refusal) = match decide(&current.account, command, context) {
+                Ok(events) => (events, None),
+                Err(Rejection {
+                    error: DomainError::StalePreparation,
+                    ..
+                }) => {
+                    *loaded = None;
+                    continue;
+                }
+                Err(Rejection { error, record }) => (record, Some(error)),
+            };
             if events.is_empty() {
                 if on_trust {
                     continue;
@@ -404,45 +420,36 @@ impl AccountService {
         Err(CommandError::Contention)
     }
 
-    /// Puts into the command what deciding it needs from outside: a sealed new secret when a
-    /// login will show a QR code, the opened secret when a code must be checked.
-    async fn prepare(
+    /// Looks up what deciding needs from outside, into the decision's context and never into the
+    /// command: a sealed new secret when a login may show a QR code (made once per command, and
+    /// destroyed by `run` if the decision does not use it), the opened secret when a code must be
+    /// checked.
+    async fn look_up(
         &self,
         stream: &str,
-        command: &mut AccountCommand,
+        needed: Needs,
         loaded: &mut Loaded,
         now: DateTime<Utc>,
         prepared: &mut Option<(EnrollmentId, TotpSecret)>,
+        opened: &mut Option<OpenedSecret>,
     ) -> Result<(), CommandError> {
-        let account = &loaded.account;
-        if let AccountCommand::StartLogin { enrollment, .. } = command {
-            if needs_enrollment(account) && prepared.is_none() {
-                let enrollment_id = EnrollmentId::generate();
-                let ttl = self
-                    .settings
-                    .policy
-                    .enrollment_ttl
-                    .min(self.settings.policy.login_ttl);
-                let secret = self
-                    .vault
-                    .create(enrollment_id, stream, now, now + ttl)
-                    .await?;
-                *prepared = Some((enrollment_id, secret));
-            }
-            *enrollment = prepared.as_ref().map(|(id, _)| *id);
-            return Ok(());
+        if needed.enrollment && prepared.is_none() {
+            let enrollment_id = EnrollmentId::generate();
+            let ttl = self
+                .settings
+                .policy
+                .enrollment_ttl
+                .min(self.settings.policy.login_ttl);
+            let secret = self
+                .vault
+                .create(enrollment_id, stream, now, now + ttl)
+                .await?;
+            *prepared = Some((enrollment_id, secret));
         }
-        let Some(needed) = secret_needed(account, command) else {
+        let Some(needed) = needed.secret else {
             return Ok(());
         };
-        let slot = match command {
-            AccountCommand::SubmitCode { secret, .. }
-            | AccountCommand::ActivateDevice { secret, .. }
-            | AccountCommand::ApproveOnDevice { secret, .. }
-            | AccountCommand::Disable { secret, .. } => secret,
-            _ => return Ok(()),
-        };
-        if slot.as_ref().is_some_and(|s| s.enrollment_id == needed) {
+        if opened.as_ref().is_some_and(|s| s.enrollment_id == needed) {
             return Ok(());
         }
         let sealed = match loaded.sealed.take() {
@@ -453,7 +460,7 @@ impl AccountService {
                 .await?
                 .ok_or(CommandError::SecretMissing(needed))?,
         };
-        *slot = Some(OpenedSecret {
+        *opened = Some(OpenedSecret {
             enrollment_id: needed,
             secret: self.vault.unseal(&sealed)?,
         });
@@ -520,7 +527,7 @@ impl AccountService {
         metadata: EventMetadata,
     ) -> Result<StartedLogin, CommandError> {
         let login_id = LoginId::generate();
-        let command = AccountCommand::StartLogin {
+        let command = AccountCommand::StartLogin(StartLogin {
             user_type: key.user_type,
             user_id: key.user_id.clone(),
             email,
@@ -528,9 +535,8 @@ impl AccountService {
             login_id,
             client_ip,
             user_agent,
-            enrollment: None,
             approval_number: ApprovalNumber::from_random(random_bytes::<1>()[0]),
-        };
+        });
         let (executed, prepared) = self.run(key, command, metadata).await?;
         let login = executed
             .account
@@ -583,15 +589,14 @@ impl AccountService {
             .ok_or_else(not_found)?;
         let account_key = AccountKey::from_stream_name(&stream).ok_or_else(not_found)?;
         let device_token = random_token("spse_dt");
-        let command = AccountCommand::ActivateDevice {
+        let command = AccountCommand::ActivateDevice(ActivateDevice {
             enrollment_id,
             code,
-            secret: None,
             device_id,
             device_label,
             platform,
             device_token_sha256: sha256_hex(&device_token),
-        };
+        });
         let executed = self.execute(&account_key, command, metadata).await?;
         Ok(ActivatedDevice {
             account_key,

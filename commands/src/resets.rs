@@ -9,6 +9,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
+use spse_totp_domain::account::RequestReset;
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, DomainError, ResetRequestId};
 use uuid::Uuid;
@@ -96,11 +97,11 @@ pub async fn request(
     metadata: EventMetadata,
 ) -> Result<(RequestOutcome, Option<u64>), CommandError> {
     let request_id = ResetRequestId::from_random(random_bytes::<ID_BYTES>());
-    let command = AccountCommand::RequestReset {
+    let command = AccountCommand::RequestReset(RequestReset {
         request_id,
         email: email.to_owned(),
         client_ip: client_ip.clone(),
-    };
+    });
     match accounts.execute(key, command, metadata.clone()).await {
         Ok(executed) => {
             let requested = executed

@@ -12,6 +12,7 @@ use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_commands::vault::{MasterKey, Vault};
 use spse_totp_commands::{Clock, ManualClock};
+use spse_totp_domain::account::{ApproveOnDevice, Disable, HelpdeskReset};
 use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
 use spse_totp_domain::{
     AccountCommand, AccountKey, DeviceId, DomainError, LoginId, TotpCode, UserId, UserType,
@@ -122,13 +123,12 @@ async fn approve(
     (login_id, number): (LoginId, u8),
     code: TotpCode,
 ) -> Result<(), CommandError> {
-    let command = AccountCommand::ApproveOnDevice {
+    let command = AccountCommand::ApproveOnDevice(ApproveOnDevice {
         login_id,
         device_token_sha256: sha256_hex(&phone.token),
         code,
         number: Some(spse_totp_domain::ApprovalNumber::new(number).unwrap()),
-        secret: None,
-    };
+    });
     service
         .execute(&s.key, command, EventMetadata::system())
         .await
@@ -208,10 +208,10 @@ async fn a_reset_through_one_service_stops_the_old_device_on_the_other() {
     let pending = start(&s, &s.second).await;
     s.clock.advance(Duration::seconds(30));
 
-    let reset = AccountCommand::HelpdeskReset {
+    let reset = AccountCommand::HelpdeskReset(HelpdeskReset {
         reason: "lost phone".to_owned(),
         ticket: "T-1".to_owned(),
-    };
+    });
     s.first
         .execute(&s.key, reset, EventMetadata::system())
         .await
@@ -281,11 +281,10 @@ async fn a_secret_destroyed_by_another_service_is_not_a_server_error() {
     s.second.load(&s.key).await.unwrap();
     let pending = start(&s, &s.first).await;
     s.clock.advance(Duration::seconds(30));
-    let disable = AccountCommand::Disable {
+    let disable = AccountCommand::Disable(Disable {
         login_id: login.0,
         code: phone.code(&s),
-        secret: None,
-    };
+    });
     s.first
         .execute(&s.key, disable, EventMetadata::system())
         .await

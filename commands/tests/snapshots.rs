@@ -9,6 +9,7 @@ use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{MasterKey, Vault};
 use spse_totp_commands::ManualClock;
+use spse_totp_domain::account::CancelLogin;
 use spse_totp_domain::{Account, AccountCommand, AccountEvent, AccountKey, UserId, UserType};
 use spse_totp_store::{Database, EventMetadata};
 
@@ -63,9 +64,9 @@ async fn a_state_loaded_from_a_snapshot_equals_the_whole_stream_folded() {
             .start_login(&key, None, None, None, None, EventMetadata::system())
             .await
             .unwrap();
-        let cancel = AccountCommand::CancelLogin {
+        let cancel = AccountCommand::CancelLogin(CancelLogin {
             login_id: started.login_id,
-        };
+        });
         first
             .execute(&key, cancel, EventMetadata::system())
             .await

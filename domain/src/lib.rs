@@ -4,8 +4,9 @@
 //! codes the portal sends (parsed, never merely validated), the events that record an account's
 //! whole TOTP life, the commands that ask for a change, and the pure `decide`/`evolve` functions
 //! between them. This crate is synchronous and does no IO: no database, no clock, no network.
-//! Time, policy and any secret needed to check a code are handed in by the caller, so every rule
-//! in `DESIGN.md` is a unit test here.
+//! `decide` takes the state, the command as its sender built it, and a context the caller fills:
+//! the time, the policy, and what it looked up by IO (an opened secret, a newly sealed
+//! enrollment), so every rule in `DESIGN.md` is a unit test here.
 //!
 //! It may depend on nothing else in the workspace.
 

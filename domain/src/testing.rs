@@ -3,8 +3,80 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::account::{decide, Account, AccountCommand, AccountEvent, DomainError, Rejection};
+use crate::account::{
+    decide, Account, AccountCommand, AccountEvent, ActivateDevice, ApproveOnDevice, CancelLogin,
+    ConfirmReset, Context, Decision, DenyOnDevice, Disable, DomainError, HelpdeskReset,
+    OpenedSecret, RecordNotice, RecordResetEmail, Rejection, RequestReset, StartLogin, SubmitCode,
+    Unlock,
+};
+use crate::ids::EnrollmentId;
 use crate::policy::Policy;
+
+/// One call of `decide`: the command as its sender built it, and what the caller looked up by IO
+/// to decide it (the opened secret, a newly sealed enrollment), which go into the context.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub command: AccountCommand,
+    pub secret: Option<OpenedSecret>,
+    pub enrollment: Option<EnrollmentId>,
+}
+
+impl Call {
+    pub fn new(command: impl Into<AccountCommand>) -> Self {
+        Call {
+            command: command.into(),
+            secret: None,
+            enrollment: None,
+        }
+    }
+
+    pub fn with_secret(self, secret: Option<OpenedSecret>) -> Self {
+        Call { secret, ..self }
+    }
+
+    pub fn with_enrollment(self, enrollment: Option<EnrollmentId>) -> Self {
+        Call { enrollment, ..self }
+    }
+
+    pub fn decide(&self, account: &Account, now: DateTime<Utc>, policy: &Policy) -> Decision {
+        let context = Context::new(now, policy)
+            .with_secret(self.secret.as_ref())
+            .with_enrollment(self.enrollment);
+        decide(account, &self.command, context)
+    }
+}
+
+impl From<AccountCommand> for Call {
+    fn from(command: AccountCommand) -> Self {
+        Call::new(command)
+    }
+}
+
+macro_rules! call_from {
+    ($($name:ident),* $(,)?) => {
+        $(impl From<$name> for Call {
+            fn from(command: $name) -> Self {
+                Call::new(command)
+            }
+        })*
+    };
+}
+
+call_from!(
+    StartLogin,
+    SubmitCode,
+    ActivateDevice,
+    ApproveOnDevice,
+    DenyOnDevice,
+    CancelLogin,
+    Disable,
+    RequestReset,
+    ConfirmReset,
+    HelpdeskReset,
+    Unlock,
+    RecordResetEmail,
+    RecordNotice,
+);
 
 pub struct Given {
     history: Vec<AccountEvent>,
@@ -35,9 +107,10 @@ impl Given {
         Account::from_events(&self.history)
     }
 
-    pub fn when(self, command: AccountCommand, now: DateTime<Utc>) -> Then {
+    /// Decides `call` at `now` on the state the history folds to.
+    pub fn when(self, call: impl Into<Call>, now: DateTime<Utc>) -> Then {
         let state = self.state();
-        let result = decide(&state, &command, now, &self.policy);
+        let result = call.into().decide(&state, now, &self.policy);
         Then { state, result }
     }
 }

@@ -4,6 +4,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spse_totp_domain::account::Disable;
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, UserId, UserType};
 use spse_totp_projections::{accounts, device_bindings};
 use utoipa::ToSchema;
@@ -101,11 +102,7 @@ pub async fn disable(
         .parse()
         .map_err(|_| ApiError::bad_request("invalid_request", "login_id is not a login id"))?;
     let code = parse_code(&body.code)?;
-    let command = AccountCommand::Disable {
-        login_id,
-        code,
-        secret: None,
-    };
+    let command = AccountCommand::Disable(Disable { login_id, code });
     match app
         .accounts
         .execute(&key, command, ctx.metadata(caller.actor()))

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
 use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
 use spse_totp_projections::login_sessions;
 use spse_totp_store::Actor;
@@ -180,13 +181,12 @@ pub async fn approve(
         .map(ApprovalNumber::new)
         .transpose()
         .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
-    let command = AccountCommand::ApproveOnDevice {
+    let command = AccountCommand::ApproveOnDevice(ApproveOnDevice {
         login_id,
         device_token_sha256: device.token_sha256.clone(),
         code,
         number,
-        secret: None,
-    };
+    });
     decided(
         &app,
         &device.account,
@@ -209,10 +209,10 @@ pub async fn deny(
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
 ) -> Result<Json<LoginView>, ApiError> {
-    let command = AccountCommand::DenyOnDevice {
+    let command = AccountCommand::DenyOnDevice(DenyOnDevice {
         login_id,
         device_token_sha256: device.token_sha256.clone(),
-    };
+    });
     decided(
         &app,
         &device.account,

@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spse_totp_domain::account::{HelpdeskReset, Unlock};
 use spse_totp_domain::{AccountCommand, AccountKey, UserId, UserType};
 use spse_totp_projections::{accounts, device_bindings, login_sessions, reset_requests};
 use utoipa::{IntoParams, ToSchema};
@@ -205,10 +206,10 @@ pub async fn reset(
     ApiJson(body): ApiJson<HelpdeskResetBody>,
 ) -> Result<Json<HelpdeskAccountView>, ApiError> {
     let key = AccountKey::new(user_type, user_id);
-    let command = AccountCommand::HelpdeskReset {
+    let command = AccountCommand::HelpdeskReset(HelpdeskReset {
         reason: required("reason", body.reason, TEXT_MAX)?,
         ticket: required("ticket", body.ticket, TICKET_MAX)?,
-    };
+    });
     run(&app, &caller, &ctx, &key, command, "helpdesk_reset").await
 }
 
@@ -228,9 +229,9 @@ pub async fn unlock(
     ApiJson(body): ApiJson<UnlockBody>,
 ) -> Result<Json<HelpdeskAccountView>, ApiError> {
     let key = AccountKey::new(user_type, user_id);
-    let command = AccountCommand::Unlock {
+    let command = AccountCommand::Unlock(Unlock {
         reason: required("reason", body.reason, TEXT_MAX)?,
-    };
+    });
     run(&app, &caller, &ctx, &key, command, "unlock").await
 }
 

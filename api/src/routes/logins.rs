@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spse_totp_domain::account::{CancelLogin, SubmitCode};
 use spse_totp_domain::account::{Login, LoginStage, LoginStatus};
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, TotpCode, UserId, UserType};
 use spse_totp_projections::login_sessions::{self, LoginRow};
@@ -293,11 +294,7 @@ pub async fn submit_code(
     let row = find(&app, login_id).await?;
     let code = parse_code(&body.code)?;
     let key = account_of(&row)?;
-    let command = AccountCommand::SubmitCode {
-        login_id,
-        code,
-        secret: None,
-    };
+    let command = AccountCommand::SubmitCode(SubmitCode { login_id, code });
     decided(
         &app,
         &key,
@@ -324,7 +321,7 @@ pub async fn cancel(
     decided(
         &app,
         &key,
-        AccountCommand::CancelLogin { login_id },
+        AccountCommand::CancelLogin(CancelLogin { login_id }),
         "cancel_login",
         ctx.metadata(caller.actor()),
         login_id,

@@ -10,6 +10,7 @@ use axum::Json;
 use chrono::Duration;
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::resets::{self, RequestOutcome};
+use spse_totp_domain::account::ConfirmReset;
 use spse_totp_domain::{AccountCommand, AccountKey, ResetRequestId, UserId, UserType};
 use spse_totp_projections::reset_requests;
 use spse_totp_store::Actor;
@@ -229,7 +230,7 @@ pub async fn confirm(
         .accounts
         .execute(
             &key,
-            AccountCommand::ConfirmReset { request_id },
+            AccountCommand::ConfirmReset(ConfirmReset { request_id }),
             ctx.metadata(Actor::User),
         )
         .await

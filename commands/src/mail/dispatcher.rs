@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use spse_totp_domain::account::{MailOutcome, NoticeKind, ResetBy};
+use spse_totp_domain::account::{MailOutcome, NoticeKind, RecordNotice, RecordResetEmail, ResetBy};
 use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, ResetRequestId};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -183,15 +183,17 @@ impl Job {
 
     fn record(&self, cause: Uuid, outcome: MailOutcome) -> AccountCommand {
         match self {
-            Job::ResetLink { request_id, .. } => AccountCommand::RecordResetEmail {
-                request_id: *request_id,
-                outcome,
-            },
-            Job::Notice { kind, .. } => AccountCommand::RecordNotice {
+            Job::ResetLink { request_id, .. } => {
+                AccountCommand::RecordResetEmail(RecordResetEmail {
+                    request_id: *request_id,
+                    outcome,
+                })
+            }
+            Job::Notice { kind, .. } => AccountCommand::RecordNotice(RecordNotice {
                 notice: *kind,
                 cause_event_id: cause,
                 outcome,
-            },
+            }),
         }
     }
 }

@@ -10,8 +10,12 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-pub use command::{AccountCommand, OpenedSecret};
-pub use decide::{decide, needs_enrollment, secret_needed, Decision};
+pub use command::{
+    AccountCommand, ActivateDevice, ApproveOnDevice, CancelLogin, ConfirmReset, DenyOnDevice,
+    Disable, HelpdeskReset, RecordNotice, RecordResetEmail, RequestReset, StartLogin, SubmitCode,
+    Unlock,
+};
+pub use decide::{decide, needs, Context, Decision, Needs, OpenedSecret};
 pub use error::{DomainError, Rejection};
 pub use events::{
     AccountEvent, CancelReason, DeclineReason, EventDecodeError, LoginStage, MailOutcome, Method,

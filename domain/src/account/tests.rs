@@ -9,7 +9,7 @@ use super::*;
 use crate::code::{ApprovalNumber, TotpCode};
 use crate::ids::{DeviceId, EnrollmentId, LoginId, UserId, UserType};
 use crate::policy::Policy;
-use crate::testing::{given, t0, Given};
+use crate::testing::{given, t0, Call, Given};
 use crate::totp::{self, TotpSecret};
 
 // ---------------------------------------------------------------------------------------------
@@ -108,7 +108,8 @@ fn wrong_code(secret: &TotpSecret, now: DateTime<Utc>) -> TotpCode {
 
 // ----- commands -----
 
-fn start_login(login_id: LoginId, enrollment: Option<EnrollmentId>) -> AccountCommand {
+/// A login started by the portal; `enrollment` is what the caller sealed for a QR code, if any.
+fn start_login(login_id: LoginId, enrollment: Option<EnrollmentId>) -> Call {
     start_login_as(login_id, enrollment, Some(EMAIL), Some(NAME))
 }
 
@@ -117,8 +118,8 @@ fn start_login_as(
     enrollment: Option<EnrollmentId>,
     email: Option<&str>,
     name: Option<&str>,
-) -> AccountCommand {
-    AccountCommand::StartLogin {
+) -> Call {
+    Call::new(StartLogin {
         user_type: UserType::NonPenyedia,
         user_id: user_id(),
         email: email.map(str::to_owned),
@@ -126,64 +127,53 @@ fn start_login_as(
         login_id,
         client_ip: Some(CLIENT_IP.to_owned()),
         user_agent: Some(USER_AGENT.to_owned()),
-        enrollment,
         approval_number: number(),
-    }
+    })
+    .with_enrollment(enrollment)
 }
 
-fn submit(login_id: LoginId, code: TotpCode, secret: Option<OpenedSecret>) -> AccountCommand {
-    AccountCommand::SubmitCode {
-        login_id,
-        code,
-        secret,
-    }
+/// `code` typed into `login_id`; `secret` is what the caller opened from the vault, if anything.
+fn submit(login_id: LoginId, code: TotpCode, secret: Option<OpenedSecret>) -> Call {
+    Call::new(SubmitCode { login_id, code }).with_secret(secret)
 }
 
 /// The phone scans enrollment's QR and proves it with `code`; it becomes device 1 with TOKEN.
-fn activate(
-    enrollment_id: EnrollmentId,
-    code: TotpCode,
-    secret: Option<OpenedSecret>,
-) -> AccountCommand {
-    AccountCommand::ActivateDevice {
+fn activate(enrollment_id: EnrollmentId, code: TotpCode, secret: Option<OpenedSecret>) -> Call {
+    Call::new(ActivateDevice {
         enrollment_id,
         code,
-        secret,
         device_id: device(1),
         device_label: DEVICE_LABEL.to_owned(),
         platform: Some(PLATFORM.to_owned()),
         device_token_sha256: TOKEN.to_owned(),
-    }
+    })
+    .with_secret(secret)
 }
 
 /// Device 1 (TOKEN) approves `login_id` with `code` and the picked `number`.
-fn approve(login_id: LoginId, code: TotpCode, number: Option<ApprovalNumber>) -> AccountCommand {
-    AccountCommand::ApproveOnDevice {
+fn approve(login_id: LoginId, code: TotpCode, number: Option<ApprovalNumber>) -> Call {
+    Call::new(ApproveOnDevice {
         login_id,
         device_token_sha256: TOKEN.to_owned(),
         code,
         number,
-        secret: first_secret(),
-    }
+    })
+    .with_secret(first_secret())
 }
 
-fn deny(login_id: LoginId) -> AccountCommand {
-    AccountCommand::DenyOnDevice {
+fn deny(login_id: LoginId) -> Call {
+    Call::new(DenyOnDevice {
         login_id,
         device_token_sha256: TOKEN.to_owned(),
-    }
+    })
 }
 
-fn cancel(login_id: LoginId) -> AccountCommand {
-    AccountCommand::CancelLogin { login_id }
+fn cancel(login_id: LoginId) -> Call {
+    Call::new(CancelLogin { login_id })
 }
 
-fn disable(login_id: LoginId, code: TotpCode) -> AccountCommand {
-    AccountCommand::Disable {
-        login_id,
-        code,
-        secret: first_secret(),
-    }
+fn disable(login_id: LoginId, code: TotpCode) -> Call {
+    Call::new(Disable { login_id, code }).with_secret(first_secret())
 }
 
 // ----- expected events -----
@@ -312,21 +302,23 @@ impl Story {
 
     /// A setup step that must be accepted; its events join the history.
     #[track_caller]
-    fn accept(&mut self, command: AccountCommand, now: DateTime<Utc>) -> Vec<AccountEvent> {
-        match decide(&self.state(), &command, now, &self.policy) {
+    fn accept(&mut self, call: impl Into<Call>, now: DateTime<Utc>) -> Vec<AccountEvent> {
+        let call = call.into();
+        match call.decide(&self.state(), now, &self.policy) {
             Ok(events) => {
                 self.history.extend(events.iter().cloned());
                 events
             }
-            Err(rejection) => panic!("setup {} refused: {rejection:?}", command.name()),
+            Err(rejection) => panic!("setup {} refused: {rejection:?}", call.command.name()),
         }
     }
 
     /// A setup step that must be refused; what it records joins the history.
     #[track_caller]
-    fn refuse(&mut self, command: AccountCommand, now: DateTime<Utc>) -> DomainError {
-        match decide(&self.state(), &command, now, &self.policy) {
-            Ok(events) => panic!("setup {} accepted: {events:?}", command.name()),
+    fn refuse(&mut self, call: impl Into<Call>, now: DateTime<Utc>) -> DomainError {
+        let call = call.into();
+        match call.decide(&self.state(), now, &self.policy) {
+            Ok(events) => panic!("setup {} accepted: {events:?}", call.command.name()),
             Err(rejection) => {
                 self.history.extend(rejection.record);
                 rejection.error
@@ -492,7 +484,7 @@ fn start_login_with_an_unchanged_profile_records_no_profile_update() {
 fn start_login_without_an_active_device_starts_an_enrollment_and_an_activation_login() {
     let mut story = Story::new();
     story.accept(
-        AccountCommand::StartLogin {
+        Call::new(StartLogin {
             user_type: UserType::NonPenyedia,
             user_id: user_id(),
             email: Some(EMAIL.to_owned()),
@@ -500,9 +492,9 @@ fn start_login_without_an_active_device_starts_an_enrollment_and_an_activation_l
             login_id: login(1),
             client_ip: None,
             user_agent: None,
-            enrollment: Some(enrollment(1)),
             approval_number: number(),
-        },
+        })
+        .with_enrollment(Some(enrollment(1))),
         t0() - minutes(30),
     );
     // The first login expired unused: the account is registered but still inactive.
@@ -995,15 +987,15 @@ fn after_disable_a_new_enrollment_can_be_activated() {
     let state = story
         .given()
         .when(
-            AccountCommand::ActivateDevice {
+            Call::new(ActivateDevice {
                 enrollment_id: enrollment(2),
                 code: code_now(&new_secret(), now),
-                secret: opened(enrollment(2), new_secret()),
                 device_id: device(2),
                 device_label: "SPSE Authenticator on the new phone".to_owned(),
                 platform: None,
                 device_token_sha256: OTHER_TOKEN.to_owned(),
-            },
+            })
+            .with_secret(opened(enrollment(2), new_secret())),
             now,
         )
         .then(vec![
@@ -1372,20 +1364,20 @@ fn an_approval_from_an_unrecognised_device_token_is_refused() {
     story
         .given()
         .when(
-            AccountCommand::ApproveOnDevice {
+            Call::new(ApproveOnDevice {
                 login_id: login(2),
                 device_token_sha256: OTHER_TOKEN.to_owned(),
                 code: right,
                 number: Some(number()),
-                secret: first_secret(),
-            },
+            })
+            .with_secret(first_secret()),
             t0(),
         )
         .then_err(DomainError::DeviceNotRecognised);
     story
         .given()
         .when(
-            AccountCommand::DenyOnDevice {
+            DenyOnDevice {
                 login_id: login(2),
                 device_token_sha256: OTHER_TOKEN.to_owned(),
             },
@@ -1770,11 +1762,11 @@ fn disable_needs_a_fresh_code() {
     story
         .given()
         .when(
-            AccountCommand::Disable {
+            Call::new(Disable {
                 login_id: login(2),
                 code: code_now(&secret(), t0()),
-                secret: None,
-            },
+            })
+            .with_secret(None),
             t0(),
         )
         .then_err(DomainError::StalePreparation);
@@ -1851,6 +1843,65 @@ fn after_disable_the_old_device_no_longer_approves() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// What the caller looks up before deciding
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_code_needs_the_secret_of_the_enrollment_it_is_checked_against() {
+    let now = t0() + seconds(5);
+    let qr_shown = awaiting_activation(t0()).state();
+    let code = code_now(&secret(), now);
+    let needs_secret = |state: &Account, call: Call| needs(state, &call.command);
+    let secret_of = |id| Needs {
+        secret: Some(id),
+        enrollment: false,
+    };
+    assert_eq!(
+        needs_secret(&qr_shown, submit(login(1), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&qr_shown, activate(enrollment(1), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    // Nothing to open where the command is refused before any code is checked.
+    assert_eq!(
+        needs_secret(&qr_shown, activate(enrollment(9), code.clone(), None)),
+        Needs::default()
+    );
+    assert_eq!(
+        needs_secret(&qr_shown, submit(login(9), code.clone(), None)),
+        Needs::default()
+    );
+
+    let active = waiting_for_approval().state();
+    assert_eq!(
+        needs_secret(&active, submit(login(2), code.clone(), None)),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&active, approve(login(2), code.clone(), Some(number()))),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(
+        needs_secret(&active, disable(login(2), code.clone())),
+        secret_of(enrollment(1))
+    );
+    assert_eq!(needs_secret(&active, deny(login(2))), Needs::default());
+    assert_eq!(needs_secret(&active, cancel(login(2))), Needs::default());
+}
+
+#[test]
+fn only_a_login_that_will_show_a_qr_code_needs_a_new_enrollment() {
+    let start = start_login(login(4), None).command;
+    assert!(needs(&Account::default(), &start).enrollment);
+    assert!(needs(&awaiting_activation(t0()).state(), &start).enrollment);
+    assert!(!needs(&waiting_for_approval().state(), &start).enrollment);
+    assert!(needs(&disabled_at_t0().state(), &start).enrollment);
+    assert_eq!(needs(&waiting_for_approval().state(), &start).secret, None);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Bounded state
 // ---------------------------------------------------------------------------------------------
 
@@ -1861,11 +1912,11 @@ fn the_state_keeps_at_most_sixteen_decided_logins() {
     for n in 0..200u16 {
         let now = t0() + seconds(30 * i64::from(n));
         let login_id = login(100 + u128::from(n));
-        for command in [
+        for call in [
             start_login(login_id, None),
             approve(login_id, code_now(&secret(), now), Some(number())),
         ] {
-            let events = decide(&state, &command, now, &story.policy).unwrap();
+            let events = call.decide(&state, now, &story.policy).unwrap();
             state = events.iter().fold(state, |s, e| s.evolve(e));
             story.history.extend(events);
         }

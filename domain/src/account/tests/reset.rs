@@ -8,16 +8,16 @@ fn request(n: u128) -> ResetRequestId {
     ResetRequestId(Uuid::from_u128(0xAE5E_7000 + n))
 }
 
-fn ask(n: u128, email: &str) -> AccountCommand {
-    AccountCommand::RequestReset {
+fn ask(n: u128, email: &str) -> RequestReset {
+    RequestReset {
         request_id: request(n),
         email: email.to_owned(),
         client_ip: Some(CLIENT_IP.to_owned()),
     }
 }
 
-fn confirm(n: u128) -> AccountCommand {
-    AccountCommand::ConfirmReset {
+fn confirm(n: u128) -> ConfirmReset {
+    ConfirmReset {
         request_id: request(n),
     }
 }
@@ -154,7 +154,7 @@ fn confirming_removes_the_binding_and_cancels_pending_logins() {
     assert_eq!(account.totp_status, TotpStatus::Inactive);
     assert!(account.device.is_none());
     assert!(
-        needs_enrollment(&account),
+        needs(&account, &start_login(login(3), None).command).enrollment,
         "the next login asks for activation"
     );
 }
@@ -240,7 +240,7 @@ fn an_activation_supersedes_a_pending_link() {
 fn a_helpdesk_reset_supersedes_a_pending_link() {
     let mut story = with_link();
     story.accept(
-        AccountCommand::HelpdeskReset {
+        HelpdeskReset {
             reason: "user lost phone".to_owned(),
             ticket: "HD-1".to_owned(),
         },
@@ -265,7 +265,7 @@ fn the_helpdesk_resets_with_reason_and_ticket_recorded() {
     let account = waiting_for_approval()
         .given()
         .when(
-            AccountCommand::HelpdeskReset {
+            HelpdeskReset {
                 reason: " lost phone ".to_owned(),
                 ticket: "HD-42".to_owned(),
             },
@@ -290,7 +290,7 @@ fn the_helpdesk_resets_with_reason_and_ticket_recorded() {
 #[test]
 fn the_helpdesk_must_give_reason_and_ticket() {
     let story = waiting_for_approval();
-    let reset = |reason: &str, ticket: &str| AccountCommand::HelpdeskReset {
+    let reset = |reason: &str, ticket: &str| HelpdeskReset {
         reason: reason.to_owned(),
         ticket: ticket.to_owned(),
     };
@@ -309,7 +309,7 @@ fn a_helpdesk_reset_of_an_inactive_account_is_refused() {
     disabled_at_t0()
         .given()
         .when(
-            AccountCommand::HelpdeskReset {
+            HelpdeskReset {
                 reason: "r".to_owned(),
                 ticket: "t".to_owned(),
             },
@@ -325,7 +325,7 @@ fn unlock_clears_the_lock_and_the_failure_count() {
     let account = story
         .given()
         .when(
-            AccountCommand::Unlock {
+            Unlock {
                 reason: "verified by phone".to_owned(),
             },
             t0() + minutes(1),
@@ -345,7 +345,7 @@ fn unlock_clears_failures_short_of_a_lock() {
     let account = story
         .given()
         .when(
-            AccountCommand::Unlock {
+            Unlock {
                 reason: "r".to_owned(),
             },
             t0(),
@@ -359,7 +359,7 @@ fn unlocking_an_unlocked_account_is_refused() {
     waiting_for_approval()
         .given()
         .when(
-            AccountCommand::Unlock {
+            Unlock {
                 reason: "r".to_owned(),
             },
             t0(),
@@ -372,7 +372,7 @@ fn mail_outcomes_are_recorded_as_reported() {
     with_link()
         .given()
         .when(
-            AccountCommand::RecordResetEmail {
+            RecordResetEmail {
                 request_id: request(1),
                 outcome: MailOutcome::Failed {
                     attempt: 1,
