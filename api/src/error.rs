@@ -150,11 +150,6 @@ pub fn command_error(error: &CommandError, now: DateTime<Utc>) -> ApiError {
     match error {
         CommandError::Rejected { error, .. } => domain_error(error, now),
         CommandError::Contention => busy(),
-        CommandError::UnknownDevice => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "device_not_recognised",
-            "this device is not the account's active device",
-        ),
         other => ApiError::internal(other),
     }
 }
