@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::logins::parse_code;
 use crate::auth::PortalCaller;
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -49,7 +49,7 @@ type AccountPath = ApiPath<(UserType, UserId)>;
 pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
     let row = accounts::get(&app.db.pool, key)
         .await?
-        .ok_or_else(|| ApiError::not_found("account_not_found", "the account does not exist"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::AccountNotFound, "the account does not exist"))?;
     let device = device_bindings::for_account(&app.db.pool, key).await?;
     Ok(AccountView {
         user_type: row.user_type.clone(),
@@ -99,23 +99,14 @@ pub async fn disable(
     let login_id: LoginId = body
         .login_id
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_request", "login_id is not a login id"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "login_id is not a login id"))?;
     let code = parse_code(&body.code)?;
     let command = AccountCommand::Disable {
         login_id,
         code,
         secret: None,
     };
-    match app
-        .accounts
-        .execute(&key, command, ctx.metadata(caller.actor()))
-        .await
-    {
-        Ok(executed) => {
-            app.succeeded("disable");
-            app.caught_up(executed.position).await;
-            Ok(Json(view(&app, &key).await?))
-        }
-        Err(e) => Err(app.refused("disable", e).await),
-    }
+    app.execute("disable", &key, command, ctx.metadata(caller.actor()))
+        .await?;
+    Ok(Json(view(&app, &key).await?))
 }
