@@ -38,8 +38,6 @@ macro_rules! error_codes {
         }
 
         impl ErrorCode {
-            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
-
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(ErrorCode::$variant => $text,)*

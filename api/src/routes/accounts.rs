@@ -5,7 +5,8 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, UserId, UserType};
-use spse_totp_projections::{accounts, device_bindings};
+use spse_totp_projections::accounts;
+use spse_totp_projections::device_bindings::{self, DeviceRow};
 use utoipa::ToSchema;
 
 use super::logins::parse_code;
@@ -21,6 +22,17 @@ pub struct AccountDevice {
     /// `code` (a standard app, by typed code) or `device` (a push-capable app).
     pub method: String,
     pub activated_at: DateTime<Utc>,
+}
+
+impl From<DeviceRow> for AccountDevice {
+    fn from(d: DeviceRow) -> Self {
+        AccountDevice {
+            label: d.label,
+            platform: d.platform,
+            method: d.method,
+            activated_at: d.activated_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,7 +58,7 @@ pub struct DisableRequest {
 
 type AccountPath = ApiPath<(UserType, UserId)>;
 
-pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
+async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
     let row = accounts::get(&app.db.pool, key)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::AccountNotFound, "the account does not exist"))?;
@@ -55,12 +67,7 @@ pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiEr
         user_type: row.user_type.clone(),
         user_id: row.user_id.clone(),
         totp_status: row.totp_status.clone(),
-        device: device.map(|d| AccountDevice {
-            label: d.label,
-            platform: d.platform,
-            method: d.method,
-            activated_at: d.activated_at,
-        }),
+        device: device.map(AccountDevice::from),
         locked_until: row.locked_at(app.now()),
     })
 }

@@ -110,12 +110,7 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, A
         name: row.name.clone(),
         email: row.email.clone(),
         totp_status: row.totp_status.clone(),
-        device: device.map(|d| AccountDevice {
-            label: d.label,
-            platform: d.platform,
-            method: d.method,
-            activated_at: d.activated_at,
-        }),
+        device: device.map(AccountDevice::from),
         locked_until: row.locked_at(now),
         failed_attempts: row.failed_attempts,
         last_logins: logins

@@ -323,7 +323,7 @@ pub async fn cancel(
     .await
 }
 
-pub fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
+fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
     AccountKey::from_stream_name(&row.stream)
         .ok_or_else(|| ApiError::internal(&format!("login {} names no account", row.login_id)))
 }
