@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::KnownKeys;
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{self, ApiError};
 use crate::housekeeping;
 use crate::metrics::{self, Metrics};
 use crate::routes::{
@@ -219,6 +219,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(system::openapi))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), error::retry_after))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), metrics::track))
         .layer(DefaultBodyLimit::max(max_body))
         // The span names the path only: query strings may carry tokens and never reach a log.

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
 use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::AccountKey;
@@ -16,7 +16,7 @@ use spse_totp_projections::{api_keys, device_bindings};
 use spse_totp_store::Actor;
 use uuid::Uuid;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
@@ -32,8 +32,7 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
 
 fn unauthorized() -> ApiError {
     ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "unauthorized",
+        ErrorCode::Unauthorized,
         "send a valid key as Authorization: Bearer <key>",
     )
 }
@@ -52,8 +51,7 @@ impl ApiCaller {
             Ok(())
         } else {
             Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
+                ErrorCode::Forbidden,
                 format!(
                     "this endpoint needs a {role} key; this key is {}",
                     self.role
@@ -137,8 +135,7 @@ impl FromRequestParts<AppState> for HelpdeskCaller {
                     && !name.chars().any(char::is_control)
             })
             .ok_or_else(|| {
-                ApiError::bad_request(
-                    "operator_required",
+                ApiError::new(ErrorCode::OperatorRequired,
                     format!(
                         "name the operator in the X-Operator header (1 to {OPERATOR_MAX_CHARS} characters)"
                     ),
@@ -241,8 +238,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
     ) -> Result<Self, Self::Rejection> {
         let not_recognised = || {
             ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "device_not_recognised",
+                ErrorCode::DeviceNotRecognised,
                 "this device is not bound to any account",
             )
         };

@@ -1,163 +1,303 @@
 //! The one error shape: `{"error": {"code": "...", "message": "..."}}`, with extra fields where a
-//! client can act on them (`attempts_left`, `locked_until`, `status`). Extractor rejections use
-//! it too, so malformed input never answers in another format. Internals are logged, not returned.
+//! client can act on them (`attempts_left`, `locked_until`, `status`, `field`). Extractor
+//! rejections use it too, so malformed input never answers in another format. Internals are
+//! logged, not returned. [`ErrorBody`] is what is serialised and what the OpenAPI document
+//! describes, so the two cannot drift; every code and its status are listed once, in [`ErrorCode`].
 
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::de::DeserializeOwned;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
+use serde_json::Value;
 use spse_totp_commands::accounts::CommandError;
+use spse_totp_commands::captcha::CaptchaError;
+use spse_totp_commands::vault::VaultError;
 use spse_totp_domain::DomainError;
+use spse_totp_projections::ProjectionError;
+use spse_totp_store::StoreError;
+use utoipa::ToSchema;
+
+use crate::state::AppState;
+
+/// Declares every error code once: its wire name and the status it always answers with. The name
+/// is taken as a `tt`, not a `literal`: utoipa reads a `serde(rename)` only from a plain literal
+/// token, and would otherwise list the variants' Rust names.
+macro_rules! error_codes {
+    ($($variant:ident = $text:tt => $status:ident,)*) => {
+        /// Stable, machine-readable reason of a 4xx or 5xx answer.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+        pub enum ErrorCode {
+            $(#[serde(rename = $text)] $variant,)*
+        }
+
+        impl ErrorCode {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $text,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    // The request itself.
+    MalformedJson = "malformed_json" => BAD_REQUEST,
+    InvalidRequest = "invalid_request" => BAD_REQUEST,
+    InvalidQuery = "invalid_query" => BAD_REQUEST,
+    InvalidCursor = "invalid_cursor" => BAD_REQUEST,
+    InvalidCodeFormat = "invalid_code_format" => BAD_REQUEST,
+    PurposeRequired = "purpose_required" => BAD_REQUEST,
+    OperatorRequired = "operator_required" => BAD_REQUEST,
+    UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
+    PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
+    NotFound = "not_found" => NOT_FOUND,
+    MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
+    // Who calls.
+    Unauthorized = "unauthorized" => UNAUTHORIZED,
+    Forbidden = "forbidden" => FORBIDDEN,
+    DeviceNotRecognised = "device_not_recognised" => UNAUTHORIZED,
+    TooManyRequests = "too_many_requests" => TOO_MANY_REQUESTS,
+    // What the domain refused.
+    AccountNotFound = "account_not_found" => NOT_FOUND,
+    AccountLocked = "account_locked" => LOCKED,
+    NotLocked = "not_locked" => CONFLICT,
+    LoginNotFound = "login_not_found" => NOT_FOUND,
+    LoginNotPending = "login_not_pending" => CONFLICT,
+    LoginExpired = "login_expired" => GONE,
+    InvalidCode = "invalid_code" => UNPROCESSABLE_ENTITY,
+    TotpAlreadyActive = "totp_already_active" => CONFLICT,
+    TotpNotActive = "totp_not_active" => CONFLICT,
+    EnrollmentNotFound = "enrollment_not_found" => NOT_FOUND,
+    EnrollmentExpired = "enrollment_expired" => GONE,
+    WrongStage = "wrong_stage" => CONFLICT,
+    RecentLoginRequired = "recent_login_required" => FORBIDDEN,
+    InvalidToken = "invalid_token" => NOT_FOUND,
+    TokenUsed = "token_used" => GONE,
+    TokenSuperseded = "token_superseded" => GONE,
+    TokenExpired = "token_expired" => GONE,
+    CaptchaInvalid = "captcha_invalid" => UNPROCESSABLE_ENTITY,
+    // The service.
+    Busy = "busy" => SERVICE_UNAVAILABLE,
+    NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+    Internal = "internal" => INTERNAL_SERVER_ERROR,
+}
+
+/// The error shape of every 4xx and 5xx answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    /// For people; may change.
+    pub message: String,
+    /// With `invalid_code`: failures left before the account locks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempts_left: Option<u32>,
+    /// With `account_locked`: when codes are checked again (also in `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_until: Option<String>,
+    /// With `login_not_pending`: the login's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// With `invalid_request`, when one field is missing or empty: its name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// With `not_ready`: what is not ready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<Value>,
+}
+
+/// When a client may try again. A lock's end is an instant on the service's clock, which only
+/// the application state holds: [`retry_after`] turns it into seconds on the way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Seconds(i64),
+    At(DateTime<Utc>),
+}
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    pub details: Map<String, Value>,
-    pub retry_after: Option<i64>,
+    /// Boxed: every fallible handler step returns this, and the happy path should not pay for
+    /// moving the whole body around.
+    pub body: Box<ErrorDetail>,
+    pub retry_after: Option<RetryAfter>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
-            code,
-            message: message.into(),
-            details: Map::new(),
+            status: code.status(),
+            body: Box::new(ErrorDetail {
+                code,
+                message: message.into(),
+                attempts_left: None,
+                locked_until: None,
+                status: None,
+                field: None,
+                detail: None,
+            }),
             retry_after: None,
         }
     }
 
-    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.details.insert(key.to_owned(), value.into());
+    pub fn code(&self) -> ErrorCode {
+        self.body.code
+    }
+
+    /// Names the one field that is missing or empty.
+    pub fn field(mut self, field: &str) -> Self {
+        self.body.field = Some(field.to_owned());
         self
     }
 
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, code, message)
+    pub fn detail(mut self, detail: Value) -> Self {
+        self.body.detail = Some(detail);
+        self
     }
 
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, code, message)
+    pub fn retry_after_seconds(mut self, seconds: i64) -> Self {
+        self.retry_after = Some(RetryAfter::Seconds(seconds));
+        self
     }
 
     /// A failure the client cannot fix: logged in full here, answered without detail.
     pub fn internal(error: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %error, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; it has been logged",
-        )
+        Self::new(ErrorCode::Internal, "internal error; it has been logged")
     }
 
-    pub fn locked(until: DateTime<Utc>, now: DateTime<Utc>) -> Self {
+    fn locked(until: DateTime<Utc>) -> Self {
         let mut e = Self::new(
-            StatusCode::LOCKED,
-            "account_locked",
+            ErrorCode::AccountLocked,
             "the account is locked after too many failed attempts",
-        )
-        .with(
-            "locked_until",
-            until.to_rfc3339_opts(SecondsFormat::AutoSi, true),
         );
-        e.retry_after = Some((until - now).num_seconds().max(1));
+        e.body.locked_until = Some(until.to_rfc3339_opts(SecondsFormat::AutoSi, true));
+        e.retry_after = Some(RetryAfter::At(until));
         e
+    }
+
+    fn busy() -> Self {
+        Self::new(ErrorCode::Busy, "the account is busy; try again").retry_after_seconds(1)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = Map::new();
-        body.insert("code".to_owned(), json!(self.code));
-        body.insert("message".to_owned(), json!(self.message));
-        body.extend(self.details);
-        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
-        if let Some(seconds) = self.retry_after {
-            if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
-                response.headers_mut().insert(header::RETRY_AFTER, value);
+        let mut response = (self.status, Json(ErrorBody { error: *self.body })).into_response();
+        match self.retry_after {
+            Some(RetryAfter::Seconds(seconds)) => set_retry_after(&mut response, seconds),
+            Some(RetryAfter::At(at)) => {
+                response.extensions_mut().insert(RetryAfter::At(at));
             }
+            None => {}
         }
         response
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        ApiError::internal(&e)
+fn set_retry_after(response: &mut Response, seconds: i64) {
+    if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
 }
 
-/// Maps a refusal to its status: 4xx for what the user or the portal can act on.
-pub fn domain_error(error: &DomainError, now: DateTime<Utc>) -> ApiError {
-    use StatusCode as S;
-    let message = error.to_string();
-    match error {
-        DomainError::AccountNotFound => ApiError::new(S::NOT_FOUND, "account_not_found", message),
-        DomainError::AccountLocked { until } => ApiError::locked(*until, now),
-        DomainError::LoginNotFound => ApiError::new(S::NOT_FOUND, "login_not_found", message),
-        DomainError::LoginNotPending { status } => {
-            ApiError::new(S::CONFLICT, "login_not_pending", message).with("status", status.as_str())
+/// Turns a refusal's "try again at" into `Retry-After` seconds by the service's clock, so the
+/// header and `locked_until` agree even when tests move time.
+pub async fn retry_after(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if let Some(RetryAfter::At(at)) = response.extensions_mut().remove::<RetryAfter>() {
+        set_retry_after(&mut response, (at - app.now()).num_seconds().max(1));
+    }
+    response
+}
+
+/// Maps a refusal to its answer: 4xx for what the user or the portal can act on.
+impl From<DomainError> for ApiError {
+    fn from(error: DomainError) -> Self {
+        use ErrorCode as C;
+        let message = error.to_string();
+        match error {
+            DomainError::AccountNotFound => ApiError::new(C::AccountNotFound, message),
+            DomainError::AccountLocked { until } => ApiError::locked(until),
+            DomainError::LoginNotFound => ApiError::new(C::LoginNotFound, message),
+            DomainError::LoginNotPending { status } => {
+                let mut e = ApiError::new(C::LoginNotPending, message);
+                e.body.status = Some(status.as_str().to_owned());
+                e
+            }
+            DomainError::LoginExpired => ApiError::new(C::LoginExpired, message),
+            DomainError::InvalidCode { attempts_left } => {
+                let mut e = ApiError::new(C::InvalidCode, message);
+                e.body.attempts_left = Some(attempts_left);
+                e
+            }
+            DomainError::AlreadyActive => ApiError::new(C::TotpAlreadyActive, message),
+            DomainError::NotActive => ApiError::new(C::TotpNotActive, message),
+            DomainError::EnrollmentNotFound => ApiError::new(C::EnrollmentNotFound, message),
+            DomainError::EnrollmentExpired => ApiError::new(C::EnrollmentExpired, message),
+            DomainError::DeviceNotRecognised => ApiError::new(C::DeviceNotRecognised, message),
+            DomainError::WrongStage { .. } => ApiError::new(C::WrongStage, message),
+            DomainError::RecentLoginRequired { .. } => {
+                ApiError::new(C::RecentLoginRequired, message)
+            }
+            DomainError::ResetLinkUnknown => ApiError::new(C::InvalidToken, message),
+            DomainError::ResetLinkUsed => ApiError::new(C::TokenUsed, message),
+            DomainError::ResetLinkSuperseded => ApiError::new(C::TokenSuperseded, message),
+            DomainError::ResetLinkExpired => ApiError::new(C::TokenExpired, message),
+            DomainError::NotLocked => ApiError::new(C::NotLocked, message),
+            DomainError::Required(field) => ApiError::new(C::InvalidRequest, message).field(field),
+            DomainError::StalePreparation => ApiError::busy(),
         }
-        DomainError::LoginExpired => ApiError::new(S::GONE, "login_expired", message),
-        DomainError::InvalidCode { attempts_left } => {
-            ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_code", message)
-                .with("attempts_left", *attempts_left)
-        }
-        DomainError::AlreadyActive => ApiError::new(S::CONFLICT, "totp_already_active", message),
-        DomainError::NotActive => ApiError::new(S::CONFLICT, "totp_not_active", message),
-        DomainError::EnrollmentNotFound => {
-            ApiError::new(S::NOT_FOUND, "enrollment_not_found", message)
-        }
-        DomainError::EnrollmentExpired => ApiError::new(S::GONE, "enrollment_expired", message),
-        DomainError::DeviceNotRecognised => {
-            ApiError::new(S::UNAUTHORIZED, "device_not_recognised", message)
-        }
-        DomainError::WrongStage { .. } => ApiError::new(S::CONFLICT, "wrong_stage", message),
-        DomainError::RecentLoginRequired { .. } => {
-            ApiError::new(S::FORBIDDEN, "recent_login_required", message)
-        }
-        DomainError::ResetLinkUnknown => ApiError::new(S::NOT_FOUND, "invalid_token", message),
-        DomainError::ResetLinkUsed => ApiError::new(S::GONE, "token_used", message),
-        DomainError::ResetLinkSuperseded => ApiError::new(S::GONE, "token_superseded", message),
-        DomainError::ResetLinkExpired => ApiError::new(S::GONE, "token_expired", message),
-        DomainError::NotLocked => ApiError::new(S::CONFLICT, "not_locked", message),
-        DomainError::Required(field) => {
-            ApiError::bad_request("invalid_request", message).with("field", *field)
-        }
-        DomainError::StalePreparation => busy(),
     }
 }
 
-fn busy() -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the account is busy; try again",
-    );
-    e.retry_after = Some(1);
-    e
-}
-
-pub fn command_error(error: &CommandError, now: DateTime<Utc>) -> ApiError {
-    match error {
-        CommandError::Rejected { error, .. } => domain_error(error, now),
-        CommandError::Contention => busy(),
-        CommandError::UnknownDevice => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "device_not_recognised",
-            "this device is not the account's active device",
-        ),
-        other => ApiError::internal(other),
+impl From<CommandError> for ApiError {
+    fn from(error: CommandError) -> Self {
+        match error {
+            CommandError::Rejected { error, .. } => error.into(),
+            CommandError::Contention => ApiError::busy(),
+            other => ApiError::internal(&other),
+        }
     }
 }
+
+/// Failures of the service's own parts: nothing the client can fix.
+macro_rules! internal_from {
+    ($($error:ty),*) => {
+        $(impl From<$error> for ApiError {
+            fn from(error: $error) -> Self {
+                ApiError::internal(&error)
+            }
+        })*
+    };
+}
+
+internal_from!(
+    StoreError,
+    VaultError,
+    CaptchaError,
+    ProjectionError,
+    sqlx::Error
+);
 
 /// `Json` with this service's error shape for every rejection.
 pub struct ApiJson<T>(pub T);
@@ -186,28 +326,29 @@ where
             .unwrap_or(false);
         if !is_json {
             return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "send the body as Content-Type: application/json",
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the body is larger than this service accepts",
                 )
             } else {
-                ApiError::bad_request("invalid_request", rejection.body_text())
+                ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
             }
         })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            ApiError::new(
+                ErrorCode::MalformedJson,
+                format!("the body is not valid JSON: {e}"),
+            )
         })?;
         serde_json::from_value(value).map(ApiJson).map_err(|e| {
-            ApiError::bad_request(
-                "invalid_request",
+            ApiError::new(
+                ErrorCode::InvalidRequest,
                 format!("the body does not fit this endpoint: {e}"),
             )
         })
@@ -228,7 +369,7 @@ where
         match axum::extract::Path::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Path(value)) => Ok(ApiPath(value)),
             Err(PathRejection::FailedToDeserializePathParams(e)) => {
-                Err(ApiError::not_found("not_found", e.body_text()))
+                Err(ApiError::new(ErrorCode::NotFound, e.body_text()))
             }
             Err(other) => Err(ApiError::internal(&other.body_text())),
         }
@@ -248,9 +389,9 @@ where
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
             Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
-                Err(ApiError::bad_request("invalid_query", e.body_text()))
+                Err(ApiError::new(ErrorCode::InvalidQuery, e.body_text()))
             }
-            Err(other) => Err(ApiError::bad_request("invalid_query", other.body_text())),
+            Err(other) => Err(ApiError::new(ErrorCode::InvalidQuery, other.body_text())),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What every handler shares, and the steps most of them take: check a role, build the event
 //! metadata, run a command, wait until the projections show it.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,17 +10,20 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
-use spse_totp_commands::accounts::{AccountService, CommandError};
+use spse_totp_commands::accounts::{
+    AccountService, ActivatedDevice, CommandError, Executed, StartedLogin,
+};
 use spse_totp_commands::captcha::Captchas;
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::Clock;
+use spse_totp_domain::{AccountCommand, AccountKey};
 use spse_totp_projections::ProjectionRunner;
 use spse_totp_store::{Actor, Database, EventMetadata};
 
 use crate::auth::KnownKeys;
 use crate::config::Config;
-use crate::error::{command_error, ApiError};
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 
 /// How long a handler waits for the projections to show its own write before answering anyway.
@@ -61,18 +65,45 @@ impl Services {
         }
     }
 
-    /// Maps a command's failure to its answer, counting it, and waits for anything the refusal
-    /// recorded (a counted failure) to be visible too.
-    pub async fn refused(&self, command: &'static str, error: CommandError) -> ApiError {
-        if let CommandError::Rejected { position, .. } = &error {
-            self.caught_up(*position).await;
+    /// Runs a command through the account service and settles it the way every route must:
+    /// counts the outcome under `name`, waits until the projections show what it wrote (a
+    /// refusal's recorded failure too), and maps a failure to its answer. The caller builds the
+    /// response from what it returns.
+    pub async fn command<T: Written>(
+        &self,
+        name: &'static str,
+        run: impl Future<Output = Result<T, CommandError>>,
+    ) -> Result<T, ApiError> {
+        match run.await {
+            Ok(done) => {
+                self.succeeded(name);
+                self.caught_up(done.position()).await;
+                Ok(done)
+            }
+            Err(error) => {
+                if let CommandError::Rejected { position, .. } = &error {
+                    self.caught_up(*position).await;
+                }
+                let answer = ApiError::from(error);
+                self.metrics
+                    .commands
+                    .with_label_values(&[name, answer.code().as_str()])
+                    .inc();
+                Err(answer)
+            }
         }
-        let api_error = command_error(&error, self.now());
-        self.metrics
-            .commands
-            .with_label_values(&[command, api_error.code])
-            .inc();
-        api_error
+    }
+
+    /// [`Services::command`] for an [`AccountCommand`] on one account.
+    pub async fn execute(
+        &self,
+        name: &'static str,
+        key: &AccountKey,
+        command: AccountCommand,
+        metadata: EventMetadata,
+    ) -> Result<Executed, ApiError> {
+        self.command(name, self.accounts.execute(key, command, metadata))
+            .await
     }
 
     pub fn succeeded(&self, command: &'static str) {
@@ -80,6 +111,29 @@ impl Services {
             .commands
             .with_label_values(&[command, "ok"])
             .inc();
+    }
+}
+
+/// What a command wrote: the log position a read must wait for to see it.
+pub trait Written {
+    fn position(&self) -> Option<u64>;
+}
+
+impl Written for Executed {
+    fn position(&self) -> Option<u64> {
+        self.position
+    }
+}
+
+impl Written for StartedLogin {
+    fn position(&self) -> Option<u64> {
+        self.position
+    }
+}
+
+impl Written for ActivatedDevice {
+    fn position(&self) -> Option<u64> {
+        self.position
     }
 }
 

@@ -52,8 +52,6 @@ pub enum CommandError {
     },
     #[error("the account is busy; try again")]
     Contention,
-    #[error("the device token is not valid")]
-    UnknownDevice,
     #[error("the vault has no secret for enrollment {0}")]
     SecretMissing(EnrollmentId),
     #[error("stored event in {stream} does not decode: {reason}")]
@@ -64,15 +62,6 @@ pub enum CommandError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Enrollment(#[from] EnrollmentError),
-}
-
-impl CommandError {
-    pub fn domain(&self) -> Option<&DomainError> {
-        match self {
-            CommandError::Rejected { error, .. } => Some(error),
-            _ => None,
-        }
-    }
 }
 
 #[derive(Debug, Clone)]

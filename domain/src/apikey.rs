@@ -51,6 +51,14 @@ impl FromStr for Role {
     }
 }
 
+/// So a stored role reads straight into a row struct.
+impl TryFrom<String> for Role {
+    type Error = UnknownRole;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data")]
 pub enum ApiKeyEvent {

@@ -9,7 +9,7 @@ use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::{from_db, to_db};
+use crate::time::{to_db, MaybeMicros, Micros};
 
 pub struct AccountsProjector;
 
@@ -92,7 +92,7 @@ impl Projector for AccountsProjector {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AccountRow {
     pub user_type: String,
     pub user_id: String,
@@ -100,7 +100,9 @@ pub struct AccountRow {
     pub name: Option<String>,
     pub totp_status: String,
     pub failed_attempts: i64,
+    #[sqlx(try_from = "MaybeMicros")]
     pub locked_until: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "Micros")]
     pub registered_at: DateTime<Utc>,
 }
 
@@ -111,44 +113,12 @@ impl AccountRow {
     }
 }
 
-type Row = (
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    i64,
-    Option<i64>,
-    i64,
-);
-
 pub async fn get(pool: &AnyPool, key: &AccountKey) -> Result<Option<AccountRow>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(
+    sqlx::query_as(
         "SELECT user_type, user_id, email, name, totp_status, failed_attempts, locked_until, registered_at \
          FROM accounts WHERE stream = $1",
     )
     .bind(key.stream_name())
     .fetch_optional(pool)
-    .await?;
-    Ok(row.map(
-        |(
-            user_type,
-            user_id,
-            email,
-            name,
-            totp_status,
-            failed_attempts,
-            locked_until,
-            registered_at,
-        )| AccountRow {
-            user_type,
-            user_id,
-            email,
-            name,
-            totp_status,
-            failed_attempts,
-            locked_until: locked_until.map(from_db),
-            registered_at: from_db(registered_at),
-        },
-    ))
+    .await
 }

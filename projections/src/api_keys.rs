@@ -44,24 +44,23 @@ impl Projector for ApiKeysProjector {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ApiKeyRow {
+    #[sqlx(try_from = "String")]
     pub key_id: Uuid,
     pub name: String,
+    #[sqlx(try_from = "String")]
     pub role: Role,
 }
 
 pub async fn by_digest(pool: &AnyPool, key_sha256: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-    let row: Option<(String, String, String)> =
-        sqlx::query_as("SELECT key_id, name, role FROM api_keys WHERE key_sha256 = $1")
-            .bind(key_sha256)
-            .fetch_optional(pool)
-            .await?;
-    Ok(row.and_then(|(key_id, name, role)| {
-        Some(ApiKeyRow {
-            key_id: key_id.parse().ok()?,
-            name,
-            role: role.parse().ok()?,
-        })
-    }))
+    match sqlx::query_as("SELECT key_id, name, role FROM api_keys WHERE key_sha256 = $1")
+        .bind(key_sha256)
+        .fetch_optional(pool)
+        .await
+    {
+        // A row that does not read as a key authorises nobody, as an absent one.
+        Err(sqlx::Error::ColumnDecode { .. }) => Ok(None),
+        answer => answer,
+    }
 }

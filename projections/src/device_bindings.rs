@@ -9,7 +9,7 @@ use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::{from_db, to_db};
+use crate::time::{to_db, Micros};
 
 pub struct DeviceBindingsProjector;
 
@@ -61,28 +61,15 @@ impl Projector for DeviceBindingsProjector {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DeviceRow {
     pub stream: String,
     pub device_id: String,
     pub label: String,
     pub platform: Option<String>,
     pub method: String,
+    #[sqlx(try_from = "Micros")]
     pub activated_at: DateTime<Utc>,
-}
-
-type Row = (String, String, String, Option<String>, String, i64);
-
-fn row(r: Row) -> DeviceRow {
-    let (stream, device_id, label, platform, method, activated_at) = r;
-    DeviceRow {
-        stream,
-        device_id,
-        label,
-        platform,
-        method,
-        activated_at: from_db(activated_at),
-    }
 }
 
 const COLUMNS: &str =
@@ -92,11 +79,10 @@ pub async fn for_account(
     pool: &AnyPool,
     key: &AccountKey,
 ) -> Result<Option<DeviceRow>, sqlx::Error> {
-    let r: Option<Row> = sqlx::query_as(&format!("{COLUMNS} WHERE stream = $1"))
+    sqlx::query_as(&format!("{COLUMNS} WHERE stream = $1"))
         .bind(key.stream_name())
         .fetch_optional(pool)
-        .await?;
-    Ok(r.map(row))
+        .await
 }
 
 /// The device a token was issued to, by the token's SHA-256.
@@ -104,9 +90,8 @@ pub async fn by_token(
     pool: &AnyPool,
     token_sha256: &str,
 ) -> Result<Option<DeviceRow>, sqlx::Error> {
-    let r: Option<Row> = sqlx::query_as(&format!("{COLUMNS} WHERE token_sha256 = $1"))
+    sqlx::query_as(&format!("{COLUMNS} WHERE token_sha256 = $1"))
         .bind(token_sha256)
         .fetch_optional(pool)
-        .await?;
-    Ok(r.map(row))
+        .await
 }

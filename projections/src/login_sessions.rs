@@ -11,7 +11,7 @@ use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::{from_db, to_db};
+use crate::time::{to_db, MaybeMicros, Micros};
 
 pub struct LoginSessionsProjector;
 
@@ -79,7 +79,7 @@ fn decided(
     )
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct LoginRow {
     pub login_id: String,
     pub stream: String,
@@ -90,8 +90,11 @@ pub struct LoginRow {
     pub approval_number: Option<i64>,
     pub client_ip: Option<String>,
     pub user_agent: Option<String>,
+    #[sqlx(try_from = "Micros")]
     pub started_at: DateTime<Utc>,
+    #[sqlx(try_from = "Micros")]
     pub expires_at: DateTime<Utc>,
+    #[sqlx(try_from = "MaybeMicros")]
     pub decided_at: Option<DateTime<Utc>>,
     pub method: Option<String>,
 }
@@ -123,65 +126,15 @@ impl LoginRow {
     }
 }
 
-type Row = (
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    i64,
-    i64,
-    Option<i64>,
-    Option<String>,
-);
-
 const COLUMNS: &str =
     "SELECT login_id, stream, user_type, user_id, stage, status, approval_number, client_ip, \
      user_agent, started_at, expires_at, decided_at, method FROM login_sessions";
 
-fn row(r: Row) -> LoginRow {
-    let (
-        login_id,
-        stream,
-        user_type,
-        user_id,
-        stage,
-        status,
-        approval_number,
-        client_ip,
-        user_agent,
-        started_at,
-        expires_at,
-        decided_at,
-        method,
-    ) = r;
-    LoginRow {
-        login_id,
-        stream,
-        user_type,
-        user_id,
-        stage,
-        status,
-        approval_number,
-        client_ip,
-        user_agent,
-        started_at: from_db(started_at),
-        expires_at: from_db(expires_at),
-        decided_at: decided_at.map(from_db),
-        method,
-    }
-}
-
 pub async fn get(pool: &AnyPool, login_id: LoginId) -> Result<Option<LoginRow>, sqlx::Error> {
-    let r: Option<Row> = sqlx::query_as(&format!("{COLUMNS} WHERE login_id = $1"))
+    sqlx::query_as(&format!("{COLUMNS} WHERE login_id = $1"))
         .bind(login_id.to_string())
         .fetch_optional(pool)
-        .await?;
-    Ok(r.map(row))
+        .await
 }
 
 /// Logins of an account still waiting for its device at `now`, oldest first.
@@ -190,14 +143,13 @@ pub async fn pending_approvals(
     stream: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LoginRow>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "{COLUMNS} WHERE stream = $1 AND status = 'awaiting_approval' AND expires_at > $2 ORDER BY started_at"
     ))
     .bind(stream)
     .bind(to_db(now))
     .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(row).collect())
+    .await
 }
 
 /// Accounts with a pending login past its time: what the expiry sweep visits.
@@ -218,13 +170,12 @@ pub async fn streams_with_overdue(
 
 /// Every login of an account, oldest first: for the subject export.
 pub async fn for_account(pool: &AnyPool, stream: &str) -> Result<Vec<LoginRow>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "{COLUMNS} WHERE stream = $1 ORDER BY started_at, login_id"
     ))
     .bind(stream)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(row).collect())
+    .await
 }
 
 /// An account's most recent logins, newest first: what the helpdesk sees as "last logins".
@@ -233,12 +184,11 @@ pub async fn recent_for_account(
     stream: &str,
     limit: i64,
 ) -> Result<Vec<LoginRow>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "{COLUMNS} WHERE stream = $1 ORDER BY started_at DESC, login_id DESC LIMIT $2"
     ))
     .bind(stream)
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(row).collect())
+    .await
 }

@@ -12,7 +12,7 @@ use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::{from_db, to_db};
+use crate::time::{to_db, MaybeMicros, Micros};
 
 pub struct ResetRequestsProjector;
 
@@ -103,20 +103,24 @@ impl Projector for ResetRequestsProjector {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ResetRequestRow {
     pub request_id: String,
     pub email: String,
     pub client_ip: Option<String>,
+    #[sqlx(try_from = "Micros")]
     pub requested_at: DateTime<Utc>,
+    #[sqlx(try_from = "Micros")]
     pub expires_at: DateTime<Utc>,
     /// `pending`, `used` or `superseded`.
     pub status: String,
+    #[sqlx(try_from = "MaybeMicros")]
     pub decided_at: Option<DateTime<Utc>>,
     /// `queued`, `sent`, `retrying` or `failed`.
     pub email_status: String,
     pub email_attempts: i64,
     pub email_error: Option<String>,
+    #[sqlx(try_from = "MaybeMicros")]
     pub email_at: Option<DateTime<Utc>>,
 }
 
@@ -131,52 +135,9 @@ impl ResetRequestRow {
     }
 }
 
-type Row = (
-    String,
-    String,
-    Option<String>,
-    i64,
-    i64,
-    String,
-    Option<i64>,
-    String,
-    i64,
-    Option<String>,
-    Option<i64>,
-);
-
 const COLUMNS: &str =
     "SELECT request_id, email, client_ip, requested_at, expires_at, status, decided_at, \
      email_status, email_attempts, email_error, email_at FROM reset_requests";
-
-fn row(r: Row) -> ResetRequestRow {
-    let (
-        request_id,
-        email,
-        client_ip,
-        requested_at,
-        expires_at,
-        status,
-        decided_at,
-        email_status,
-        email_attempts,
-        email_error,
-        email_at,
-    ) = r;
-    ResetRequestRow {
-        request_id,
-        email,
-        client_ip,
-        requested_at: from_db(requested_at),
-        expires_at: from_db(expires_at),
-        status,
-        decided_at: decided_at.map(from_db),
-        email_status,
-        email_attempts,
-        email_error,
-        email_at: email_at.map(from_db),
-    }
-}
 
 /// An account's most recent reset requests, newest first.
 pub async fn recent_for_account(
@@ -184,14 +145,13 @@ pub async fn recent_for_account(
     key: &AccountKey,
     limit: i64,
 ) -> Result<Vec<ResetRequestRow>, sqlx::Error> {
-    let rows: Vec<Row> = sqlx::query_as(&format!(
+    sqlx::query_as(&format!(
         "{COLUMNS} WHERE stream = $1 ORDER BY requested_at DESC, request_id DESC LIMIT $2"
     ))
     .bind(key.stream_name())
     .bind(limit)
     .fetch_all(pool)
-    .await?;
-    Ok(rows.into_iter().map(row).collect())
+    .await
 }
 
 /// The account a reset request belongs to.

@@ -1252,3 +1252,137 @@ async fn json_error_code_depends_on_syntax_not_on_the_first_deserialisation_erro
     }
     assert_eq!(head(&server).await, before);
 }
+
+/// The schema a `$ref` in the OpenAPI document points to.
+fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+    match schema["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("a component reference: {reference}"));
+            &doc["components"]["schemas"][name]
+        }
+        None => schema,
+    }
+}
+
+fn names(value: &Value) -> std::collections::BTreeSet<String> {
+    match value {
+        Value::Object(map) => map.keys().cloned().collect(),
+        Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().expect("a name").to_owned())
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
+/// What the served OpenAPI document says an error answer holds is what error answers hold: every
+/// field an answer carries is documented, every documented field is carried by some answer (one
+/// per optional field is provoked here), the required ones always are, and every code is listed.
+#[tokio::test]
+async fn the_documented_error_schema_is_what_error_answers_carry() {
+    let server = TestServer::start().await;
+    let (status, doc) = server.call(Method::GET, "/openapi.json", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let body_schema = &doc["components"]["schemas"]["ErrorBody"];
+    assert_eq!(
+        names(&body_schema["properties"]),
+        ["error".to_owned()].into(),
+        "{body_schema}"
+    );
+    let detail = resolve(&doc, &body_schema["properties"]["error"]);
+    let documented = names(&detail["properties"]);
+    let required = names(&detail["required"]);
+    let codes = names(&resolve(&doc, &detail["properties"]["code"])["enum"]);
+    assert!(
+        required.contains("code") && required.contains("message"),
+        "{detail}"
+    );
+
+    let mut answers = Vec::new();
+    // code and message only.
+    answers.push((
+        "not_found",
+        server.get("/v1/nowhere", &server.portal_key).await,
+    ));
+    // attempts_left, then locked_until.
+    let (phone, login_id, _) = pending_approval(&server).await;
+    let code_path = format!("/v1/logins/{login_id}/code");
+    let mut locked = false;
+    for _ in 0..10 {
+        let answer = server
+            .post(
+                &code_path,
+                &server.portal_key,
+                json!({"code": wrong_code(&phone, server.now())}),
+            )
+            .await;
+        locked = answer.1["error"]["code"] == "account_locked";
+        let expected = if locked {
+            "account_locked"
+        } else {
+            "invalid_code"
+        };
+        answers.push((expected, answer));
+        if locked {
+            break;
+        }
+    }
+    assert!(locked, "wrong codes lock the account");
+    // status.
+    server.advance(Duration::hours(2));
+    let (_, login) = server.start_login("penyedia", "vendor1").await;
+    let login_id = login["login_id"].as_str().expect("a login").to_owned();
+    let cancel = format!("/v1/logins/{login_id}/cancel");
+    let (status, _) = server.post(&cancel, &server.portal_key, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    answers.push((
+        "login_not_pending",
+        server.post(&cancel, &server.portal_key, json!({})).await,
+    ));
+    // field.
+    let response = server
+        .client
+        .post(server.url("/v1/helpdesk/accounts/penyedia/vendor1/unlock"))
+        .bearer_auth(&server.helpdesk_key)
+        .header("x-operator", "Budi")
+        .json(&json!({"reason": "  "}))
+        .send()
+        .await
+        .expect("answered");
+    let status = response.status();
+    answers.push((
+        "invalid_request",
+        (status, response.json::<Value>().await.expect("JSON")),
+    ));
+    // detail: the database gone.
+    server.services.db.pool.close().await;
+    answers.push((
+        "not_ready",
+        server.call(Method::GET, "/readyz", None, None).await,
+    ));
+
+    let mut carried = std::collections::BTreeSet::new();
+    for (expected, (status, body)) in &answers {
+        assert!(
+            status.is_client_error() || status.is_server_error(),
+            "{body}"
+        );
+        assert_eq!(body["error"]["code"], *expected, "{status} {body}");
+        assert_eq!(names(body), ["error".to_owned()].into(), "{body}");
+        let fields = names(&body["error"]);
+        assert!(
+            fields.is_subset(&documented),
+            "{body} carries fields the schema does not document: {documented:?}"
+        );
+        assert!(required.is_subset(&fields), "{body} lacks {required:?}");
+        let code = body["error"]["code"].as_str().expect("a code");
+        assert!(codes.contains(code), "{code} is not in {codes:?}");
+        carried.extend(fields);
+    }
+    assert_eq!(
+        carried, documented,
+        "every documented field is carried by some answer"
+    );
+}

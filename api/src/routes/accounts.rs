@@ -6,12 +6,13 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_domain::account::Disable;
 use spse_totp_domain::{AccountCommand, AccountKey, LoginId, UserId, UserType};
-use spse_totp_projections::{accounts, device_bindings};
+use spse_totp_projections::accounts;
+use spse_totp_projections::device_bindings::{self, DeviceRow};
 use utoipa::ToSchema;
 
 use super::logins::parse_code;
 use crate::auth::PortalCaller;
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -22,6 +23,17 @@ pub struct AccountDevice {
     /// `code` (a standard app, by typed code) or `device` (a push-capable app).
     pub method: String,
     pub activated_at: DateTime<Utc>,
+}
+
+impl From<DeviceRow> for AccountDevice {
+    fn from(d: DeviceRow) -> Self {
+        AccountDevice {
+            label: d.label,
+            platform: d.platform,
+            method: d.method,
+            activated_at: d.activated_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,21 +59,16 @@ pub struct DisableRequest {
 
 type AccountPath = ApiPath<(UserType, UserId)>;
 
-pub async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
+async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError> {
     let row = accounts::get(&app.db.pool, key)
         .await?
-        .ok_or_else(|| ApiError::not_found("account_not_found", "the account does not exist"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::AccountNotFound, "the account does not exist"))?;
     let device = device_bindings::for_account(&app.db.pool, key).await?;
     Ok(AccountView {
         user_type: row.user_type.clone(),
         user_id: row.user_id.clone(),
         totp_status: row.totp_status.clone(),
-        device: device.map(|d| AccountDevice {
-            label: d.label,
-            platform: d.platform,
-            method: d.method,
-            activated_at: d.activated_at,
-        }),
+        device: device.map(AccountDevice::from),
         locked_until: row.locked_at(app.now()),
     })
 }
@@ -100,19 +107,10 @@ pub async fn disable(
     let login_id: LoginId = body
         .login_id
         .parse()
-        .map_err(|_| ApiError::bad_request("invalid_request", "login_id is not a login id"))?;
+        .map_err(|_| ApiError::new(ErrorCode::InvalidRequest, "login_id is not a login id"))?;
     let code = parse_code(&body.code)?;
     let command = AccountCommand::Disable(Disable { login_id, code });
-    match app
-        .accounts
-        .execute(&key, command, ctx.metadata(caller.actor()))
-        .await
-    {
-        Ok(executed) => {
-            app.succeeded("disable");
-            app.caught_up(executed.position).await;
-            Ok(Json(view(&app, &key).await?))
-        }
-        Err(e) => Err(app.refused("disable", e).await),
-    }
+    app.execute("disable", &key, command, ctx.metadata(caller.actor()))
+        .await?;
+    Ok(Json(view(&app, &key).await?))
 }

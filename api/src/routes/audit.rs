@@ -22,7 +22,7 @@ use spse_totp_store::{Actor, RecordedEvent};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{ApiCaller, HelpdeskCaller};
-use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 const DEFAULT_PAGE: usize = 50;
@@ -42,8 +42,7 @@ pub(crate) fn purpose(raw: Option<&str>) -> Result<String, ApiError> {
         })
         .map(str::to_owned)
         .ok_or_else(|| {
-            ApiError::bad_request(
-                "purpose_required",
+            ApiError::new(ErrorCode::PurposeRequired,
                 format!(
                     "say why you read this in the purpose parameter (1 to {PURPOSE_MAX_CHARS} characters, e.g. a ticket number)"
                 ),
@@ -55,8 +54,8 @@ fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be between 1 and {MAX_PAGE}"),
         )),
     }
@@ -79,14 +78,17 @@ fn decode_cursor(tag: char, cursor: Option<&str>) -> Result<Option<u64>, ApiErro
         .and_then(|text| text.strip_prefix(tag).and_then(|n| n.parse::<u64>().ok()))
         .map(Some)
         .ok_or_else(|| {
-            ApiError::bad_request("invalid_cursor", "cursor is not one this endpoint returned")
+            ApiError::new(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this endpoint returned",
+            )
         })
 }
 
 fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result<(), ApiError> {
     match (from, to) {
-        (Some(from), Some(to)) if from > to => Err(ApiError::bad_request(
-            "invalid_query",
+        (Some(from), Some(to)) if from > to => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             "from must not be after to",
         )),
         _ => Ok(()),
@@ -96,8 +98,8 @@ fn check_range(from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Result
 fn event_type_filter(value: Option<String>) -> Result<Option<String>, ApiError> {
     match value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()) {
         Some(v) if v.len() > 64 || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
-            Err(ApiError::bad_request(
-                "invalid_query",
+            Err(ApiError::new(
+                ErrorCode::InvalidQuery,
                 "type must be an event type such as LoginApproved",
             ))
         }
@@ -113,9 +115,7 @@ pub(crate) async fn record(
     actor: Actor,
     read: AccessEvent,
 ) -> Result<u64, ApiError> {
-    audit::record_read(app.db.events.as_ref(), read, ctx.metadata(actor), app.now())
-        .await
-        .map_err(|e| ApiError::internal(&e))
+    Ok(audit::record_read(app.db.events.as_ref(), read, ctx.metadata(actor), app.now()).await?)
 }
 
 pub(crate) fn account_read(key: &AccountKey, endpoint: &str, purpose: String) -> AccessEvent {
@@ -134,15 +134,10 @@ fn auditor(caller: &ApiCaller) -> Result<Actor, ApiError> {
 
 async fn existing_account(app: &AppState, key: &AccountKey) -> Result<String, ApiError> {
     let stream = key.stream_name();
-    let version = app
-        .db
-        .events
-        .stream_version(&stream)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let version = app.db.events.stream_version(&stream).await?;
     if version == 0 {
-        return Err(ApiError::not_found(
-            "account_not_found",
+        return Err(ApiError::new(
+            ErrorCode::AccountNotFound,
             "no event has been recorded for this account",
         ));
     }
@@ -270,9 +265,7 @@ pub async fn history(
     record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     // One more than asked tells whether a next page exists without another query.
-    let mut events = audit::history_page(app.db.log_source(), &stream, &filter, limit + 1)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let mut events = audit::history_page(app.db.log_source(), &stream, &filter, limit + 1).await?;
     let next_cursor = (events.len() > limit).then(|| {
         events.truncate(limit);
         encode_cursor('v', events.last().map_or(0, |e| e.version))
@@ -332,8 +325,7 @@ pub async fn state_as_of(
     let stream = existing_account(&app, &key).await?;
     let as_of = query.as_of.unwrap_or_else(|| app.now());
     let history = audit::history_as_of(app.db.log_source(), &stream, as_of)
-        .await
-        .map_err(|e| ApiError::internal(&e))?
+        .await?
         .unwrap_or_default();
     Ok(Json(state_view(&key, &history.state_as_of(as_of))))
 }
@@ -397,17 +389,13 @@ pub async fn export(
     let recorded = record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
     let stream = existing_account(&app, &key).await?;
     let now = app.now();
-    let internal = |e: spse_totp_store::StoreError| ApiError::internal(&e);
     let history = audit::history_as_of(app.db.log_source(), &stream, now)
-        .await
-        .map_err(internal)?
+        .await?
         .unwrap_or_default();
     let mut events = Vec::new();
     let mut filter = HistoryFilter::default();
     loop {
-        let page = audit::history_page(app.db.log_source(), &stream, &filter, MAX_PAGE)
-            .await
-            .map_err(internal)?;
+        let page = audit::history_page(app.db.log_source(), &stream, &filter, MAX_PAGE).await?;
         let Some(last) = page.last().map(|e| e.version) else {
             break;
         };
@@ -512,9 +500,7 @@ pub async fn verify(
         query: None,
     };
     record(&app, &ctx, actor, read).await?;
-    let report = audit::verify(app.db.log_source())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let report = audit::verify(app.db.log_source()).await?;
     Ok(Json(report.into()))
 }
 
@@ -597,7 +583,7 @@ const ACTOR_KINDS: [&str; 6] = [
 ];
 
 fn search_filter(query: &SearchQuery) -> Result<AuditSearch, ApiError> {
-    let bad = |message: &str| ApiError::bad_request("invalid_query", message.to_owned());
+    let bad = |message: &str| ApiError::new(ErrorCode::InvalidQuery, message.to_owned());
     fn text(v: &Option<String>) -> Option<&str> {
         v.as_deref().map(str::trim).filter(|v| !v.is_empty())
     }
@@ -679,8 +665,8 @@ fn wants_csv(query: &SearchQuery, headers: &HeaderMap) -> Result<bool, ApiError>
     match query.format.as_deref() {
         Some("csv") => Ok(true),
         Some("json") => Ok(false),
-        Some(_) => Err(ApiError::bad_request(
-            "invalid_query",
+        Some(_) => Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             "format must be json or csv",
         )),
         None => Ok(headers

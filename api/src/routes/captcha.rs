@@ -28,12 +28,7 @@ pub async fn issue(
     State(app): State<AppState>,
     _caller: PortalCaller,
 ) -> Result<Response, ApiError> {
-    let captcha = app
-        .resets
-        .captchas
-        .issue(app.now())
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let captcha = app.resets.captchas.issue(app.now()).await?;
     let view = CaptchaView {
         captcha_id: captcha.captcha_id.to_string(),
         image_png: captcha.image_base64(),

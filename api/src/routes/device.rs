@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::logins::{decided, parse_code, LoginView};
 use super::{clean_text, AccountRef};
 use crate::auth::DeviceCaller;
-use crate::error::{ApiError, ApiJson, ApiPath};
+use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,30 +90,26 @@ pub async fn activate(
 ) -> Result<Response, ApiError> {
     let code = parse_code(&body.code)?;
     let label = clean_text("device_label", Some(body.device_label), 100)?.ok_or_else(|| {
-        ApiError::bad_request("invalid_request", "device_label must not be empty")
+        ApiError::new(ErrorCode::InvalidRequest, "device_label must not be empty")
     })?;
     let platform = clean_text("platform", body.platform, 50)?;
     let device_id = DeviceId::generate();
     let metadata = ctx.metadata(Actor::Device {
         device_id: device_id.0,
     });
-    let activated = match app
-        .accounts
-        .activate_device(
-            body.enrollment_id,
-            device_id,
-            code,
-            label,
-            platform,
-            metadata,
+    let activated = app
+        .command(
+            "activate_device",
+            app.accounts.activate_device(
+                body.enrollment_id,
+                device_id,
+                code,
+                label,
+                platform,
+                metadata,
+            ),
         )
-        .await
-    {
-        Ok(activated) => activated,
-        Err(e) => return Err(app.refused("activate_device", e).await),
-    };
-    app.succeeded("activate_device");
-    app.caught_up(activated.position).await;
+        .await?;
     let device = activated
         .account
         .device
@@ -180,7 +176,7 @@ pub async fn approve(
         .number
         .map(ApprovalNumber::new)
         .transpose()
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
     let command = AccountCommand::ApproveOnDevice(ApproveOnDevice {
         login_id,
         device_token_sha256: device.token_sha256.clone(),

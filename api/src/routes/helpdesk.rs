@@ -15,7 +15,7 @@ use super::accounts::AccountDevice;
 use super::audit;
 use super::clean_text;
 use crate::auth::HelpdeskCaller;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 const LAST_LOGINS: i64 = 10;
@@ -99,7 +99,7 @@ type AccountPath = ApiPath<(UserType, UserId)>;
 async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, ApiError> {
     let row = accounts::get(&app.db.pool, key)
         .await?
-        .ok_or_else(|| ApiError::not_found("account_not_found", "the account does not exist"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::AccountNotFound, "the account does not exist"))?;
     let now = app.now();
     let device = device_bindings::for_account(&app.db.pool, key).await?;
     let logins =
@@ -111,12 +111,7 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, A
         name: row.name.clone(),
         email: row.email.clone(),
         totp_status: row.totp_status.clone(),
-        device: device.map(|d| AccountDevice {
-            label: d.label,
-            platform: d.platform,
-            method: d.method,
-            activated_at: d.activated_at,
-        }),
+        device: device.map(AccountDevice::from),
         locked_until: row.locked_at(now),
         failed_attempts: row.failed_attempts,
         last_logins: logins
@@ -150,8 +145,7 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, A
 
 fn required(field: &'static str, value: String, max: usize) -> Result<String, ApiError> {
     clean_text(field, Some(value), max)?.ok_or_else(|| {
-        ApiError::bad_request("invalid_request", format!("{field} is required"))
-            .with("field", field)
+        ApiError::new(ErrorCode::InvalidRequest, format!("{field} is required")).field(field)
     })
 }
 
@@ -210,7 +204,14 @@ pub async fn reset(
         reason: required("reason", body.reason, TEXT_MAX)?,
         ticket: required("ticket", body.ticket, TICKET_MAX)?,
     });
-    run(&app, &caller, &ctx, &key, command, "helpdesk_reset").await
+    app.execute(
+        "helpdesk_reset",
+        &key,
+        command,
+        ctx.metadata(caller.actor()),
+    )
+    .await?;
+    Ok(Json(view(&app, &key).await?))
 }
 
 /// Lift a lock and clear the failure count; the reason is recorded.
@@ -232,27 +233,7 @@ pub async fn unlock(
     let command = AccountCommand::Unlock(Unlock {
         reason: required("reason", body.reason, TEXT_MAX)?,
     });
-    run(&app, &caller, &ctx, &key, command, "unlock").await
-}
-
-async fn run(
-    app: &AppState,
-    caller: &HelpdeskCaller,
-    ctx: &RequestContext,
-    key: &AccountKey,
-    command: AccountCommand,
-    name: &'static str,
-) -> Result<Json<HelpdeskAccountView>, ApiError> {
-    match app
-        .accounts
-        .execute(key, command, ctx.metadata(caller.actor()))
-        .await
-    {
-        Ok(executed) => {
-            app.succeeded(name);
-            app.caught_up(executed.position).await;
-            Ok(Json(view(app, key).await?))
-        }
-        Err(e) => Err(app.refused(name, e).await),
-    }
+    app.execute("unlock", &key, command, ctx.metadata(caller.actor()))
+        .await?;
+    Ok(Json(view(&app, &key).await?))
 }

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{clean_text, AccountRef};
 use crate::auth::PortalCaller;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 /// The longest a status poll may wait.
@@ -149,7 +149,7 @@ fn no_store(mut response: Response) -> Response {
 }
 
 pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
-    TotpCode::parse(raw).map_err(|e| ApiError::bad_request("invalid_code_format", e.to_string()))
+    TotpCode::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidCodeFormat, e.to_string()))
 }
 
 /// Start the second factor, after the portal has checked the password.
@@ -170,8 +170,8 @@ pub async fn start(
         .as_deref()
         .is_some_and(|e| !e.contains('@') || e.contains(char::is_whitespace))
     {
-        return Err(ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
             "email is not an email address",
         ));
     }
@@ -180,7 +180,7 @@ pub async fn start(
         Some(ip) => Some(
             ip.parse::<IpAddr>()
                 .map_err(|_| {
-                    ApiError::bad_request("invalid_request", "client_ip is not an IP address")
+                    ApiError::new(ErrorCode::InvalidRequest, "client_ip is not an IP address")
                 })?
                 .to_string(),
         ),
@@ -191,23 +191,14 @@ pub async fn start(
         .user_agent
         .map(|ua| ua.chars().filter(|c| !c.is_control()).take(512).collect());
     let key = AccountKey::new(body.user_type, body.user_id);
-    let started = match app
-        .accounts
-        .start_login(
-            &key,
-            email,
-            name,
-            client_ip,
-            user_agent,
-            ctx.metadata(caller.actor()),
+    let metadata = ctx.metadata(caller.actor());
+    let started = app
+        .command(
+            "start_login",
+            app.accounts
+                .start_login(&key, email, name, client_ip, user_agent, metadata),
         )
-        .await
-    {
-        Ok(started) => started,
-        Err(e) => return Err(app.refused("start_login", e).await),
-    };
-    app.succeeded("start_login");
-    app.caught_up(started.position).await;
+        .await?;
     let status = match started.stage {
         LoginStage::Activation => "awaiting_activation",
         LoginStage::Approval => "awaiting_approval",
@@ -230,7 +221,7 @@ pub async fn start(
 async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
     login_sessions::get(&app.db.pool, login_id)
         .await?
-        .ok_or_else(|| ApiError::not_found("login_not_found", "no such login"))
+        .ok_or_else(|| ApiError::new(ErrorCode::LoginNotFound, "no such login"))
 }
 
 /// A login's status; with `wait_seconds`, waits for it to change (long-poll).
@@ -245,8 +236,8 @@ pub async fn status(
 ) -> Result<Json<LoginView>, ApiError> {
     let wait = query.wait_seconds.unwrap_or(0);
     if wait > MAX_WAIT_SECONDS {
-        return Err(ApiError::bad_request(
-            "invalid_query",
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
             format!("wait_seconds is at most {MAX_WAIT_SECONDS}"),
         ));
     }
@@ -329,7 +320,7 @@ pub async fn cancel(
     .await
 }
 
-pub fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
+fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
     AccountKey::from_stream_name(&row.stream)
         .ok_or_else(|| ApiError::internal(&format!("login {} names no account", row.login_id)))
 }
@@ -343,15 +334,9 @@ pub async fn decided(
     metadata: spse_totp_store::EventMetadata,
     login_id: LoginId,
 ) -> Result<Json<LoginView>, ApiError> {
-    match app.accounts.execute(key, command, metadata).await {
-        Ok(executed) => {
-            app.succeeded(name);
-            app.caught_up(executed.position).await;
-            match executed.account.login(login_id) {
-                Some(login) => Ok(Json(LoginView::decided(login, key, app.now()))),
-                None => Ok(Json(LoginView::of(&find(app, login_id).await?, app.now()))),
-            }
-        }
-        Err(e) => Err(app.refused(name, e).await),
+    let executed = app.execute(name, key, command, metadata).await?;
+    match executed.account.login(login_id) {
+        Some(login) => Ok(Json(LoginView::decided(login, key, app.now()))),
+        None => Ok(Json(LoginView::of(&find(app, login_id).await?, app.now()))),
     }
 }

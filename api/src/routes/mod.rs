@@ -14,6 +14,10 @@ use serde::Serialize;
 use spse_totp_domain::{AccountKey, TotpStatus};
 use utoipa::ToSchema;
 
+/// The error shape, for the handlers' OpenAPI annotations (`body = super::ErrorBody`).
+pub use crate::error::ErrorBody;
+use crate::error::{ApiError, ErrorCode};
+
 /// The account a response is about.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountRef {
@@ -35,43 +39,20 @@ impl AccountRef {
     }
 }
 
-/// The error shape of every 4xx and 5xx answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable: `invalid_code`, `account_locked`, `login_expired`, ...
-    pub code: String,
-    /// For people; may change.
-    pub message: String,
-    /// With `invalid_code`: failures left before the account locks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempts_left: Option<u32>,
-    /// With `account_locked`: when codes are checked again (also in `Retry-After`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub locked_until: Option<String>,
-    /// With `login_not_pending`: the login's status.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-}
-
 /// Trims, refuses control characters and overlong text.
 pub fn clean_text(
     field: &'static str,
     value: Option<String>,
     max: usize,
-) -> Result<Option<String>, crate::error::ApiError> {
+) -> Result<Option<String>, ApiError> {
     let Some(value) = value else { return Ok(None) };
     let value = value.trim().to_owned();
     if value.is_empty() {
         return Ok(None);
     }
     if value.chars().count() > max || value.chars().any(char::is_control) {
-        return Err(crate::error::ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
             format!("{field} must be at most {max} characters, without control characters"),
         ));
     }

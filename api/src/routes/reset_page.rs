@@ -213,7 +213,7 @@ pub async fn page(
     };
     let account = match app.accounts.load(&key).await {
         Ok(account) => account,
-        Err(e) => return crate::error::ApiError::internal(&e).into_response(),
+        Err(e) => return crate::error::ApiError::from(e).into_response(),
     };
     let Some(request) = account.reset_request(request_id) else {
         return invalid();

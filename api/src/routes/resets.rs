@@ -17,7 +17,7 @@ use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
 use crate::auth::PortalCaller;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 /// Confirmations per client address per hour. A token cannot be guessed (it carries a MAC), so
@@ -67,10 +67,10 @@ fn parse_account(user_type: &str, user_id: &str) -> Result<AccountKey, ApiError>
     let user_type: UserType = user_type
         .parse()
         .map_err(|e: spse_totp_domain::ids::IdError| {
-            ApiError::bad_request("invalid_request", e.to_string())
+            ApiError::new(ErrorCode::InvalidRequest, e.to_string())
         })?;
     let user_id = UserId::parse(user_id)
-        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+        .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
     Ok(AccountKey::new(user_type, user_id))
 }
 
@@ -78,7 +78,10 @@ fn parse_ip(field: &'static str, value: Option<&str>) -> Result<Option<IpAddr>, 
     value
         .map(|v| {
             v.trim().parse::<IpAddr>().map_err(|_| {
-                ApiError::bad_request("invalid_request", format!("{field} is not an IP address"))
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("{field} is not an IP address"),
+                )
             })
         })
         .transpose()
@@ -107,8 +110,8 @@ pub async fn request(
         || !email.contains('@')
         || email.chars().any(char::is_control)
     {
-        return Err(ApiError::bad_request(
-            "invalid_request",
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
             "email must be an email address",
         ));
     }
@@ -120,12 +123,10 @@ pub async fn request(
         .resets
         .captchas
         .redeem(&body.captcha_id, &body.captcha_answer, now)
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+        .await?;
     if !solved {
         return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "captcha_invalid",
+            ErrorCode::CaptchaInvalid,
             "the security code is wrong, used or expired: get a new one",
         ));
     }
@@ -138,9 +139,7 @@ pub async fn request(
         .await?;
     let limit = app.config.reset.max_per_ip_per_hour;
     if hits > i64::from(limit) {
-        resets::record_throttled(app.db.events.as_ref(), client_ip, limit, metadata, now)
-            .await
-            .map_err(|e| ApiError::internal(&e))?;
+        resets::record_throttled(app.db.events.as_ref(), client_ip, limit, metadata, now).await?;
         app.succeeded("request_reset_throttled");
         return Ok(accepted());
     }
@@ -153,6 +152,8 @@ pub async fn request(
         metadata,
     )
     .await
+    // Not `?`: a reset request has no refusal to tell (it is accepted whatever the account), so
+    // any failure of its command, a refusal or contention included, is the service's own.
     .map_err(|e| ApiError::internal(&e))?;
     // Every path waits for its own write to show, so the portal reads it back, and so no path
     // answers measurably sooner than another.
@@ -175,18 +176,13 @@ pub async fn account_of(
     if let Some(key) = reset_requests::account_of(&app.db.pool, &id).await? {
         return Ok(Some(key));
     }
-    let head = app
-        .db
-        .events
-        .head_position()
-        .await
-        .map_err(|e| ApiError::internal(&e))?;
+    let head = app.db.events.head_position().await?;
     app.caught_up(Some(head)).await;
     Ok(reset_requests::account_of(&app.db.pool, &id).await?)
 }
 
 fn invalid_token() -> ApiError {
-    ApiError::not_found("invalid_token", "this reset link is not valid")
+    ApiError::new(ErrorCode::InvalidToken, "this reset link is not valid")
 }
 
 /// Reset TOTP with the emailed link's token (flow 3, step 6). No API key: the token is the
@@ -210,13 +206,11 @@ pub async fn confirm(
         .hit(&bucket, Duration::hours(1), app.now())
         .await?;
     if hits > CONFIRMS_PER_IP_PER_HOUR {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_requests",
+        return Err(ApiError::new(
+            ErrorCode::TooManyRequests,
             "too many reset confirmations from this address; try again later",
-        );
-        e.retry_after = Some(3600);
-        return Err(e);
+        )
+        .retry_after_seconds(3600));
     }
     let request_id = app
         .resets
@@ -226,25 +220,14 @@ pub async fn confirm(
     let key = account_of(&app, request_id)
         .await?
         .ok_or_else(invalid_token)?;
-    match app
-        .accounts
-        .execute(
-            &key,
-            AccountCommand::ConfirmReset(ConfirmReset { request_id }),
-            ctx.metadata(Actor::User),
-        )
-        .await
-    {
-        Ok(executed) => {
-            app.succeeded("confirm_reset");
-            app.caught_up(executed.position).await;
-            Ok(Json(ConfirmedView {
-                status: "reset",
-                user_type: key.user_type.as_str().to_owned(),
-                user_id: key.user_id.to_string(),
-                totp_status: executed.account.totp_status.as_str().to_owned(),
-            }))
-        }
-        Err(e) => Err(app.refused("confirm_reset", e).await),
-    }
+    let command = AccountCommand::ConfirmReset(ConfirmReset { request_id });
+    let executed = app
+        .execute("confirm_reset", &key, command, ctx.metadata(Actor::User))
+        .await?;
+    Ok(Json(ConfirmedView {
+        status: "reset",
+        user_type: key.user_type.as_str().to_owned(),
+        user_id: key.user_id.to_string(),
+        totp_status: executed.account.totp_status.as_str().to_owned(),
+    }))
 }

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// Projections further behind the log than this make the instance not ready.
@@ -36,11 +36,10 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         (StatusCode::OK, Json(body)).into_response()
     } else {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not_ready",
+            ErrorCode::NotReady,
             "the database or the projections are not ready",
         )
-        .with("detail", body)
+        .detail(body)
         .into_response()
     }
 }
@@ -67,13 +66,12 @@ pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::not_found("not_found", "no such endpoint")
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
 }
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "this endpoint does not take that method",
     )
 }
