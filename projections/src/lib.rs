@@ -15,14 +15,18 @@ pub mod audit;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod event;
+pub mod follower;
 mod inline;
 pub mod leadership;
 pub mod login_sessions;
+pub mod mail;
 pub mod projector;
+pub mod reaction;
 pub mod reset_requests;
 pub mod runner;
 pub mod sink;
 pub mod statement;
+pub mod sweeps;
 mod time;
 
 pub use event::Decoded;
