@@ -29,7 +29,7 @@ pub const FOLLOWER_POLL: Duration = Duration::from_millis(500);
 pub enum Lease {
     /// The only process serving this database.
     Sole,
-    Postgres(PostgresLease),
+    Postgres(Box<PostgresLease>),
 }
 
 pub struct PostgresLease {
@@ -51,7 +51,7 @@ impl Lease {
     pub fn for_database(db: &Database, role: &'static str) -> Self {
         match db.engine {
             Engine::Sqlite => Lease::Sole,
-            Engine::Postgres => Lease::Postgres(PostgresLease {
+            Engine::Postgres => Lease::Postgres(Box::new(PostgresLease {
                 role,
                 pool: db.pool.clone(),
                 url: db.url.clone(),
@@ -60,7 +60,7 @@ impl Lease {
                 checked: None,
                 listener: None,
                 channel: None,
-            }),
+            })),
         }
     }
 
