@@ -6,8 +6,12 @@
 //! advances each projector's checkpoint in the same transaction as its writes, so a crash
 //! repeats nothing and loses nothing; `rebuild` replays the log from zero into the same tables.
 //!
-//! Depends on `spse-totp-domain` for the events and on `spse-totp-commands` for the event store
-//! port; nothing here writes an event.
+//! Every background reaction to the log runs under the one [`follower`]: the runner, the mail
+//! sender ([`mail`], one outbox row per message owed) and the [`sweeps`]. The reactions record
+//! their outcomes as events through the store's port ([`reaction`]), never the command handlers.
+//!
+//! Depends on `spse-totp-domain` for the events and rules and on `spse-totp-store` for the port;
+//! never on `spse-totp-commands` (only its tests do).
 
 pub mod accounts;
 pub mod api_keys;
