@@ -1,5 +1,6 @@
 //! The composition root: opens the database, wires the write side, the projections and the HTTP
-//! routes together, and runs the background work (projection runner, housekeeping).
+//! routes together, and runs the background work (projection runner, mail sender, housekeeping),
+//! each under the log follower.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,12 +12,12 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::captcha::Captchas;
-use spse_totp_commands::mail::{Dispatcher, DispatcherSettings, MailTransport};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{MasterKey, Vault, VaultError};
 use spse_totp_commands::Clock;
+use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
 use spse_totp_store::{Database, DatabaseError};
 use tokio::net::TcpListener;
@@ -74,14 +75,13 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
     Ok(key)
 }
 
-/// Captchas, rate limits, reset tokens and the mail dispatcher (issue 3).
+/// Captchas, rate limits, reset tokens and the mail sender (issue 3).
 fn reset_services(
     config: &Config,
     db: &Database,
     key: &MasterKey,
-    accounts: &Arc<AccountService>,
     clock: &Arc<dyn Clock>,
-) -> Result<(ResetServices, Arc<Dispatcher>), StartError> {
+) -> Result<(ResetServices, Arc<MailSender>), StartError> {
     if config.reset.captcha_test_answer.is_some() {
         tracing::warn!(
             "!!! SPSE_TOTP_CAPTCHA_TEST_ANSWER is set: a fixed captcha answer is accepted for every captcha. \
@@ -94,17 +94,18 @@ fn reset_services(
     };
     tracing::info!(transport = %transport.describe(), "mail transport");
     let tokens = ResetTokens::new(key);
-    let dispatcher = Arc::new(Dispatcher::new(
+    let link_tokens = tokens.clone();
+    let dispatcher = Arc::new(MailSender::new(
         db,
-        Arc::clone(accounts),
         transport,
-        tokens.clone(),
+        Arc::new(move |request_id| link_tokens.token(request_id)),
         Arc::clone(clock),
-        DispatcherSettings {
+        MailSettings {
             from: config.mail.from.clone(),
             public_base_url: config.public_base_url.clone(),
-            lease_for: config.mail.lease_for,
-            ..DispatcherSettings::default()
+            claim_for: config.mail.claim_for,
+            policy: config.policy.clone(),
+            ..MailSettings::default()
         },
     ));
     let resets = ResetServices {
@@ -130,7 +131,7 @@ impl App {
                 ..ServiceSettings::default()
             },
         ));
-        let (resets, dispatcher) = reset_services(&config, &db, &key, &accounts, &clock)?;
+        let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let services = Arc::new(Services {

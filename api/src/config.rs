@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use chrono::Duration;
 use serde::Deserialize;
-use spse_totp_commands::mail::{DispatcherSettings, SmtpSettings, SmtpTls};
 use spse_totp_domain::Policy;
+use spse_totp_projections::mail::{MailSettings, SmtpSettings, SmtpTls};
 use spse_totp_store::{Database, DatabaseError};
 
 #[derive(Debug, thiserror::Error)]
@@ -115,8 +115,8 @@ pub struct MailConfig {
     pub from: String,
     pub outbox: PathBuf,
     pub smtp: Option<SmtpSettings>,
-    /// How long the dispatcher's lease lasts on the server's clock; it is renewed halfway.
-    pub lease_for: Duration,
+    /// How long a send under way keeps its message from other senders, on the server's clock.
+    pub claim_for: Duration,
 }
 
 impl Default for MailConfig {
@@ -125,7 +125,7 @@ impl Default for MailConfig {
             from: "SPSE TOTP <no-reply@localhost>".to_owned(),
             outbox: PathBuf::from("./data/outbox"),
             smtp: None,
-            lease_for: DispatcherSettings::default().lease_for,
+            claim_for: MailSettings::default().claim_for,
         }
     }
 }

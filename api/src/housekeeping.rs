@@ -1,11 +1,14 @@
-//! Work nobody asks for: recording logins that ran out of time (so the audit trail and the
-//! device list say so) and destroying the secrets of QR codes never scanned.
+//! Work nobody asks for, run under the log follower's `sweeps` leadership (on PostgreSQL one
+//! instance sweeps): recording logins that ran out of time and destroying the secrets of QR
+//! codes never scanned (both reactions in the read side, written through the store's port), and
+//! clearing expired captchas and rate-limit windows.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use spse_totp_domain::{AccountCommand, AccountKey};
-use spse_totp_projections::login_sessions;
-use spse_totp_store::EventMetadata;
+use spse_totp_projections::follower::{follow, Pace, Round, Wake, Work};
+use spse_totp_projections::leadership::Lease;
+use spse_totp_projections::sweeps;
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -13,46 +16,59 @@ use crate::state::AppState;
 const EVERY: Duration = Duration::from_secs(30);
 const BATCH: i64 = 500;
 
-pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.changed() => return,
+type SweepError = Box<dyn std::error::Error + Send + Sync>;
+
+struct Housekeeping {
+    app: AppState,
+    /// Whether the start-up round has passed: as before the follower, the first sweep comes one
+    /// interval after start, not while the service is still warming up.
+    started: AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl Work for Housekeeping {
+    type Error = SweepError;
+
+    fn name(&self) -> &'static str {
+        "sweeps"
+    }
+
+    async fn lead(&self, _lease: &mut Lease, wake: Wake) -> Result<Round, SweepError> {
+        if wake == Wake::Poll && !self.started.swap(true, Ordering::AcqRel) {
+            return Ok(Round::Idle);
         }
-        if let Err(e) = sweep(&app).await {
-            tracing::warn!(error = %e, "housekeeping sweep failed; retrying next round");
-        }
+        sweep(&self.app).await?;
+        Ok(Round::Idle)
     }
 }
 
+pub async fn run(app: AppState, stop: watch::Receiver<bool>) {
+    let mut lease = Lease::for_database(&app.db, "sweeps");
+    let pace = Pace {
+        poll: EVERY,
+        on_append: false,
+    };
+    let events = std::sync::Arc::clone(&app.db.events);
+    let work = Housekeeping {
+        app,
+        started: AtomicBool::new(false),
+    };
+    follow(&*events, &mut lease, &work, pace, stop).await;
+}
+
 /// One sweep. Returns the number of accounts whose overdue logins were expired.
-pub async fn sweep(app: &AppState) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
-    let streams = login_sessions::streams_with_overdue(&app.db.pool, app.now(), BATCH).await?;
-    let mut expired = 0;
-    for stream in streams {
-        let Some(key) = AccountKey::from_stream_name(&stream) else {
-            continue;
-        };
-        let executed = app
-            .accounts
-            .execute(
-                &key,
-                AccountCommand::ExpireStaleLogins,
-                EventMetadata::system(),
-            )
-            .await?;
-        app.caught_up(executed.position).await;
-        expired += usize::from(!executed.events.is_empty());
-    }
-    let destroyed = app.accounts.sweep_vault(BATCH).await?;
+pub async fn sweep(app: &AppState) -> Result<usize, SweepError> {
+    let expired = sweeps::expire_logins(&app.db, app.now(), app.accounts.policy(), BATCH).await?;
+    app.caught_up(expired.position).await;
+    let destroyed = sweeps::sweep_vault(&app.db, app.now(), BATCH).await?;
     app.resets.captchas.sweep(app.now()).await?;
     app.resets.rate_limits.sweep(app.now()).await?;
-    if expired > 0 || destroyed > 0 {
+    if expired.accounts > 0 || destroyed > 0 {
         tracing::info!(
-            accounts_with_expired_logins = expired,
+            accounts_with_expired_logins = expired.accounts,
             secrets_destroyed = destroyed,
             "housekeeping"
         );
     }
-    Ok(expired)
+    Ok(expired.accounts)
 }

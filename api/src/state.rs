@@ -36,8 +36,9 @@ pub struct Services {
     pub db: Database,
     pub accounts: Arc<AccountService>,
     pub projections: Arc<ProjectionRunner>,
-    /// The position up to which this instance's mail dispatcher has sent every message the log
-    /// calls for; it stays put while another instance holds the mail lease.
+    /// The position up to which this instance's mail sender has sent (or given up) every message
+    /// the log calls for; it stays put while another instance leads the mail, and while a
+    /// message waits for its retry.
     pub mail_handled: tokio::sync::watch::Receiver<u64>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Metrics,

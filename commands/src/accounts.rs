@@ -594,30 +594,4 @@ impl AccountService {
             position: executed.position,
         })
     }
-
-    /// Housekeeping: records the expiry of overdue logins and destroys secrets of QR codes that
-    /// were never activated. Returns how many secrets were destroyed.
-    pub async fn sweep_vault(&self, limit: i64) -> Result<usize, CommandError> {
-        let now = self.clock.now();
-        let mut destroyed = 0;
-        for (enrollment_id, stream) in self.vault.expired(now, limit).await? {
-            let in_use = match AccountKey::from_stream_name(&stream) {
-                Some(key) => {
-                    let account = self.load(&key).await?;
-                    account
-                        .device
-                        .as_ref()
-                        .is_some_and(|d| d.enrollment_id == enrollment_id)
-                }
-                None => false,
-            };
-            if in_use {
-                self.vault.keep(enrollment_id).await?;
-            } else {
-                self.vault.destroy(enrollment_id).await?;
-                destroyed += 1;
-            }
-        }
-        Ok(destroyed)
-    }
 }

@@ -10,13 +10,15 @@
 pub mod accounts;
 pub mod apikeys;
 pub mod captcha;
-pub mod clock;
 pub mod enrollment;
-pub mod mail;
 pub mod rate_limits;
 pub mod resets;
 pub mod snapshots;
 pub mod tokens;
 pub mod vault;
 
+/// The clock lives with the store, so that the reactions to events (in the read side) share it.
+pub mod clock {
+    pub use spse_totp_store::clock::*;
+}
 pub use clock::{Clock, ManualClock, SystemClock};

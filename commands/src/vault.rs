@@ -277,24 +277,4 @@ impl Vault {
             .await?;
         Ok(())
     }
-
-    /// Enrollments whose QR expired before `now`, oldest first: candidates for destruction once
-    /// the caller has checked the account does not use them.
-    pub async fn expired(
-        &self,
-        now: DateTime<Utc>,
-        limit: i64,
-    ) -> Result<Vec<(EnrollmentId, String)>, VaultError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT enrollment_id, stream FROM vault_secrets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
-        )
-        .bind(now.timestamp_micros())
-        .bind(limit)
-        .fetch_all(&self.db.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(id, stream)| Some((id.parse().ok()?, stream)))
-            .collect())
-    }
 }

@@ -1,8 +1,9 @@
-//! Which instance runs the projectors.
+//! Which instance does a kind of background work (the follower's one leadership scheme).
 //!
 //! With SQLite there is one server process, and it always leads. On PostgreSQL, several
-//! instances share the database and exactly one of them projects at a time: the one holding a
-//! session-level advisory lock on a dedicated connection. When that instance dies its connection
+//! instances share the database and exactly one of them does each kind of work (projecting,
+//! sending mail, sweeping) at a time: the one holding that work's session-level advisory lock
+//! on a dedicated connection. When that instance dies its connection
 //! closes, PostgreSQL releases the lock, and the next follower to ask takes over. (The
 //! checkpoints' compare-and-set would keep two runners correct anyway; the lease keeps them from
 //! doing the same work twice and rolling half of it back.)
@@ -28,10 +29,12 @@ pub const FOLLOWER_POLL: Duration = Duration::from_millis(500);
 pub enum Lease {
     /// The only process serving this database.
     Sole,
-    Postgres(PostgresLease),
+    Postgres(Box<PostgresLease>),
 }
 
 pub struct PostgresLease {
+    /// Which work the lock is for: `projections`, `mail`, `sweeps`.
+    role: &'static str,
     pool: AnyPool,
     url: String,
     /// A connection of this instance's own (outside the pool): the advisory lock lives and dies
@@ -44,10 +47,12 @@ pub struct PostgresLease {
 }
 
 impl Lease {
-    pub fn for_database(db: &Database) -> Self {
+    /// The lease of one kind of work (`role`) on `db`.
+    pub fn for_database(db: &Database, role: &'static str) -> Self {
         match db.engine {
             Engine::Sqlite => Lease::Sole,
-            Engine::Postgres => Lease::Postgres(PostgresLease {
+            Engine::Postgres => Lease::Postgres(Box::new(PostgresLease {
+                role,
                 pool: db.pool.clone(),
                 url: db.url.clone(),
                 connection: None,
@@ -55,7 +60,7 @@ impl Lease {
                 checked: None,
                 listener: None,
                 channel: None,
-            }),
+            })),
         }
     }
 
@@ -125,7 +130,7 @@ impl PostgresLease {
         match self.try_lead().await {
             Ok(leading) => {
                 if leading && !self.leading {
-                    tracing::info!("this instance now runs the projections");
+                    tracing::info!(work = self.role, "this instance now leads");
                 }
                 self.leading = leading;
                 self.checked = Some(Instant::now());
@@ -134,7 +139,7 @@ impl PostgresLease {
             Err(e) => {
                 // The connection is gone, and the lock with it: another instance may lead now.
                 if self.leading {
-                    tracing::warn!(error = %e, "lost the projection lease");
+                    tracing::warn!(work = self.role, error = %e, "lost the lease");
                 }
                 self.connection = None;
                 self.leading = false;
@@ -154,10 +159,12 @@ impl PostgresLease {
             connection.ping().await?;
             return Ok(true);
         }
-        // One lock per schema, so separate deployments on one server do not block each other.
+        // One lock per schema and work, so separate deployments on one server do not block each
+        // other, and the mail need not wait for the instance that projects.
         let taken: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.spse_totp_projections'))",
+            "SELECT pg_try_advisory_lock(hashtext(current_schema() || '.spse_totp_' || $1))",
         )
+        .bind(self.role)
         .fetch_one(&mut *connection)
         .await?;
         Ok(taken)

@@ -6,8 +6,12 @@
 //! advances each projector's checkpoint in the same transaction as its writes, so a crash
 //! repeats nothing and loses nothing; `rebuild` replays the log from zero into the same tables.
 //!
-//! Depends on `spse-totp-domain` for the events and on `spse-totp-commands` for the event store
-//! port; nothing here writes an event.
+//! Every background reaction to the log runs under the one [`follower`]: the runner, the mail
+//! sender ([`mail`], one outbox row per message owed) and the [`sweeps`]. The reactions record
+//! their outcomes as events through the store's port ([`reaction`]), never the command handlers.
+//!
+//! Depends on `spse-totp-domain` for the events and rules and on `spse-totp-store` for the port;
+//! never on `spse-totp-commands` (only its tests do).
 
 pub mod accounts;
 pub mod api_keys;
@@ -15,14 +19,18 @@ pub mod audit;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod event;
+pub mod follower;
 mod inline;
 pub mod leadership;
 pub mod login_sessions;
+pub mod mail;
 pub mod projector;
+pub mod reaction;
 pub mod reset_requests;
 pub mod runner;
 pub mod sink;
 pub mod statement;
+pub mod sweeps;
 mod time;
 
 pub use event::Decoded;

@@ -11,6 +11,7 @@
 //! event does not stop every read model behind it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +22,7 @@ use sqlx::AnyPool;
 use tokio::sync::watch;
 
 use crate::event::Decoded;
+use crate::follower::{follow, Pace, Round, Wake, Work};
 use crate::inline::InlineProjector;
 use crate::leadership::Lease;
 use crate::projector::Projector;
@@ -54,6 +56,8 @@ pub struct ProjectionRunner {
     progress: Arc<watch::Sender<u64>>,
     /// Whether this instance projects or follows the one that does.
     lease: tokio::sync::Mutex<Lease>,
+    /// The last position announced to followers.
+    announced: AtomicU64,
 }
 
 enum Step {
@@ -82,7 +86,8 @@ impl ProjectionRunner {
             store: Arc::clone(&db.events),
             projectors,
             progress,
-            lease: tokio::sync::Mutex::new(Lease::for_database(db)),
+            lease: tokio::sync::Mutex::new(Lease::for_database(db, "projections")),
+            announced: AtomicU64::new(0),
         })
     }
 
@@ -103,78 +108,17 @@ impl ProjectionRunner {
         }
     }
 
-    /// Runs until `shutdown` turns true. While this instance holds the lease it projects, woken
-    /// by appends (its own, and on PostgreSQL every instance's) and polling as a fallback; while
-    /// another instance holds it, it follows that instance's progress.
-    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let mut appended = self.store.subscribe();
+    /// Runs until `shutdown` turns true, through the log follower: while this instance holds the
+    /// lease it projects, woken by appends (its own, and on PostgreSQL every instance's) and
+    /// polling as a fallback; while another instance holds it, it follows that instance's
+    /// progress.
+    pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
         let mut lease = self.lease.lock().await;
-        let mut failures = 0u32;
-        let mut announced = 0;
-        let mut woken_by_append = false;
-        loop {
-            // An append this process projected in its own transaction leaves nothing to do.
-            let projected_inline =
-                woken_by_append && self.position() >= *appended.borrow_and_update();
-            let outcome = match lease.lead().await {
-                Ok(true) if projected_inline => Ok(()),
-                Ok(true) => match self.catch_up().await {
-                    Ok(position) if position > announced => {
-                        announced = position;
-                        lease.announce(position).await
-                    }
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(e),
-                },
-                Ok(false) => self.follow(&mut lease, &mut shutdown).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(()) => failures = 0,
-                Err(e) => {
-                    failures = failures.saturating_add(1);
-                    tracing::error!(error = %e, "projection step failed; retrying");
-                    let backoff = POLL * failures.min(20);
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                }
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-            woken_by_append = false;
-            if lease.is_leading() {
-                tokio::select! {
-                    _ = appended.changed() => woken_by_append = true,
-                    _ = tokio::time::sleep(POLL) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-    }
-
-    /// One follower round: waits for the leader's announcement (or a poll interval), then
-    /// publishes the position every projector has reached.
-    async fn follow(
-        &self,
-        lease: &mut Lease,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), ProjectionError> {
-        tokio::select! {
-            announced = lease.await_announcement() => { announced?; }
-            _ = shutdown.changed() => return Ok(()),
-        }
-        let checkpoints = self.checkpoints().await?;
-        let reached = self
-            .projectors
-            .iter()
-            .map(|p| checkpoints.get(p.name()).copied().unwrap_or(0))
-            .min()
-            .unwrap_or(0);
-        self.publish(reached);
-        Ok(())
+        let pace = Pace {
+            poll: POLL,
+            on_append: true,
+        };
+        follow(&*self.store, &mut lease, &*self, pace, shutdown).await;
     }
 
     /// Waits until the projections include `position` (read-your-writes), at most `timeout`.
@@ -329,6 +273,45 @@ impl ProjectionRunner {
             .await?;
         self.progress.send_replace(0);
         self.catch_up().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Work for ProjectionRunner {
+    type Error = ProjectionError;
+
+    fn name(&self) -> &'static str {
+        "projections"
+    }
+
+    async fn lead(&self, lease: &mut Lease, wake: Wake) -> Result<Round, ProjectionError> {
+        // An append this process projected in its own transaction leaves nothing to do.
+        if let Wake::Appended(appended) = wake {
+            if self.position() >= appended {
+                return Ok(Round::Idle);
+            }
+        }
+        let position = self.catch_up().await?;
+        if position > self.announced.load(Ordering::Acquire) {
+            self.announced.store(position, Ordering::Release);
+            lease.announce(position).await?;
+        }
+        Ok(Round::Idle)
+    }
+
+    /// Waits for the leader's announcement (or a poll interval), then publishes the position
+    /// every projector has reached.
+    async fn follow(&self, lease: &mut Lease, _poll: Duration) -> Result<(), ProjectionError> {
+        lease.await_announcement().await?;
+        let checkpoints = self.checkpoints().await?;
+        let reached = self
+            .projectors
+            .iter()
+            .map(|p| checkpoints.get(p.name()).copied().unwrap_or(0))
+            .min()
+            .unwrap_or(0);
+        self.publish(reached);
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spse_totp_commands::mail::{SmtpSettings, SmtpTls};
+use spse_totp_projections::mail::{SmtpSettings, SmtpTls};
 
 use crate::smtp_sink::{ReceivedMail, SmtpSink};
 use crate::{Authenticator, TestServer};

@@ -50,6 +50,7 @@ impl ReceivedMail {
 pub struct SmtpSink {
     address: SocketAddr,
     received: Arc<Mutex<Vec<ReceivedMail>>>,
+    refusals: Arc<Mutex<Refusals>>,
     server: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -64,6 +65,7 @@ impl SmtpSink {
         let sink = SmtpSink {
             address,
             received: Arc::default(),
+            refusals: Arc::default(),
             server: Mutex::new(None),
         };
         sink.serve(socket);
@@ -77,13 +79,18 @@ impl SmtpSink {
     fn serve(&self, socket: TcpSocket) {
         let listener = socket.listen(64).expect("listen");
         let received = Arc::clone(&self.received);
+        let refusals = Arc::clone(&self.refusals);
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                connections.spawn(session(stream, Arc::clone(&received)));
+                connections.spawn(session(
+                    stream,
+                    Arc::clone(&received),
+                    Arc::clone(&refusals),
+                ));
             }
         });
         *self.server.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
@@ -104,6 +111,28 @@ impl SmtpSink {
         socket.set_reuseaddr(true).expect("reuseaddr");
         socket.bind(self.address).expect("rebind the same port");
         self.serve(socket);
+    }
+
+    /// From now on answers every `RCPT TO` for `address` with 451 (try again later), as a
+    /// recipient's server that is unwell for hours does.
+    pub fn refuse(&self, address: &str) {
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .addresses
+            .push(address.to_ascii_lowercase());
+    }
+
+    /// How many times a refused address was refused so far.
+    pub fn refused(&self, address: &str) -> usize {
+        let address = address.to_ascii_lowercase();
+        self.refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .answered
+            .iter()
+            .filter(|a| **a == address)
+            .count()
     }
 
     pub fn messages(&self) -> Vec<ReceivedMail> {
@@ -134,7 +163,18 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>) {
+/// Addresses answered 451, and each refusal given.
+#[derive(Default)]
+struct Refusals {
+    addresses: Vec<String>,
+    answered: Vec<String>,
+}
+
+async fn session(
+    stream: TcpStream,
+    received: Arc<Mutex<Vec<ReceivedMail>>>,
+    refusals: Arc<Mutex<Refusals>>,
+) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     if write.write_all(b"220 sink ESMTP\r\n").await.is_err() {
@@ -167,13 +207,21 @@ async fn session(stream: TcpStream, received: Arc<Mutex<Vec<ReceivedMail>>>) {
                 b"250 OK\r\n"
             }
             "RCPT" => {
-                to.push(
-                    command
-                        .split_once(':')
-                        .map(|(_, a)| a.trim().to_owned())
-                        .unwrap_or_default(),
-                );
-                b"250 OK\r\n"
+                let address = command
+                    .split_once(':')
+                    .map(|(_, a)| a.trim().to_owned())
+                    .unwrap_or_default();
+                let bare = address
+                    .trim_matches(|c| c == '<' || c == '>')
+                    .to_ascii_lowercase();
+                let mut refusals = refusals.lock().unwrap_or_else(|p| p.into_inner());
+                if refusals.addresses.contains(&bare) {
+                    refusals.answered.push(bare);
+                    b"451 4.3.0 mailbox temporarily unavailable, try again later\r\n"
+                } else {
+                    to.push(address);
+                    b"250 OK\r\n"
+                }
             }
             "DATA" => {
                 if write.write_all(b"354 go ahead\r\n").await.is_err() {

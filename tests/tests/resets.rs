@@ -526,30 +526,53 @@ async fn a_restart_sends_the_pending_link_and_nothing_already_sent() {
 }
 
 #[tokio::test]
-async fn only_one_mail_dispatcher_per_database_holds_the_lease() {
-    use spse_totp_commands::mail::{Dispatcher, DispatcherSettings, MailTransport};
+async fn a_second_mail_sender_on_one_database_sends_nothing_twice() {
     use spse_totp_commands::resets::ResetTokens;
+    use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
     let s = server_with_outbox().await;
     s.activate_with_email("non_penyedia", "ppk12").await;
+    s.settle_mail().await;
     let key = spse_totp_api::app::master_key(&s.services.config).unwrap();
-    let second = Dispatcher::new(
+    let tokens = ResetTokens::new(&key);
+    let second = MailSender::new(
         &s.services.db,
-        std::sync::Arc::clone(&s.services.accounts),
         MailTransport::outbox(s.dir.path().join("other-outbox")),
-        ResetTokens::new(&key),
+        std::sync::Arc::new(move |id| tokens.token(id)),
         s.clock.clone(),
-        DispatcherSettings::default(),
+        MailSettings::default(),
     );
-    assert!(
-        !second.hold_lease().await.unwrap(),
-        "the running instance holds it"
-    );
-    // Whatever the race, there is one lease row and it names the running instance.
-    let holders: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM leases")
-        .fetch_one(&s.services.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(holders, 1);
+    let (status, _) = s
+        .request_reset(
+            "non_penyedia",
+            "ppk12",
+            &spse_totp_tests::resets::email_of("ppk12"),
+            USER_IP,
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // Both senders work the same owed message; each claims it before sending.
+    for _ in 0..5 {
+        second.round().await.unwrap();
+    }
+    s.settle_mail().await;
+    second.round().await.unwrap();
+    let other: usize = std::fs::read_dir(s.dir.path().join("other-outbox"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .filter(|m| m.contains("Konfirmasi Permintaan Reset TOTP"))
+                .count()
+        })
+        .unwrap_or(0);
+    let own = s
+        .outbox()
+        .iter()
+        .filter(|m| m.contains("Konfirmasi Permintaan Reset TOTP"))
+        .count();
+    assert_eq!(own + other, 1, "the link is sent once, by one of them");
+    let types = s.event_types("non_penyedia", "ppk12").await;
+    assert_eq!(count(&types, "ResetEmailSent"), 1, "{types:?}");
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The SPSE TOTP event store: the port every adapter implements, the adapters (SQLite, the
 //! embedded default; PostgreSQL, for several instances on one database; EventStoreDB behind a
 //! feature), the hash chain that links each stream's events, the conformance suite every adapter
-//! passes, and opening the database the rest of the service shares ([`Database`]).
+//! passes, opening the database the rest of the service shares ([`Database`]), and the
+//! [`Clock`] both the command handlers and the reactions to events take their "now" from.
 //!
 //! Streams are versioned from 1; the log has one global position per event, increasing in commit
 //! order, which is what projections follow.
@@ -10,6 +11,7 @@
 //! The read side hooks into the append transaction only through [`InlineProjection`].
 
 pub mod chain;
+pub mod clock;
 pub mod database;
 #[cfg(feature = "eventstoredb")]
 mod eventstoredb;
@@ -39,6 +41,7 @@ pub use inline::{InlineProjection, InlineSlot};
 pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use database::{Database, DatabaseError, Engine, LogSource, SqliteWriter, Writing};
 
 /// Moves a position watch forward to `to`, never back, waking watchers only when it moved.

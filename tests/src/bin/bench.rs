@@ -236,12 +236,11 @@ fn main() -> anyhow::Result<()> {
     let master_key = MasterKey::generate().to_base64();
     // Activation notices are mailed too: into the benchmark's own folder.
     let outbox = dir.path().join("outbox");
-    // The mail dispatcher renews its lease on the server's clock, halfway through it. On a clock
-    // this fast a production lease would be renewed several times a second, each a durable
-    // write the event writer queues behind: stretch it by the clock's speed-up, so it is renewed
-    // as often in real time as in production.
+    // A send under way claims its message for a while on the server's clock. On a clock this
+    // fast a production claim would lapse within a real second: stretch it by the clock's
+    // speed-up, so a slow send is not taken up again by another instance.
     let speed_up = i32::try_from(30_000 / args.tick_ms.max(1)).unwrap_or(i32::MAX);
-    let real_time_lease = spse_totp_api::config::MailConfig::default().lease_for * speed_up.max(1);
+    let real_time_claim = spse_totp_api::config::MailConfig::default().claim_for * speed_up.max(1);
     let (bases, key, services) = server_rt.block_on({
         let clock = Arc::clone(&clock);
         let database_url = database_url.clone();
@@ -258,7 +257,7 @@ fn main() -> anyhow::Result<()> {
                     public_base_url: base.clone(),
                     mail: spse_totp_api::config::MailConfig {
                         outbox: outbox.clone(),
-                        lease_for: real_time_lease,
+                        claim_for: real_time_claim,
                         ..Default::default()
                     },
                     ..Config::default()
