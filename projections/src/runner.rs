@@ -50,7 +50,8 @@ pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
-    /// Shared with the SQLite event writer, which moves it when it projects a group itself.
+    /// Shared with the event writer (SQLite and PostgreSQL), which moves it when it projects a
+    /// group itself.
     progress: Arc<watch::Sender<u64>>,
     /// Whether this instance projects or follows the one that does.
     lease: tokio::sync::Mutex<Lease>,
