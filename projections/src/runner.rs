@@ -127,7 +127,7 @@ impl ProjectionRunner {
                     Ok(_) => Ok(()),
                     Err(e) => Err(e),
                 },
-                Ok(false) => self.follow(&mut lease, &mut shutdown).await,
+                Ok(false) => self.follow(&mut lease, &mut shutdown, &mut appended).await,
                 Err(e) => Err(e),
             };
             match outcome {
@@ -156,15 +156,18 @@ impl ProjectionRunner {
         }
     }
 
-    /// One follower round: waits for the leader's announcement (or a poll interval), then
-    /// publishes the position every projector has reached.
+    /// One follower round: waits for the leader's announcement, an append by any instance (whose
+    /// writer has most likely projected it in the same commit, which no leader announces), or a
+    /// poll interval, then publishes the position every projector has reached.
     async fn follow(
         &self,
         lease: &mut Lease,
         shutdown: &mut watch::Receiver<bool>,
+        appended: &mut watch::Receiver<u64>,
     ) -> Result<(), ProjectionError> {
         tokio::select! {
             announced = lease.await_announcement() => { announced?; }
+            _ = appended.changed() => {}
             _ = shutdown.changed() => return Ok(()),
         }
         let checkpoints = self.checkpoints().await?;
