@@ -9,7 +9,10 @@
 //! doing the same work twice and rolling half of it back.)
 //!
 //! Followers still answer read-your-writes waits and long-polls: the leader announces each
-//! position it reaches with `NOTIFY`, and a follower publishes it to its own waiters.
+//! position it reaches with `NOTIFY`, and a follower publishes it to its own waiters. Since each
+//! instance's event writer projects its own groups in their append transaction, a follower also
+//! reads the checkpoints whenever any instance appends (the event log's own `NOTIFY`): that is
+//! usually when the read models moved, and no leader announces it.
 
 use std::time::{Duration, Instant};
 

@@ -52,7 +52,8 @@ pub struct ProjectionRunner {
     store: Arc<dyn EventStore>,
     projectors: Vec<Arc<dyn Projector>>,
     /// The position every projector has reached: reads of any table reflect the log up to it.
-    /// Shared with the SQLite event writer, which moves it when it projects a group itself.
+    /// Shared with the event writer (SQLite and PostgreSQL), which moves it when it projects a
+    /// group itself.
     progress: Arc<watch::Sender<u64>>,
     /// Whether this instance projects or follows the one that does.
     lease: tokio::sync::Mutex<Lease>,
@@ -299,10 +300,16 @@ impl Work for ProjectionRunner {
         Ok(Round::Idle)
     }
 
-    /// Waits for the leader's announcement (or a poll interval), then publishes the position
-    /// every projector has reached.
+    /// Waits for the leader's announcement, an append by any instance (whose writer has most
+    /// likely projected it in the same commit, which no leader announces), or a poll interval,
+    /// then publishes the position every projector has reached.
     async fn follow(&self, lease: &mut Lease, _poll: Duration) -> Result<(), ProjectionError> {
-        lease.await_announcement().await?;
+        let mut appended = self.store.subscribe();
+        appended.borrow_and_update();
+        tokio::select! {
+            announced = lease.await_announcement() => { announced?; }
+            _ = appended.changed() => {}
+        }
         let checkpoints = self.checkpoints().await?;
         let reached = self
             .projectors

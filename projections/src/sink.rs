@@ -9,20 +9,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use rusqlite::types::{Null, ToSqlOutput, Value};
-use rusqlite::{Connection, ToSql, TransactionBehavior};
+use rusqlite::TransactionBehavior;
+use spse_totp_store::statement::run_unit_sqlite;
+pub use spse_totp_store::statement::Unit;
 use spse_totp_store::SqliteWriter;
 use sqlx::AnyPool;
 
 use crate::runner::ProjectionError;
 use crate::statement::{SqlValue, Statement};
-
-#[derive(Debug, Default)]
-pub struct Unit {
-    /// Each must change exactly one row, or nothing is written.
-    pub guards: Vec<Statement>,
-    pub statements: Vec<Statement>,
-}
 
 #[async_trait]
 pub trait ProjectionSink: Send + Sync + 'static {
@@ -42,50 +36,6 @@ impl SqliteSink {
     }
 }
 
-impl ToSql for SqlValue {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            SqlValue::NullInt | SqlValue::NullText => ToSqlOutput::Owned(Value::from(Null)),
-            SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
-            SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
-        })
-    }
-}
-
-/// Runs one statement, binding `$N` to the N-th argument. SQLite numbers parameters in order of
-/// first appearance, whatever their names, so each is bound by name.
-fn execute(connection: &Connection, statement: &Statement) -> Result<usize, rusqlite::Error> {
-    let mut prepared = connection.prepare_cached(&statement.sql)?;
-    for index in 1..=prepared.parameter_count() {
-        let argument = prepared
-            .parameter_name(index)
-            .and_then(|name| name.strip_prefix('$'))
-            .and_then(|n| n.parse::<usize>().ok())
-            .and_then(|n| statement.args.get(n.wrapping_sub(1)))
-            .ok_or(rusqlite::Error::InvalidParameterCount(
-                index,
-                statement.args.len(),
-            ))?;
-        prepared.raw_bind_parameter(index, argument)?;
-    }
-    prepared.raw_execute()
-}
-
-/// Runs the unit's guards, then its statements, on a connection inside a transaction (or
-/// savepoint) that the caller commits. `Ok(false)`: a guard changed no row, and the caller must
-/// roll back what the guards before it wrote.
-pub(crate) fn run_unit(connection: &Connection, unit: &Unit) -> Result<bool, rusqlite::Error> {
-    for guard in &unit.guards {
-        if execute(connection, guard)? != 1 {
-            return Ok(false);
-        }
-    }
-    for statement in &unit.statements {
-        execute(connection, statement)?;
-    }
-    Ok(true)
-}
-
 #[async_trait]
 impl ProjectionSink for SqliteSink {
     async fn commit(&self, unit: Unit) -> Result<bool, ProjectionError> {
@@ -94,7 +44,7 @@ impl ProjectionSink for SqliteSink {
             writer.write(|connection| {
                 let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 // Dropping the transaction unwritten rolls it back.
-                if !run_unit(&tx, &unit)? {
+                if !run_unit_sqlite(&tx, &unit)? {
                     return Ok(false);
                 }
                 tx.commit()?;

@@ -148,7 +148,7 @@ pub struct Database {
     pub sqlite_path: Option<PathBuf>,
     /// Whether `events` is the SQL `events` table (false with EventStoreDB).
     log_in_table: bool,
-    /// Where the read side hooks into the SQLite event writer's transaction.
+    /// Where the read side hooks into the event writer's transaction.
     inline: Option<InlineSlot>,
 }
 
@@ -177,7 +177,8 @@ impl Database {
     }
 
     /// Has the event writer apply `projection` in the transaction of each group of appends, when
-    /// the log and the read models share one SQLite file. Returns whether it will.
+    /// the log and the read models share one database (SQLite or PostgreSQL; not with the log in
+    /// EventStoreDB). Returns whether it will.
     pub fn project_inline(&self, projection: Arc<dyn InlineProjection>) -> bool {
         match &self.inline {
             Some(slot) => {
@@ -309,7 +310,9 @@ impl Database {
         sqlx::migrate!("../../migrations/postgres")
             .run(&native)
             .await?;
-        let events: Arc<dyn EventStore> = Arc::new(PostgresEventStore::open(native).await?);
+        let inline = InlineSlot::default();
+        let events: Arc<dyn EventStore> =
+            Arc::new(PostgresEventStore::open(native, inline.clone()).await?);
         let pool = AnyPoolOptions::new()
             .max_connections(POSTGRES_POOL)
             .connect(url)
@@ -322,7 +325,7 @@ impl Database {
             write_gate: WriteGate::default(),
             sqlite_path: None,
             log_in_table: true,
-            inline: None,
+            inline: Some(inline),
         })
     }
 }

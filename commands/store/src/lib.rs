@@ -18,6 +18,7 @@ mod eventstoredb;
 mod inline;
 mod postgres;
 mod sqlite;
+pub mod statement;
 #[cfg(feature = "testing")]
 pub mod test_database;
 pub mod transfer;

@@ -18,6 +18,20 @@
 //! transaction (group commit, as in the SQLite adapter), so the row lock is taken once per group,
 //! not once per append, and one WAL flush covers the group.
 //!
+//! # Read models in the same commit
+//!
+//! Once the read side installs its [`InlineProjection`] (see `inline.rs`), each group's
+//! transaction also writes the read models for the group's events, behind a savepoint and
+//! guarded by the projectors' checkpoint compare-and-sets, so a request's reads see its writes
+//! when its append returns, with no second transaction to wait for. The projection's statements
+//! travel as one simple-query script with their arguments written in as typed literals
+//! ([`crate::statement`]): one round trip for the checkpoint guards and one for every statement
+//! of the group, where binding each statement would cost a round trip apiece. The head update
+//! and the notification ride along with the second, so a projected group takes as many round
+//! trips as an unprojected one did before. Since every group holds the head lock, a group's
+//! guards see the checkpoints the group before it committed: while projection keeps up, every
+//! group finds them where it starts.
+//!
 //! # Waking readers
 //!
 //! Each committed group sends `NOTIFY "spse_totp_events_<schema>", '<last position>'` from inside
@@ -31,13 +45,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgListener, PgPool};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgConnection, PgListener, PgPool};
+use sqlx::{Executor, Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
+use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
+use crate::statement::{append_postgres_literal, NulInText, SqlValue, Statement, Unit};
 use crate::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
@@ -75,8 +91,9 @@ pub struct PostgresEventStore {
 }
 
 impl PostgresEventStore {
-    /// Starts this instance's writer and listener on `pool` (already migrated).
-    pub async fn open(pool: PgPool) -> Result<Self, StoreError> {
+    /// Starts this instance's writer and listener on `pool` (already migrated); the writer
+    /// projects each group in its own transaction once the read side installs itself in `inline`.
+    pub(crate) async fn open(pool: PgPool, inline: InlineSlot) -> Result<Self, StoreError> {
         let head = Arc::new(watch::channel(read_head(&pool).await?).0);
         let channel: Arc<str> = events_channel(&pool).await?.into();
         let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
@@ -85,6 +102,7 @@ impl PostgresEventStore {
             requests,
             Arc::clone(&head),
             Arc::clone(&channel),
+            inline,
         ));
         let (stop_listener, stopped) = oneshot::channel();
         tokio::spawn(run_listener(
@@ -123,6 +141,7 @@ async fn run_writer(
     mut requests: mpsc::Receiver<AppendRequest>,
     head: Arc<watch::Sender<u64>>,
     channel: Arc<str>,
+    inline: InlineSlot,
 ) {
     while let Some(first) = requests.recv().await {
         let mut group = vec![first];
@@ -132,16 +151,26 @@ async fn run_writer(
                 Err(_) => break,
             }
         }
-        let results = match commit_group(&pool, &channel, &group).await {
-            Ok(results) => results,
+        let projection = inline.current();
+        let projection = projection.as_deref();
+        let mut projected = None;
+        let results = match commit_group(&pool, &channel, &group, projection).await {
+            Ok((results, reached)) => {
+                projected = reached;
+                results
+            }
             // The group failed as a whole (a lost connection, a constraint the checks below did
             // not foresee): commit each alone, so only the culprit hears about it.
             Err(_) => {
                 let mut results = Vec::with_capacity(group.len());
                 for request in &group {
+                    let alone = std::slice::from_ref(request);
                     results.push(
-                        match commit_group(&pool, &channel, std::slice::from_ref(request)).await {
-                            Ok(mut r) => r.pop().unwrap_or(Err(StoreError::EmptyAppend)),
+                        match commit_group(&pool, &channel, alone, projection).await {
+                            Ok((mut r, reached)) => {
+                                projected = projected.max(reached);
+                                r.pop().unwrap_or(Err(StoreError::EmptyAppend))
+                            }
                             Err(e) => Err(e),
                         },
                     );
@@ -149,6 +178,10 @@ async fn run_writer(
                 results
             }
         };
+        // Before anyone hears of the append: whoever it wakes finds its read models written.
+        if let (Some(projection), Some(reached)) = (projection, projected) {
+            projection.committed(reached);
+        }
         if let Some(last) = results
             .iter()
             .filter_map(|r| r.as_ref().ok())
@@ -211,13 +244,17 @@ impl Rows {
     }
 }
 
-/// Appends a group in one transaction. Returns each request's outcome, or an error that rolled
-/// back the whole group.
+type Outcomes = Vec<Result<Appended, StoreError>>;
+
+/// Appends a group in one transaction, with its projection when one is installed. Returns each
+/// request's outcome and the position the read models reached in the same commit, or an error
+/// that rolled back the whole group.
 async fn commit_group(
     pool: &PgPool,
     channel: &str,
     group: &[AppendRequest],
-) -> Result<Vec<Result<Appended, StoreError>>, StoreError> {
+    projection: Option<&dyn InlineProjection>,
+) -> Result<(Outcomes, Option<u64>), StoreError> {
     let mut tx = pool.begin().await?;
     // The head lock: from here until commit, no other appender anywhere can write to the log,
     // so the version and duplicate checks below stay true until we commit.
@@ -288,7 +325,7 @@ async fn commit_group(
     }
     if rows.position.is_empty() {
         tx.rollback().await?;
-        return Ok(results);
+        return Ok((results, None));
     }
     let last = next_position - 1;
     sqlx::query(
@@ -309,17 +346,110 @@ async fn commit_group(
     .bind(&rows.hash)
     .execute(&mut *tx)
     .await?;
-    sqlx::query("UPDATE event_log_head SET position = $1 WHERE id = 1")
-        .bind(to_i64(last))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(channel)
-        .bind(last.to_string())
-        .execute(&mut *tx)
-        .await?;
+    let unit = projection.and_then(|p| unit_for_rows(p, to_u64(head), stored_rows(&rows)));
+    let reached = match unit {
+        Some((unit, reached)) => project(&mut tx, &unit, channel, last)
+            .await?
+            .then_some(reached),
+        None => {
+            let script = head_and_notify(channel, last)?;
+            (&mut *tx).execute(script.as_str()).await?;
+            None
+        }
+    };
     tx.commit().await?;
-    Ok(results)
+    Ok((results, reached))
+}
+
+/// The group's rows as the columns hold them, for the inline projection to decode as a reader
+/// of the log would.
+fn stored_rows(rows: &Rows) -> Vec<StoredRow> {
+    (0..rows.position.len())
+        .map(|i| StoredRow {
+            position: rows.position[i],
+            stream: rows.stream[i].clone(),
+            version: rows.version[i],
+            event_id: rows.event_id[i].clone(),
+            event_type: rows.event_type[i].clone(),
+            schema_version: rows.schema_version[i],
+            payload: rows.payload[i].clone(),
+            metadata: rows.metadata[i].clone(),
+            recorded_at: rows.recorded_at[i],
+            hash: Some(rows.hash[i].clone()),
+        })
+        .collect()
+}
+
+/// The script that moves the head to `last` and notifies the listeners on commit.
+fn head_and_notify(channel: &str, last: u64) -> Result<String, StoreError> {
+    let mut script = String::new();
+    for statement in [
+        Statement::new(
+            "UPDATE event_log_head SET position = $1 WHERE id = 1",
+            vec![SqlValue::Int(to_i64(last))],
+        ),
+        Statement::new(
+            "SELECT pg_notify($1, $2)",
+            vec![
+                SqlValue::Text(channel.to_owned()),
+                SqlValue::Text(last.to_string()),
+            ],
+        ),
+    ] {
+        append_postgres_literal(&mut script, &statement).map_err(|e| StoreError::Corrupt {
+            position: last,
+            reason: e.to_string(),
+        })?;
+        script.push_str(";\n");
+    }
+    Ok(script)
+}
+
+/// Writes the group's projection behind a savepoint, then moves the head and notifies. Returns
+/// whether the projection stands: when a guard misses or a statement fails, the savepoint is
+/// rolled back and the events commit alone, for the runner to project.
+async fn project(
+    tx: &mut PgConnection,
+    unit: &Unit,
+    channel: &str,
+    last: u64,
+) -> Result<bool, StoreError> {
+    let head_and_notify = head_and_notify(channel, last)?;
+    // `RETURNING` gives one row per guard that changed its row (each names one checkpoint by
+    // its key, so it changes one row or none): all held when there are as many rows as guards.
+    let mut guards = String::from("SAVEPOINT inline_projection;\n");
+    let mut statements = String::new();
+    let rendered: Result<(), NulInText> = unit.guards.iter().try_for_each(|guard| {
+        append_postgres_literal(&mut guards, guard)?;
+        guards.push_str(" RETURNING 1;\n");
+        Ok(())
+    });
+    let rendered = rendered.and_then(|()| {
+        unit.statements.iter().try_for_each(|statement| {
+            append_postgres_literal(&mut statements, statement)?;
+            statements.push_str(";\n");
+            Ok(())
+        })
+    });
+    if let Err(e) = rendered {
+        tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
+        tx.execute(head_and_notify.as_str()).await?;
+        return Ok(false);
+    }
+    let held = tx.fetch_all(guards.as_str()).await?.len() == unit.guards.len();
+    if held {
+        statements.push_str(&head_and_notify);
+        match tx.execute(statements.as_str()).await {
+            Ok(_) => return Ok(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "inline projection failed; appending without it, the runner will project");
+            }
+        }
+    }
+    // Undoes the guards (and, after a failed statement, clears the transaction's aborted state).
+    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_and_notify}");
+    tx.execute(undo.as_str()).await?;
+    Ok(false)
 }
 
 /// The current version and last hash of every stream the group appends to (absent: no events

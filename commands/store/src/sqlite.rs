@@ -29,7 +29,8 @@ use crate::database::{WriteGate, WAL_AUTOCHECKPOINT_PAGES};
 
 use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
-use crate::inline::{project_rows, InlineProjection, InlineSlot};
+use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
+use crate::statement::{run_unit_sqlite, Unit};
 use crate::{
     Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
 };
@@ -184,37 +185,41 @@ fn commit_group(
     group: &[AppendRequest],
     projection: &Option<Arc<dyn InlineProjection>>,
 ) -> Result<(Outcomes, Option<u64>), StoreError> {
-    if let Some(projection) = projection {
-        match commit_projected(connection, group, projection.as_ref())? {
-            Ok(committed) => return Ok(committed),
-            Err(reason) => {
-                tracing::warn!(%reason, "inline projection failed; appending without it, the runner will project");
-            }
-        }
-    }
     // IMMEDIATE takes the write lock now, so MAX(position) below cannot change under us.
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (results, _, _) = append_group(&tx, group)?;
-    tx.commit()?;
-    Ok((results, None))
-}
-
-/// As [`commit_group`], projecting in the same transaction. The inner error is the projection's:
-/// the transaction was rolled back and the group is still to be appended.
-fn commit_projected(
-    connection: &mut Connection,
-    group: &[AppendRequest],
-    projection: &dyn InlineProjection,
-) -> Result<Result<(Outcomes, Option<u64>), String>, StoreError> {
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let (results, after, rows) = append_group(&tx, group)?;
-    // Dropping the transaction on an error rolls it back.
-    let reached = match project_rows(&tx, projection, after, rows) {
-        Ok(reached) => reached,
-        Err(reason) => return Ok(Err(reason)),
+    let reached = match projection {
+        Some(projection) => match unit_for_rows(projection.as_ref(), after, rows) {
+            Some((unit, reached)) => project(&mut tx, &unit, reached)?,
+            None => None,
+        },
+        None => None,
     };
     tx.commit()?;
-    Ok(Ok((results, reached)))
+    Ok((results, reached))
+}
+
+/// Runs the group's projection behind a savepoint, so that a guard that misses or a statement
+/// that fails undoes the projection and keeps the events. Returns the position the read models
+/// reach on commit, if they do.
+fn project(
+    tx: &mut rusqlite::Transaction<'_>,
+    unit: &Unit,
+    reached: u64,
+) -> Result<Option<u64>, StoreError> {
+    let savepoint = tx.savepoint()?;
+    match run_unit_sqlite(&savepoint, unit) {
+        Ok(true) => {
+            savepoint.commit()?;
+            Ok(Some(reached))
+        }
+        // Dropping the savepoint unreleased rolls it back.
+        Ok(false) => Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "inline projection failed; appending without it, the runner will project");
+            Ok(None)
+        }
+    }
 }
 
 /// Inserts the group's events. Returns each request's outcome, the position the group follows,

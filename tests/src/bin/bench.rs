@@ -1,6 +1,8 @@
-//! `spse-totp-bench`: starts the service and drives virtual users through
-//! start-login -> device approve -> status over real HTTP, then compares a fresh account with one
-//! whose history holds 100,000 events.
+//! `spse-totp-bench`: starts the service and drives virtual users through a login over real
+//! HTTP (`--flow device`: start-login -> device approve -> status; `--flow code`: start-login ->
+//! the portal relays the code typed from a standard authenticator), then compares a fresh account
+//! with one whose history holds 100,000 events. Given a PostgreSQL URL it runs SQLite first and
+//! then PostgreSQL, in one invocation on one machine, and prints the ratio of their rates.
 //!
 //! The server runs on its own runtime (as it would in its own process) and durably commits
 //! every event (SQLite WAL, synchronous=FULL). Its clock is a test clock that the benchmark moves
@@ -25,10 +27,25 @@ use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId, UserId, UserType};
 use spse_totp_store::{Actor, EventMetadata, ExpectedVersion, NewEvent, StoreError};
 use spse_totp_tests::{settle_mail, start_instant, Authenticator};
+use sqlx::postgres::PgPoolOptions;
+
+/// The login the virtual users go through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Flow {
+    /// The portal starts the login and relays the code the user typed from a standard
+    /// authenticator app (two requests).
+    Code,
+    /// The portal starts the login, the push-capable app approves it through the device API,
+    /// the portal reads the outcome (three requests).
+    Device,
+}
 
 #[derive(Debug, Parser)]
 #[command(about = "Load benchmark for the SPSE TOTP service")]
 struct Args {
+    /// The login flow the virtual users run.
+    #[arg(long, value_enum, default_value_t = Flow::Device)]
+    flow: Flow,
     /// Concurrent virtual users.
     #[arg(long, default_value_t = 64)]
     users: usize,
@@ -47,10 +64,12 @@ struct Args {
     /// Real milliseconds per 30-second step of the server's clock.
     #[arg(long, default_value_t = 100)]
     tick_ms: u64,
-    /// Database to benchmark; a fresh SQLite file in a temporary folder by default.
+    /// A fresh SQLite file in a temporary folder is always benchmarked. A `postgres://` URL adds a
+    /// run on that database after it (in a schema of its own, dropped afterwards); a `sqlite://`
+    /// URL benchmarks that file instead of the temporary one.
     #[arg(long)]
     database_url: Option<String>,
-    /// Service instances on the one database (more than one needs PostgreSQL). Requests go to
+    /// Service instances on the PostgreSQL database (SQLite always runs one). Requests go to
     /// them in turn, as from a round-robin load balancer, so one login's requests cross them.
     #[arg(long, default_value_t = 1)]
     instances: usize,
@@ -69,7 +88,9 @@ struct Target {
 struct Samples {
     flow: Vec<Duration>,
     start: Vec<Duration>,
-    approve: Vec<Duration>,
+    /// The device's approval, or the relayed code.
+    verify: Vec<Duration>,
+    /// The device flow's status read (empty in the code flow).
     status: Vec<Duration>,
 }
 
@@ -77,9 +98,18 @@ impl Samples {
     fn merge(&mut self, other: Samples) {
         self.flow.extend(other.flow);
         self.start.extend(other.start);
-        self.approve.extend(other.approve);
+        self.verify.extend(other.verify);
         self.status.extend(other.status);
     }
+}
+
+/// What one engine's run measured, for the comparison at the end.
+struct Report {
+    engine: &'static str,
+    logins_per_second: f64,
+    flow_p50: f64,
+    flow_p99: f64,
+    bytes_per_event: f64,
 }
 
 fn percentile(samples: &mut [Duration], p: f64) -> f64 {
@@ -122,8 +152,9 @@ impl Target {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
-    /// Activates an account with the push-capable app; returns the phone.
-    async fn activate(&self, user_id: &str) -> anyhow::Result<Authenticator> {
+    /// Activates an account for `flow`: with a standard authenticator (the first code typed at
+    /// the portal) or with the push-capable app. Returns the phone.
+    async fn activate(&self, user_id: &str, flow: Flow) -> anyhow::Result<Authenticator> {
         let (status, login) = self
             .send(
                 reqwest::Method::POST,
@@ -136,6 +167,23 @@ impl Target {
             bail!("start login for activation: {status} {login}");
         }
         let mut phone = Authenticator::scan(&login);
+        if flow == Flow::Code {
+            let login_id = login["login_id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("no login_id"))?;
+            let (status, body) = self
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/v1/logins/{login_id}/code"),
+                    Some(&self.key),
+                    Some(json!({"code": phone.code_at(self.clock.now())})),
+                )
+                .await?;
+            if status != 200 {
+                bail!("activation by code: {status} {body}");
+            }
+            return Ok(phone);
+        }
         let (status, body) = self
             .send(
                 reqwest::Method::POST,
@@ -151,9 +199,11 @@ impl Target {
         Ok(phone)
     }
 
-    /// One user's login: the portal starts it, the phone approves it, the portal reads it.
+    /// One user's login: the portal starts it, then either relays the typed code (its answer is
+    /// the verdict), or the phone approves it and the portal reads it.
     async fn flow(
         &self,
+        flow: Flow,
         user_id: &str,
         phone: &Authenticator,
         samples: &mut Samples,
@@ -174,6 +224,24 @@ impl Target {
         let login_id = login["login_id"]
             .as_str()
             .ok_or_else(|| anyhow!("no login_id"))?;
+        if flow == Flow::Code {
+            let (status, body) = self
+                .send(
+                    reqwest::Method::POST,
+                    &format!("/v1/logins/{login_id}/code"),
+                    Some(&self.key),
+                    Some(json!({"code": phone.code_at(self.clock.now())})),
+                )
+                .await?;
+            let done = Instant::now();
+            if status != 200 || body["status"] != "approved" {
+                bail!("code: {status} {body}");
+            }
+            samples.start.push(started - began);
+            samples.verify.push(done - started);
+            samples.flow.push(done - began);
+            return Ok(());
+        }
         let token = phone
             .device_token
             .as_deref()
@@ -203,7 +271,7 @@ impl Target {
             bail!("status: {status} {body}");
         }
         samples.start.push(started - began);
-        samples.approve.push(approved - started);
+        samples.verify.push(approved - started);
         samples.status.push(done - approved);
         samples.flow.push(done - began);
         Ok(())
@@ -217,11 +285,57 @@ fn step_of(clock: &ManualClock) -> i64 {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+    let (sqlite_url, postgres_url) = match args.database_url.clone() {
+        Some(url) if url.starts_with("postgres") => (None, Some(url)),
+        other => (other, None),
+    };
+    let sqlite_url =
+        sqlite_url.unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+    if args.instances > 1 && postgres_url.is_none() {
+        bail!("--instances above 1 needs a PostgreSQL --database-url");
+    }
+    let mut reports = vec![run_engine(&args, &sqlite_url, 1, dir.path())?];
+    if let Some(url) = postgres_url {
+        println!();
+        reports.push(run_engine(&args, &url, args.instances.max(1), dir.path())?);
+    }
+    if let [sqlite, postgres] = reports.as_slice() {
+        println!();
+        for report in &reports {
+            println!(
+                "{:<10} {:>7.0} verified logins/s   flow p50 {:>6.2} ms   p99 {:>6.2} ms   {:>5.0} bytes/event",
+                report.engine,
+                report.logins_per_second,
+                report.flow_p50,
+                report.flow_p99,
+                report.bytes_per_event
+            );
+        }
+        println!(
+            "PostgreSQL/SQLite: rate {:.2}, flow p99 {:.2}, bytes per event {:.2}",
+            postgres.logins_per_second / sqlite.logins_per_second,
+            postgres.flow_p99 / sqlite.flow_p99,
+            postgres.bytes_per_event / sqlite.bytes_per_event
+        );
+    }
+    Ok(())
+}
+
+/// Benchmarks one database: starts `instances` servers on it, runs the load and the history
+/// comparison, and reports the load's figures. A PostgreSQL run gets a fresh schema of its own,
+/// so the bytes per event count this run's tables alone; it is dropped afterwards.
+fn run_engine(
+    args: &Args,
+    base_url: &str,
+    instances: usize,
+    folder: &std::path::Path,
+) -> anyhow::Result<Report> {
     let clock = Arc::new(ManualClock::starting_at(start_instant()));
+    let engine = if base_url.starts_with("postgres") {
+        "PostgreSQL"
+    } else {
+        "SQLite"
+    };
 
     // The server, on a runtime of its own.
     // Named, so a profiler tells the server's share of the two cores from the load's.
@@ -230,12 +344,20 @@ fn main() -> anyhow::Result<()> {
         .thread_name("server-rt")
         .enable_all()
         .build()?;
-    if args.instances > 1 && !database_url.starts_with("postgres") {
-        bail!("--instances above 1 needs a PostgreSQL --database-url");
-    }
+    let schema = match engine {
+        "PostgreSQL" => Some(server_rt.block_on(fresh_schema(base_url))?),
+        _ => None,
+    };
+    let database_url = match &schema {
+        Some(schema) => {
+            let separator = if base_url.contains('?') { '&' } else { '?' };
+            format!("{base_url}{separator}options=-c%20search_path%3D{schema}")
+        }
+        None => base_url.to_owned(),
+    };
     let master_key = MasterKey::generate().to_base64();
     // Activation notices are mailed too: into the benchmark's own folder.
-    let outbox = dir.path().join("outbox");
+    let outbox = folder.join(format!("outbox-{}", engine.to_lowercase()));
     // A send under way claims its message for a while on the server's clock. On a clock this
     // fast a production claim would lapse within a real second: stretch it by the clock's
     // speed-up, so a slow send is not taken up again by another instance.
@@ -244,7 +366,6 @@ fn main() -> anyhow::Result<()> {
     let (bases, key, services) = server_rt.block_on({
         let clock = Arc::clone(&clock);
         let database_url = database_url.clone();
-        let instances = args.instances.max(1);
         async move {
             let mut bases = Vec::new();
             let mut first = None;
@@ -286,7 +407,8 @@ fn main() -> anyhow::Result<()> {
         .thread_name("client-rt")
         .enable_all()
         .build()?;
-    client_rt.block_on(async move {
+    let flow = args.flow;
+    let report = client_rt.block_on(async move {
         let target = Arc::new(Target {
             bases,
             turn: std::sync::atomic::AtomicUsize::new(0),
@@ -297,10 +419,13 @@ fn main() -> anyhow::Result<()> {
             clock: Arc::clone(&clock),
         });
         println!(
-            "spse-totp-bench: {} virtual users, {} s, {} instance(s), database {}",
+            "spse-totp-bench: {engine}, flow {}, {} virtual users, {} s, {instances} instance(s), database {}",
+            match flow {
+                Flow::Code => "code",
+                Flow::Device => "device",
+            },
             args.users,
             args.seconds,
-            args.instances.max(1),
             redact(&database_url)
         );
         println!(
@@ -308,7 +433,8 @@ fn main() -> anyhow::Result<()> {
             args.tick_ms
         );
 
-        // Setup, not measured: every virtual user's accounts get a bound device. The accounts
+        // Setup, not measured: every virtual user's accounts get an authenticator (a bound
+        // device for the device flow). The accounts
         // are named for this run, so a database kept from an earlier run (PostgreSQL) serves
         // again: those accounts are active already and cannot be activated twice.
         let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase();
@@ -322,7 +448,7 @@ fn main() -> anyhow::Result<()> {
                 let mut accounts = Vec::new();
                 for i in 0..per_user {
                     let user_id = format!("BENCH-{run}-{user}-{i}");
-                    let phone = target.activate(&user_id).await?;
+                    let phone = target.activate(&user_id, flow).await?;
                     accounts.push((user_id, phone, i64::MIN));
                 }
                 anyhow::Ok(accounts)
@@ -380,7 +506,7 @@ fn main() -> anyhow::Result<()> {
                     };
                     next = i + 1;
                     let (user_id, phone, used) = &mut accounts[i];
-                    if let Err(e) = target.flow(user_id, phone, &mut samples).await {
+                    if let Err(e) = target.flow(flow, user_id, phone, &mut samples).await {
                         if errors.fetch_add(1, Ordering::Relaxed) < 5 {
                             eprintln!("flow error: {e:#}");
                         }
@@ -397,17 +523,39 @@ fn main() -> anyhow::Result<()> {
             all.merge(handle.await?);
         }
         let elapsed = began.elapsed().as_secs_f64();
-        let approvals = all.flow.len();
+        let verified = all.flow.len();
         println!();
         println!(
-            "load: {approvals} approvals in {elapsed:.1} s = {:.0} approvals/s, {} errors",
-            approvals as f64 / elapsed,
+            "load: {verified} verified logins in {elapsed:.1} s = {:.0} verified logins/s, {} errors",
+            verified as f64 / elapsed,
             errors.load(Ordering::Relaxed)
         );
-        println!("{}", line("flow (3 requests)", &mut all.flow));
-        println!("{}", line("POST /v1/logins", &mut all.start));
-        println!("{}", line("POST .../approve", &mut all.approve));
-        println!("{}", line("GET /v1/logins/{id}", &mut all.status));
+        match flow {
+            Flow::Code => {
+                println!("{}", line("flow (2 requests)", &mut all.flow));
+                println!("{}", line("POST /v1/logins", &mut all.start));
+                println!("{}", line("POST .../code", &mut all.verify));
+            }
+            Flow::Device => {
+                println!("{}", line("flow (3 requests)", &mut all.flow));
+                println!("{}", line("POST /v1/logins", &mut all.start));
+                println!("{}", line("POST .../approve", &mut all.verify));
+                println!("{}", line("GET /v1/logins/{id}", &mut all.status));
+            }
+        }
+        let (bytes, how) = database_bytes(&services.db).await?;
+        let events = services.db.events.head_position().await?;
+        let bytes_per_event = bytes as f64 / events.max(1) as f64;
+        println!(
+            "size: {bytes} bytes ({how}) / {events} events = {bytes_per_event:.0} bytes per event"
+        );
+        let report = Report {
+            engine,
+            logins_per_second: verified as f64 / elapsed,
+            flow_p50: percentile(&mut all.flow, 50.0),
+            flow_p99: percentile(&mut all.flow, 99.0),
+            bytes_per_event,
+        };
 
         // History length: the same flow, one request at a time, on a fresh account and on one
         // with a long history.
@@ -416,8 +564,8 @@ fn main() -> anyhow::Result<()> {
             format!("HISTORY-FRESH-{run}"),
             format!("HISTORY-LONG-{run}"),
         );
-        let fresh = target.activate(&fresh_id).await?;
-        let long = target.activate(&long_id).await?;
+        let fresh = target.activate(&fresh_id, flow).await?;
+        let long = target.activate(&long_id, flow).await?;
         let seeded = Instant::now();
         seed_history(&services, &long_id, args.history, &clock).await?;
         services.projections.catch_up().await?;
@@ -429,7 +577,7 @@ fn main() -> anyhow::Result<()> {
         let mut first = Samples::default();
         tokio::time::sleep(Duration::from_millis(args.tick_ms * 2)).await;
         target
-            .flow(&long_id, &long, &mut first)
+            .flow(flow, &long_id, &long, &mut first)
             .await
             .context("first flow on the long account")?;
         println!("{}", line("first flow after seeding", &mut first.flow));
@@ -444,7 +592,7 @@ fn main() -> anyhow::Result<()> {
                 while step_of(&clock) == step {
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                target.flow(id, phone, &mut samples).await?;
+                target.flow(flow, id, phone, &mut samples).await?;
             }
             let p50 = percentile(&mut samples.flow, 50.0);
             let p99 = percentile(&mut samples.flow, 99.0);
@@ -460,10 +608,62 @@ fn main() -> anyhow::Result<()> {
         );
         ticking.store(false, Ordering::Relaxed);
         let _ = ticker.await;
-        anyhow::Ok(())
+        anyhow::Ok(report)
     })?;
     drop(server_rt);
-    Ok(())
+    if let Some(schema) = schema {
+        drop_schema(base_url, &schema)?;
+    }
+    Ok(report)
+}
+
+/// Creates an empty schema for one run on the PostgreSQL database at `url`.
+async fn fresh_schema(url: &str) -> anyhow::Result<String> {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&admin)
+        .await?;
+    admin.close().await;
+    Ok(schema)
+}
+
+/// Drops the run's schema, on a runtime of its own (the server's is gone with its connections).
+fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let admin = PgPoolOptions::new().max_connections(1).connect(url).await?;
+        sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+            .execute(&admin)
+            .await?;
+        admin.close().await;
+        anyhow::Ok(())
+    })
+}
+
+/// The database's size on disk, and what was counted. SQLite: the file plus its WAL.
+/// PostgreSQL: `pg_total_relation_size` (table, indexes, TOAST) summed over the run's schema.
+async fn database_bytes(db: &spse_totp_store::Database) -> anyhow::Result<(u64, &'static str)> {
+    if let Some(path) = &db.sqlite_path {
+        let file = std::fs::metadata(path)?.len();
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let wal = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+        return Ok((file + wal, "SQLite file + WAL"));
+    }
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = current_schema() AND c.relkind = 'r'",
+    )
+    .fetch_one(&db.pool)
+    .await?;
+    Ok((
+        u64::try_from(bytes).unwrap_or(0),
+        "pg_total_relation_size over the schema's tables",
+    ))
 }
 
 /// Appends `count` events (logins started and cancelled) straight to the account's stream, as

@@ -1,0 +1,238 @@
+//! Statements as plain data: SQL with its arguments, and the guarded unit a group of them is
+//! written in. The read side's projectors produce them (pure functions of the event, easy to test,
+//! nothing to mock); they live here so that each adapter can run a unit inside its own append
+//! transaction ([`crate::InlineProjection`]) without this crate depending on the read side.
+//!
+//! Placeholders are `$1`, `$2`, ... in both engines.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use rusqlite::types::{Null, ToSqlOutput, Value};
+use rusqlite::{Connection, ToSql};
+
+/// An argument. A NULL keeps the type of the column it fills: PostgreSQL types every parameter,
+/// and a text NULL will not go into a BIGINT column.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SqlValue {
+    Int(i64),
+    Text(String),
+    NullInt,
+    NullText,
+}
+
+/// A Rust type a column can hold, and the NULL of that column's type.
+pub trait SqlType: Into<SqlValue> {
+    const NULL: SqlValue;
+}
+
+impl SqlType for i64 {
+    const NULL: SqlValue = SqlValue::NullInt;
+}
+
+impl SqlType for &str {
+    const NULL: SqlValue = SqlValue::NullText;
+}
+
+impl SqlType for String {
+    const NULL: SqlValue = SqlValue::NullText;
+}
+
+impl From<i64> for SqlValue {
+    fn from(v: i64) -> Self {
+        SqlValue::Int(v)
+    }
+}
+
+impl From<&str> for SqlValue {
+    fn from(v: &str) -> Self {
+        SqlValue::Text(v.to_owned())
+    }
+}
+
+impl From<String> for SqlValue {
+    fn from(v: String) -> Self {
+        SqlValue::Text(v)
+    }
+}
+
+impl<T: SqlType> From<Option<T>> for SqlValue {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(T::NULL, Into::into)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Statement {
+    pub sql: Cow<'static, str>,
+    pub args: Vec<SqlValue>,
+}
+
+impl Statement {
+    pub fn new(sql: impl Into<Cow<'static, str>>, args: Vec<SqlValue>) -> Self {
+        Statement {
+            sql: sql.into(),
+            args,
+        }
+    }
+}
+
+/// Statements written atomically. The guards run first and must each change exactly one row
+/// (the checkpoint compare-and-sets); if one does not, another writer got there first and
+/// nothing of the unit may be kept.
+#[derive(Debug, Default)]
+pub struct Unit {
+    pub guards: Vec<Statement>,
+    pub statements: Vec<Statement>,
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            SqlValue::NullInt | SqlValue::NullText => ToSqlOutput::Owned(Value::from(Null)),
+            SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
+        })
+    }
+}
+
+/// Runs one statement on SQLite, binding `$N` to the N-th argument. SQLite numbers parameters in
+/// order of first appearance, whatever their names, so each is bound by name.
+fn execute(connection: &Connection, statement: &Statement) -> Result<usize, rusqlite::Error> {
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    for index in 1..=prepared.parameter_count() {
+        let argument = prepared
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .and_then(|n| statement.args.get(n.wrapping_sub(1)))
+            .ok_or(rusqlite::Error::InvalidParameterCount(
+                index,
+                statement.args.len(),
+            ))?;
+        prepared.raw_bind_parameter(index, argument)?;
+    }
+    prepared.raw_execute()
+}
+
+/// Runs the unit's guards, then its statements, on a SQLite connection inside a transaction (or
+/// savepoint) that the caller commits. `Ok(false)`: a guard changed no row, and the caller must
+/// roll back what the guards before it wrote.
+pub fn run_unit_sqlite(connection: &Connection, unit: &Unit) -> Result<bool, rusqlite::Error> {
+    for guard in &unit.guards {
+        if execute(connection, guard)? != 1 {
+            return Ok(false);
+        }
+    }
+    for statement in &unit.statements {
+        execute(connection, statement)?;
+    }
+    Ok(true)
+}
+
+/// Why a statement cannot be sent to PostgreSQL as text.
+#[derive(Debug, thiserror::Error)]
+#[error("statement argument ${0} holds a NUL character, which PostgreSQL text cannot hold")]
+pub(crate) struct NulInText(usize);
+
+/// Appends `statement` to `script` with its arguments written in as typed literals (the caller
+/// ends it, with `;` or a clause of its own), so that many statements go to PostgreSQL in one simple-query round trip (sqlx has no
+/// pipelining of bound statements). Each literal carries the type its parameter would have been
+/// bound with (`bigint`, `text`), so the statement means what it means with binds. Text goes in
+/// an escape string (`E'...'`, backslashes and quotes doubled), integers in a quoted literal
+/// cast to `bigint` (so `i64::MIN` does not overflow on its way through negation), which reads the same whatever
+/// `standard_conforming_strings` says, so no argument can end its literal early.
+pub(crate) fn append_postgres_literal(
+    script: &mut String,
+    statement: &Statement,
+) -> Result<(), NulInText> {
+    let sql = statement.sql.as_ref();
+    let bytes = sql.as_bytes();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'$' {
+            let digits = bytes[i + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+            let number = sql[i + 1..i + 1 + digits].parse::<usize>().ok();
+            if let Some(arg) = number.and_then(|n| statement.args.get(n.wrapping_sub(1))) {
+                script.push_str(&sql[copied..i]);
+                literal(script, arg).map_err(|()| NulInText(number.unwrap_or(0)))?;
+                i += 1 + digits;
+                copied = i;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    script.push_str(&sql[copied..]);
+    Ok(())
+}
+
+fn literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
+    match value {
+        SqlValue::Int(v) => {
+            let _ = write!(script, "('{v}'::bigint)");
+        }
+        SqlValue::NullInt => script.push_str("(NULL::bigint)"),
+        SqlValue::NullText => script.push_str("(NULL::text)"),
+        SqlValue::Text(text) => {
+            if text.contains('\0') {
+                return Err(());
+            }
+            script.push_str("(E'");
+            for c in text.chars() {
+                match c {
+                    '\'' => script.push_str("''"),
+                    '\\' => script.push_str("\\\\"),
+                    c => script.push(c),
+                }
+            }
+            script.push_str("'::text)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(statement: &Statement) -> String {
+        let mut script = String::new();
+        append_postgres_literal(&mut script, statement).unwrap();
+        script
+    }
+
+    #[test]
+    fn arguments_become_typed_literals_in_place() {
+        let statement = Statement::new(
+            "UPDATE t SET a = $2, b = $10, c = $1 WHERE d = $3",
+            vec![
+                SqlValue::Int(-7),
+                SqlValue::Text("it's a \\ test".to_owned()),
+                SqlValue::NullText,
+                SqlValue::NullInt,
+                SqlValue::Int(0),
+                SqlValue::Int(0),
+                SqlValue::Int(0),
+                SqlValue::Int(0),
+                SqlValue::Int(0),
+                SqlValue::Int(42),
+            ],
+        );
+        assert_eq!(
+            script(&statement),
+            "UPDATE t SET a = (E'it''s a \\\\ test'::text), b = ('42'::bigint), \
+             c = ('-7'::bigint) WHERE d = (NULL::text)"
+        );
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_rather_than_sent() {
+        let statement = Statement::new("SELECT $1", vec![SqlValue::Text("a\0b".to_owned())]);
+        assert!(append_postgres_literal(&mut String::new(), &statement).is_err());
+    }
+}
