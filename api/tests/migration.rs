@@ -152,3 +152,303 @@ async fn an_exported_sqlite_deployment_carries_on_after_import() {
     assert_eq!(status, 200, "the phone's next code approves: {body}");
     assert!(moved.terminate());
 }
+
+/// The migrations before lean rows (`20261205000002_lean_rows.sql`), applied alone: a database
+/// as a deployment of the previous version holds it.
+async fn migrate_to_the_old_format(url: &str, engine: &str) -> sqlx::AnyPool {
+    sqlx::any::install_default_drivers();
+    let old = TempDir::new().expect("a folder");
+    let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../migrations")
+        .join(engine);
+    for entry in std::fs::read_dir(&all).expect("the migrations") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        if name.as_str() < "20261205000002" {
+            std::fs::copy(&path, old.path().join(&name)).expect("copied");
+        }
+    }
+    let pool = sqlx::any::AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .expect("connect");
+    sqlx::migrate::Migrator::new(old.path())
+        .await
+        .expect("the old migrations")
+        .run(&pool)
+        .await
+        .expect("migrated to the old format");
+    pool
+}
+
+/// One event as the previous version stored it: text id, metadata as a JSON object, hex hash.
+struct OldRow {
+    position: i64,
+    stream: String,
+    version: u64,
+    event_id: uuid::Uuid,
+    event_type: String,
+    payload: Value,
+    metadata: String,
+    recorded_at: i64,
+    hash: Option<String>,
+}
+
+/// Events of every actor and optional field, in three streams: an account's, an API key's and
+/// a stream whose first event predates the chain; one metadata object carries a key no decoder
+/// knows and an id in capitals (as if from another tool), which the conversion must leave as it
+/// is.
+fn old_rows() -> Vec<OldRow> {
+    use spse_totp_store::{Actor, EventMetadata};
+    let id = |n: u128| uuid::Uuid::from_u128(0x0193_c000_0000_7000_8000_0000_0000_0000 + n);
+    let full = |actor: Actor| EventMetadata {
+        actor,
+        client_ip: Some("10.1.2.3".into()),
+        user_agent: Some("Mozilla/5.0 \"quoted\" é".into()),
+        correlation_id: Some(id(90).to_string()),
+        causation_id: Some("req-1".into()),
+    };
+    let actors = [
+        Actor::Portal {
+            key_id: id(1),
+            key_name: "spse-portal".into(),
+        },
+        Actor::Device { device_id: id(2) },
+        Actor::Helpdesk {
+            operator: "Siti".into(),
+            key_id: id(3),
+        },
+        Actor::System,
+        Actor::Operator {
+            name: "root".into(),
+        },
+        Actor::Auditor {
+            key_id: id(4),
+            key_name: "siem".into(),
+        },
+        Actor::User,
+    ];
+    let mut metadata: Vec<String> = actors
+        .iter()
+        .cloned()
+        .map(|a| serde_json::to_string(&full(a)).unwrap())
+        .collect();
+    metadata.extend(actors.iter().cloned().map(|actor| {
+        serde_json::to_string(&EventMetadata {
+            actor,
+            client_ip: None,
+            user_agent: None,
+            correlation_id: Some("c".into()),
+            causation_id: None,
+        })
+        .unwrap()
+    }));
+    metadata.push(format!(
+        r#"{{"actor": {{"kind": "device", "device_id": "{}"}}, "client_ip": "10.0.0.9", "via": "another tool"}}"#,
+        id(5).to_string().to_uppercase()
+    ));
+    let registered =
+        json!({"user_type": "penyedia", "user_id": "VENDOR-1", "email": null, "name": null});
+    let streams = ["account-penyedia-VENDOR-1", "apikey-x", "legacy-start"];
+    let mut heads: std::collections::HashMap<&str, (u64, Option<String>)> = Default::default();
+    let mut rows = Vec::new();
+    for (i, metadata) in metadata.into_iter().enumerate() {
+        let stream = streams[i % streams.len()];
+        let (version, previous) = heads.get(stream).cloned().unwrap_or((0, None));
+        let version = version + 1;
+        let (event_type, payload) = if stream.starts_with("account-") && version == 1 {
+            ("AccountRegistered".to_owned(), registered.clone())
+        } else {
+            (format!("Tested{i}"), json!({"n": i, "text": "é \"x\""}))
+        };
+        let event_id = id(100 + i as u128);
+        let recorded_at = 1_764_000_000_000_000 + i as i64;
+        let hash = (!(stream == "legacy-start" && version == 1)).then(|| {
+            spse_totp_store::chain::event_hash(
+                previous.as_deref(),
+                &spse_totp_store::chain::ChainedFields {
+                    stream,
+                    version,
+                    event_id,
+                    event_type: &event_type,
+                    schema_version: 1,
+                    payload: &payload,
+                    metadata: &serde_json::from_str(&metadata).unwrap(),
+                    recorded_at_micros: recorded_at,
+                },
+            )
+        });
+        heads.insert(stream, (version, hash.clone()));
+        rows.push(OldRow {
+            position: i as i64 + 1,
+            stream: stream.to_owned(),
+            version,
+            event_id,
+            event_type,
+            payload,
+            metadata,
+            recorded_at,
+            hash,
+        });
+    }
+    rows
+}
+
+/// An existing deployment upgrading to lean rows keeps every event, hash and audit row: a
+/// database in the previous format, written as that version wrote it, is migrated in place; every
+/// event reads back the same, the chain verifies (and goes on from where it was), and the audit
+/// rows are all there with what the helpdesk sees of them.
+#[tokio::test]
+async fn an_old_format_database_is_converted_in_place_and_verifies() {
+    let dir = TempDir::new().expect("a folder");
+    let mut targets = vec![(
+        format!("sqlite://{}/old.db?mode=rwc", dir.path().display()),
+        "sqlite",
+    )];
+    if let Some(url) = fresh_postgres_url().await.expect("a test schema") {
+        targets.push((url, "postgres"));
+    }
+    for (url, engine) in targets {
+        let pool = migrate_to_the_old_format(&url, engine).await;
+        let rows = old_rows();
+        for row in &rows {
+            sqlx::query(
+                "INSERT INTO events (position, stream, version, event_id, event_type, \
+                 schema_version, payload, metadata, recorded_at, hash) \
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9)",
+            )
+            .bind(row.position)
+            .bind(&row.stream)
+            .bind(row.version as i64)
+            .bind(row.event_id.to_string())
+            .bind(&row.event_type)
+            .bind(row.payload.to_string())
+            .bind(&row.metadata)
+            .bind(row.recorded_at)
+            .bind(row.hash.clone())
+            .execute(&pool)
+            .await
+            .expect("an old row");
+            sqlx::query(
+                "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, \
+                 actor_kind, actor, client_ip, user_agent, correlation_id, recorded_at, summary) \
+                 VALUES ($1, $2, 'penyedia', 'VENDOR-1', $3, 'portal', 'spse-portal', '10.1.2.3', \
+                 'ua', 'c', $4, 'old summary')",
+            )
+            .bind(row.position)
+            .bind(&row.stream)
+            .bind(&row.event_type)
+            .bind(row.recorded_at)
+            .execute(&pool)
+            .await
+            .expect("an old audit row");
+        }
+        if engine == "postgres" {
+            // As the previous version's appender left it.
+            sqlx::query("UPDATE event_log_head SET position = (SELECT MAX(position) FROM events)")
+                .execute(&pool)
+                .await
+                .expect("the log's head");
+        }
+        pool.close().await;
+
+        let db = spse_totp_store::Database::open(&url)
+            .await
+            .expect("upgraded");
+        let stored = db.events.read_all(0, 1000).await.expect("read");
+        assert_eq!(stored.len(), rows.len(), "{engine}: every event kept");
+        for (row, event) in rows.iter().zip(&stored) {
+            assert_eq!(event.position, row.position as u64, "{engine}");
+            assert_eq!(event.stream, row.stream, "{engine}");
+            assert_eq!(event.version, row.version, "{engine}");
+            assert_eq!(event.event_id, row.event_id, "{engine}");
+            assert_eq!(event.payload, row.payload, "{engine}");
+            assert_eq!(event.hash, row.hash, "{engine}: the hash is the same value");
+            assert_eq!(
+                event.metadata,
+                serde_json::from_str(&row.metadata).expect("old metadata"),
+                "{engine}"
+            );
+        }
+        let forms: Vec<String> =
+            sqlx::query_scalar("SELECT metadata FROM events ORDER BY position")
+                .fetch_all(&db.pool)
+                .await
+                .expect("stored metadata");
+        let (last, converted) = forms.split_last().expect("rows");
+        assert!(
+            converted
+                .iter()
+                .all(|m| m.starts_with('[') && !m.contains("\"actor\"")),
+            "{engine}: {converted:?}"
+        );
+        assert!(
+            last.starts_with('{') && last.contains("another tool"),
+            "{engine}: {last}"
+        );
+        let ids: Vec<Vec<u8>> = sqlx::query_scalar("SELECT event_id FROM events ORDER BY position")
+            .fetch_all(&db.pool)
+            .await
+            .expect("stored ids");
+        assert!(ids.iter().all(|id| id.len() == 16), "{engine}");
+
+        let report = spse_totp_projections::audit::verify(db.log_source())
+            .await
+            .expect("verify");
+        assert!(report.ok, "{engine}: {report:?}");
+        assert_eq!(
+            (report.checked, report.legacy),
+            (rows.len() as u64, 1),
+            "{engine}"
+        );
+
+        // The chains go on from the converted hashes.
+        for stream in ["account-penyedia-VENDOR-1", "legacy-start"] {
+            let version = db.events.stream_version(stream).await.expect("version");
+            db.events
+                .append(
+                    stream,
+                    spse_totp_store::ExpectedVersion::Exact(version),
+                    vec![spse_totp_store::NewEvent {
+                        event_id: uuid::Uuid::now_v7(),
+                        event_type: "TestedAfter".into(),
+                        schema_version: 1,
+                        payload: json!({}),
+                        metadata: spse_totp_store::EventMetadata::system(),
+                        recorded_at: Utc::now(),
+                    }],
+                )
+                .await
+                .expect("append after the upgrade");
+        }
+        let report = spse_totp_projections::audit::verify(db.log_source())
+            .await
+            .expect("verify");
+        assert!(report.ok, "{engine}: {report:?}");
+        assert_eq!(report.checked, rows.len() as u64 + 2, "{engine}");
+
+        // Every audit row is kept, and a search shows it with what the event row holds.
+        let found = spse_totp_projections::audit_log::search(
+            &db.pool,
+            &spse_totp_projections::audit_log::AuditSearch::default(),
+            1000,
+        )
+        .await
+        .expect("search");
+        assert_eq!(found.len(), rows.len(), "{engine}: every audit row kept");
+        let first = found.last().expect("the first row");
+        assert_eq!(first.position, 1);
+        assert_eq!(first.stream, "account-penyedia-VENDOR-1");
+        assert_eq!(first.summary, "Account VENDOR-1 (penyedia) registered");
+        assert_eq!(
+            first.user_agent.as_deref(),
+            Some("Mozilla/5.0 \"quoted\" é")
+        );
+        assert_eq!(first.actor, "spse-portal");
+    }
+}

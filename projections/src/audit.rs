@@ -19,6 +19,7 @@ use sqlx::AnyPool;
 use uuid::Uuid;
 
 use spse_totp_store::chain::{event_hash, ChainedFields};
+use spse_totp_store::stored_metadata;
 use spse_totp_store::{
     EventMetadata, EventStore, ExpectedVersion, LogSource, NewEvent, RecordedEvent, StoreError,
     StoredRow,
@@ -328,22 +329,22 @@ struct Link {
 
 impl From<StoredRow> for Link {
     /// The columns exactly as stored: the JSON is parsed from the row's own text, so a field
-    /// added to it by hand changes the hash even where the decoder would ignore it.
+    /// added to it by hand changes the hash even where the decoder would ignore it (metadata in
+    /// its compact form must decode strictly, see [`stored_metadata::chained_value`]).
     fn from(row: StoredRow) -> Self {
         Link {
             position: row.position(),
             version: u64::try_from(row.version).unwrap_or(0),
-            event_id: Uuid::parse_str(&row.event_id)
-                .map_err(|e| format!("the event id is not a UUID: {e}")),
+            event_id: row.event_id(),
             schema_version: u32::try_from(row.schema_version).unwrap_or(u32::MAX),
             payload: serde_json::from_str(&row.payload)
                 .map_err(|e| format!("the payload is not JSON: {e}")),
-            metadata: serde_json::from_str(&row.metadata)
-                .map_err(|e| format!("the metadata is not JSON: {e}")),
+            metadata: stored_metadata::chained_value(&row.metadata)
+                .map_err(|e| format!("the metadata does not decode: {e}")),
             recorded_at_micros: row.recorded_at,
+            hash: row.hash_hex(),
             stream: row.stream,
             event_type: row.event_type,
-            hash: row.hash,
         }
     }
 }

@@ -1,5 +1,7 @@
-//! `audit_log`: one row per event with who, from where and a readable summary, indexed for the
-//! helpdesk's filters. The summary is also what `spse-totp history` prints.
+//! `audit_log`: one row per event with what the helpdesk filters on (account, type, actor, client
+//! address, time), indexed for those filters. Everything else a result shows (stream, user agent,
+//! correlation id, the readable summary) is read from the event row itself by position, so the
+//! projection copies none of it. The summary is also what `spse-totp history` prints.
 
 use chrono::{DateTime, Utc};
 use spse_totp_domain::access::AccessEvent;
@@ -7,14 +9,15 @@ use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, Res
 use spse_totp_domain::apikey::ApiKeyEvent;
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey, UserType};
-use spse_totp_store::RecordedEvent;
-use sqlx::{AnyConnection, AnyPool};
+use spse_totp_store::{RecordedEvent, StoredRow};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::{from_db, to_db};
+use crate::time::to_db;
 
 pub struct AuditLogProjector;
 
@@ -48,20 +51,16 @@ impl Projector for AuditLogProjector {
         };
         let meta = &recorded.metadata;
         vec![sql!(
-            "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, client_ip, \
-             user_agent, correlation_id, recorded_at, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, client_ip, \
+             recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             i64::try_from(recorded.position).unwrap_or(i64::MAX),
-            recorded.stream.as_str(),
             user_type,
             user_id,
             recorded.event_type.as_str(),
             meta.actor.kind(),
             meta.actor.display_name(),
             meta.client_ip.clone(),
-            meta.user_agent.clone(),
-            meta.correlation_id.clone(),
             to_db(recorded.recorded_at),
-            summary(decoded, &recorded.event_type),
         )]
     }
 }
@@ -299,21 +298,6 @@ pub struct AuditRow {
     pub recorded_at: DateTime<Utc>,
     pub summary: String,
 }
-
-type SearchRow = (
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    String,
-);
 
 /// The smallest string greater than every string starting with `prefix`. User IDs are
 /// printable ASCII, so bumping the last byte stays ASCII.
@@ -555,31 +539,51 @@ pub async fn search(
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
+    // The filtered columns from the projection, the rest from the event row itself.
     let sql = format!(
-        "SELECT position, stream, user_type, user_id, event_type, actor_kind, actor, client_ip, \
-         user_agent, correlation_id, recorded_at, summary FROM audit_log \
-         WHERE position IN ({list}) ORDER BY position DESC"
+        "SELECT a.user_type, a.user_id, a.actor_kind, a.actor, {} \
+         FROM audit_log a JOIN events e ON e.position = a.position \
+         WHERE a.position IN ({list}) ORDER BY a.position DESC",
+        StoredRow::COLUMNS_OF_E
     );
-    let rows = sqlx::query_as::<_, SearchRow>(&sql)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| AuditRow {
-            position: u64::try_from(r.0).unwrap_or(0),
-            stream: r.1,
-            user_type: r.2,
-            user_id: r.3,
-            event_type: r.4,
-            actor_kind: r.5,
-            actor: r.6,
-            client_ip: r.7,
-            user_agent: r.8,
-            correlation_id: r.9,
-            recorded_at: from_db(r.10),
-            summary: r.11,
-        })
-        .collect())
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    rows.iter().map(audit_row).collect()
+}
+
+/// One result row: the projection's columns (0 to 3) and the event's (4 on).
+fn audit_row(row: &AnyRow) -> Result<AuditRow, sqlx::Error> {
+    let stored = StoredRow {
+        position: row.try_get(4)?,
+        stream: row.try_get(5)?,
+        version: row.try_get(6)?,
+        event_id: row.try_get(7)?,
+        event_type: row.try_get(8)?,
+        schema_version: row.try_get(9)?,
+        payload: row.try_get(10)?,
+        metadata: row.try_get(11)?,
+        recorded_at: row.try_get(12)?,
+        hash: row.try_get(13)?,
+    };
+    let recorded = stored
+        .decode()
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    // The projector wrote a row only for an event it could decode; should this build no longer
+    // read it, the summary says so rather than failing the page.
+    let decoded = Decoded::decode(&recorded).unwrap_or(Decoded::Other);
+    Ok(AuditRow {
+        position: recorded.position,
+        summary: summary(&decoded, &recorded.event_type),
+        user_type: row.try_get(0)?,
+        user_id: row.try_get(1)?,
+        actor_kind: row.try_get(2)?,
+        actor: row.try_get(3)?,
+        client_ip: recorded.metadata.client_ip,
+        user_agent: recorded.metadata.user_agent,
+        correlation_id: recorded.metadata.correlation_id,
+        recorded_at: recorded.recorded_at,
+        stream: recorded.stream,
+        event_type: recorded.event_type,
+    })
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ async fn legacy_rows_are_counted_and_chains_start_after_them() {
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, payload, metadata, recorded_at) \
          VALUES (1, 's', 1, $1, 'Tested', 1, '{}', '{\"actor\":{\"kind\":\"system\"}}', 0)",
     )
-    .bind(Uuid::now_v7().to_string())
+    .bind(Uuid::now_v7().as_bytes().to_vec())
     .execute(&db.pool)
     .await
     .unwrap();

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use spse_totp_store::chain::{event_hash, ChainedFields};
+use spse_totp_store::chain::{event_digest, ChainedFields};
 use spse_totp_tests::{wrong_code, TestServer};
 
 const P: &str = "penyedia";
@@ -542,7 +542,7 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
     let (forged, next) = (&stream[1], &stream[2]);
     let mut metadata = serde_json::to_value(&forged.metadata).expect("json");
     metadata["client_ip"] = json!("10.9.9.9");
-    let hash = event_hash(
+    let hash = event_digest(
         stream[0].hash.as_deref(),
         &ChainedFields {
             stream: &forged.stream,
@@ -559,7 +559,7 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
     let pool = server.services.db.pool.clone();
     sqlx::query("UPDATE events SET metadata = $1, hash = $2 WHERE position = $3")
         .bind(metadata.to_string())
-        .bind(&hash)
+        .bind(hash.to_vec())
         .bind(i64::try_from(forged.position).expect("i64"))
         .execute(&pool)
         .await

@@ -475,12 +475,28 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
         } else {
             position(i)
         };
+        // The event row the audit row stands for: a page reads its stream and summary there.
         sqlx::query(
-            "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, \
-             recorded_at, summary) VALUES ($1, $2, $3, $4, 'LoginStarted', 'portal', 'p', $5, 's')",
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+             payload, metadata, recorded_at) VALUES ($1, $2, $1, $3, 'LoginStarted', 1, '{}', \
+             '[\"system\"]', $4)",
         )
         .bind(at_position)
         .bind(format!("account-{user_type}-{user_id}"))
+        .bind(
+            uuid::Uuid::from_u128(at_position as u128)
+                .as_bytes()
+                .to_vec(),
+        )
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .expect("insert event");
+        sqlx::query(
+            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
+             recorded_at) VALUES ($1, $2, $3, 'LoginStarted', 'portal', 'p', $4)",
+        )
+        .bind(at_position)
         .bind(user_type)
         .bind(&user_id)
         .bind(at)
@@ -488,6 +504,23 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
         .await
         .expect("insert");
     }
+    // The rows above stand projected already: the projectors carry on after them.
+    use spse_totp_projections::projector::Projector;
+    for projector in spse_totp_projections::all_projectors() {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projector, position, updated_at) \
+             VALUES ($1, (SELECT MAX(position) FROM events), 0) \
+             ON CONFLICT (projector) DO UPDATE SET position = excluded.position",
+        )
+        .bind(projector.name())
+        .execute(&mut *tx)
+        .await
+        .expect("checkpoint");
+    }
+    sqlx::query("UPDATE projection_checkpoints SET position = (SELECT MAX(position) FROM events)")
+        .execute(&mut *tx)
+        .await
+        .expect("checkpoints");
     tx.commit().await.expect("commit");
     let expected = |f: &dyn Fn(i64) -> bool| -> Vec<u64> {
         (0..3000i64)

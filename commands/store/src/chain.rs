@@ -35,8 +35,14 @@ pub struct ChainedFields<'a> {
 const LAYOUT: &[u8] = b"spse-totp-chain-v1";
 
 /// The hex SHA-256 of `event` chained to `previous` (the hash of the stream's previous event;
-/// `None` for a stream's first event).
+/// `None` for a stream's first event). The chain links hashes in this hex form; databases store
+/// the 32 bytes ([`event_digest`]).
 pub fn event_hash(previous: Option<&str>, event: &ChainedFields<'_>) -> String {
+    hex::encode(event_digest(previous, event))
+}
+
+/// The SHA-256 of [`event_hash`], as bytes.
+pub fn event_digest(previous: Option<&str>, event: &ChainedFields<'_>) -> [u8; 32] {
     let mut hasher = Sha256::new();
     let mut field = |bytes: &[u8]| {
         hasher.update((bytes.len() as u64).to_be_bytes());
@@ -52,15 +58,18 @@ pub fn event_hash(previous: Option<&str>, event: &ChainedFields<'_>) -> String {
     field(canonical_json(event.payload).as_bytes());
     field(canonical_json(event.metadata).as_bytes());
     field(&event.recorded_at_micros.to_be_bytes());
-    hex::encode(hasher.finalize())
+    hasher.finalize().into()
 }
 
-/// A new event as an adapter stores it: its metadata as JSON, its instant in microseconds, and
-/// its link in the chain after `previous` at `version` of `stream`.
+/// A new event as an adapter stores it: its metadata in the stored form
+/// ([`crate::stored_metadata`]), its instant in microseconds, and its link in the chain after
+/// `previous` at `version` of `stream` (as hex, which the next link covers, and as the bytes
+/// stored).
 pub struct Chained {
-    pub metadata: Value,
+    pub metadata: String,
     pub recorded_at_micros: i64,
     pub hash: String,
+    pub digest: [u8; 32],
 }
 
 /// Chains `event`, about to be stored at `version` of `stream`, to `previous` (the hash of the
@@ -73,7 +82,7 @@ pub fn chain_new_event(
 ) -> Result<Chained, serde_json::Error> {
     let metadata = serde_json::to_value(&event.metadata)?;
     let recorded_at_micros = event.recorded_at.timestamp_micros();
-    let hash = event_hash(
+    let digest = event_digest(
         previous,
         &ChainedFields {
             stream,
@@ -87,9 +96,10 @@ pub fn chain_new_event(
         },
     );
     Ok(Chained {
-        metadata,
+        metadata: crate::stored_metadata::encode(&event.metadata),
         recorded_at_micros,
-        hash,
+        hash: hex::encode(digest),
+        digest,
     })
 }
 

@@ -19,6 +19,7 @@ mod inline;
 mod postgres;
 mod sqlite;
 pub mod statement;
+pub mod stored_metadata;
 #[cfg(feature = "testing")]
 pub mod test_database;
 pub mod transfer;
@@ -196,24 +197,31 @@ pub struct RecordedEvent {
 
 /// An `events` row as its columns hold it, before decoding: what adapters and readers that
 /// query the table directly (the audit verifier) share.
+///
+/// Ids and hashes are stored as bytes (16 for the event id, 32 for the SHA-256), the metadata in
+/// its compact form ([`stored_metadata`]); what a reader sees ([`RecordedEvent`]) is unchanged.
 #[derive(Debug, Clone)]
 pub struct StoredRow {
     pub position: i64,
     pub stream: String,
     pub version: i64,
-    pub event_id: String,
+    pub event_id: Vec<u8>,
     pub event_type: String,
     pub schema_version: i64,
     pub payload: String,
     pub metadata: String,
     pub recorded_at: i64,
-    pub hash: Option<String>,
+    pub hash: Option<Vec<u8>>,
 }
 
 impl StoredRow {
     /// The columns in the order of [`StoredRow::COLUMNS`].
     pub const COLUMNS: &'static str = "position, stream, version, event_id, event_type, \
          schema_version, payload, metadata, recorded_at, hash";
+
+    /// The same columns of the table aliased `e`, for joins.
+    pub const COLUMNS_OF_E: &'static str = "e.position, e.stream, e.version, e.event_id, \
+         e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash";
 
     pub fn position(&self) -> u64 {
         u64::try_from(self.position).unwrap_or(0)
@@ -226,13 +234,24 @@ impl StoredRow {
         }
     }
 
+    /// The event id from its 16 stored bytes.
+    pub fn event_id(&self) -> Result<Uuid, String> {
+        Uuid::from_slice(&self.event_id).map_err(|e| format!("the event id is not a UUID: {e}"))
+    }
+
+    /// The hash as the chain links it: lower-case hex.
+    pub fn hash_hex(&self) -> Option<String> {
+        self.hash.as_deref().map(hex::encode)
+    }
+
     pub fn decode(self) -> Result<RecordedEvent, StoreError> {
-        let event_id = Uuid::parse_str(&self.event_id).map_err(|e| self.corrupt(e))?;
+        let event_id = self.event_id().map_err(|e| self.corrupt(e))?;
         let schema_version = u32::try_from(self.schema_version).map_err(|e| self.corrupt(e))?;
         let payload = serde_json::from_str(&self.payload).map_err(|e| self.corrupt(e))?;
-        let metadata = serde_json::from_str(&self.metadata).map_err(|e| self.corrupt(e))?;
+        let metadata = stored_metadata::decode(&self.metadata).map_err(|e| self.corrupt(e))?;
         let recorded_at = DateTime::<Utc>::from_timestamp_micros(self.recorded_at)
             .ok_or_else(|| self.corrupt("recorded_at out of range"))?;
+        let hash = self.hash_hex();
         Ok(RecordedEvent {
             position: self.position(),
             version: u64::try_from(self.version).unwrap_or(0),
@@ -243,7 +262,7 @@ impl StoredRow {
             payload,
             metadata,
             recorded_at,
-            hash: self.hash,
+            hash,
         })
     }
 }
@@ -254,6 +273,7 @@ where
     usize: sqlx::ColumnIndex<R>,
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(StoredRow {

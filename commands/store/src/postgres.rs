@@ -203,13 +203,13 @@ struct Rows {
     position: Vec<i64>,
     stream: Vec<String>,
     version: Vec<i64>,
-    event_id: Vec<String>,
+    event_id: Vec<Vec<u8>>,
     event_type: Vec<String>,
     schema_version: Vec<i64>,
     payload: Vec<String>,
     metadata: Vec<String>,
     recorded_at: Vec<i64>,
-    hash: Vec<String>,
+    hash: Vec<Vec<u8>>,
 }
 
 impl Rows {
@@ -226,6 +226,7 @@ impl Rows {
             metadata,
             recorded_at_micros: recorded_at,
             hash,
+            digest,
         } = chain_new_event(previous, stream, version, event).map_err(|e| StoreError::Corrupt {
             position,
             reason: e.to_string(),
@@ -233,13 +234,13 @@ impl Rows {
         self.position.push(to_i64(position));
         self.stream.push(stream.to_owned());
         self.version.push(to_i64(version));
-        self.event_id.push(event.event_id.to_string());
+        self.event_id.push(event.event_id.as_bytes().to_vec());
         self.event_type.push(event.event_type.clone());
         self.schema_version.push(i64::from(event.schema_version));
         self.payload.push(event.payload.to_string());
-        self.metadata.push(metadata.to_string());
+        self.metadata.push(metadata);
         self.recorded_at.push(recorded_at);
-        self.hash.push(hash.clone());
+        self.hash.push(digest.to_vec());
         Ok(hash)
     }
 }
@@ -331,8 +332,8 @@ async fn commit_group(
     sqlx::query(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
          payload, metadata, recorded_at, hash) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-         $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::text[])",
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], \
+         $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bytea[])",
     )
     .bind(&rows.position)
     .bind(&rows.stream)
@@ -470,7 +471,12 @@ async fn stream_heads(
         .map(|row| {
             Ok((
                 row.try_get::<String, _>(0)?,
-                (to_u64(row.try_get::<i64, _>(1)?), row.try_get(2)?),
+                (
+                    to_u64(row.try_get::<i64, _>(1)?),
+                    row.try_get::<Option<Vec<u8>>, _>(2)?
+                        .as_deref()
+                        .map(hex::encode),
+                ),
             ))
         })
         .collect()
@@ -481,18 +487,18 @@ async fn existing_event_ids(
     tx: &mut Transaction<'_, Postgres>,
     group: &[AppendRequest],
 ) -> Result<HashSet<Uuid>, StoreError> {
-    let ids: Vec<String> = group
+    let ids: Vec<Vec<u8>> = group
         .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id.to_string()))
+        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
         .collect();
-    let rows: Vec<String> =
+    let rows: Vec<Vec<u8>> =
         sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
             .bind(&ids)
             .fetch_all(&mut **tx)
             .await?;
     Ok(rows
         .iter()
-        .filter_map(|id| Uuid::parse_str(id).ok())
+        .filter_map(|id| Uuid::from_slice(id).ok())
         .collect())
 }
 

@@ -245,14 +245,16 @@ fn append_group(
         let (actual, last_hash) = match heads.get(request.stream.as_str()) {
             Some(head) => head.clone(),
             None => {
-                let head: Option<(i64, Option<String>)> = tx
+                let head: Option<(i64, Option<Vec<u8>>)> = tx
                     .prepare_cached(
                         "SELECT version, hash FROM events WHERE stream = ?1 \
                          ORDER BY version DESC LIMIT 1",
                     )?
                     .query_row([&request.stream], |row| Ok((row.get(0)?, row.get(1)?)))
                     .optional()?;
-                head.map_or((0, None), |(v, h)| (to_u64(v), h))
+                head.map_or((0, None), |(v, h)| {
+                    (to_u64(v), h.as_deref().map(hex::encode))
+                })
             }
         };
         if !request.expected.matches(actual) {
@@ -268,7 +270,7 @@ fn append_group(
         let mut hash = last_hash;
         for event in &request.events {
             version += 1;
-            let row = insert(
+            let (row, linked) = insert(
                 tx,
                 next_position,
                 &request.stream,
@@ -276,7 +278,7 @@ fn append_group(
                 hash.as_deref(),
                 event,
             )?;
-            hash.clone_from(&row.hash);
+            hash = Some(linked);
             rows.push(row);
             next_position += 1;
         }
@@ -290,7 +292,8 @@ fn append_group(
     Ok((results, after, rows))
 }
 
-/// Inserts one event chained to `previous` (its stream's last hash); returns the row as stored.
+/// Inserts one event chained to `previous` (its stream's last hash); returns the row as stored
+/// and its hash as the next event links it.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
     position: u64,
@@ -298,11 +301,12 @@ fn insert(
     version: u64,
     previous: Option<&str>,
     event: &NewEvent,
-) -> Result<StoredRow, StoreError> {
+) -> Result<(StoredRow, String), StoreError> {
     let Chained {
         metadata,
         recorded_at_micros: recorded_at,
         hash,
+        digest,
     } = chain_new_event(previous, stream, version, event).map_err(|e| StoreError::Corrupt {
         position,
         reason: e.to_string(),
@@ -311,13 +315,13 @@ fn insert(
         position: to_i64(position),
         stream: stream.to_owned(),
         version: to_i64(version),
-        event_id: event.event_id.to_string(),
+        event_id: event.event_id.as_bytes().to_vec(),
         event_type: event.event_type.clone(),
         schema_version: i64::from(event.schema_version),
         payload: event.payload.to_string(),
-        metadata: metadata.to_string(),
+        metadata,
         recorded_at,
-        hash: Some(hash),
+        hash: Some(digest.to_vec()),
     };
     tx.prepare_cached(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
@@ -341,7 +345,7 @@ fn insert(
         }
         _ => StoreError::from(e),
     })?;
-    Ok(row)
+    Ok((row, hash))
 }
 
 async fn stream_version_on(

@@ -1,8 +1,8 @@
 //! `spse-totp-audit-bench`: the helpdesk's search over an `audit_log` of a million rows, and an
 //! auditor's first history page of an account with 100,000 events, over real HTTP.
 //!
-//! Seeding: the audit rows are inserted directly into a fresh SQLite file (migrated by the
-//! service's own migrations) in large batches, with realistic spreads: tens of thousands of
+//! Seeding: the audit rows, and the event rows they stand for, are inserted directly into a fresh
+//! SQLite file (migrated by the service's own migrations) in large batches, with realistic spreads: tens of thousands of
 //! users of both types, a few thousand client IPs, the event types in the proportions a
 //! portal's day has, a handful of helpdesk operators, 90 days of timestamps. A marker event
 //! after them moves the log's next position past the seeded rows, so what the service appends
@@ -26,7 +26,8 @@ use spse_totp_commands::{apikeys, Clock, ManualClock};
 use spse_totp_domain::account::{CancelReason, LoginStage};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId, UserId, UserType};
-use spse_totp_store::{Actor, Database, EventMetadata, ExpectedVersion, NewEvent};
+use spse_totp_projections::projector::Projector;
+use spse_totp_store::{stored_metadata, Actor, Database, EventMetadata, ExpectedVersion, NewEvent};
 use spse_totp_tests::start_instant;
 
 #[derive(Debug, Parser)]
@@ -125,17 +126,36 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
     let mut position = 1u64;
     while position <= args.rows {
         let n = BATCH.min(args.rows - position + 1);
-        let mut sql = String::from(
-            "INSERT INTO audit_log (position, stream, user_type, user_id, event_type, actor_kind, actor, \
-             client_ip, user_agent, correlation_id, recorded_at, summary) VALUES ",
+        // Each audit row stands for an event row at its position, as the projection leaves them:
+        // a page reads its stream, user agent, correlation id and summary there.
+        let mut events_sql = String::from(
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+             payload, metadata, recorded_at) VALUES ",
+        );
+        let mut audit_sql = String::from(
+            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
+             client_ip, recorded_at) VALUES ",
         );
         for i in 0..n {
             if i > 0 {
-                sql.push(',');
+                events_sql.push(',');
+                audit_sql.push(',');
             }
-            let b = i * 12;
-            sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${},${},${},${},${})",
+            let b = i * 7;
+            events_sql.push_str(&format!(
+                "(${},${},${},${},${},1,${},${},${})",
+                b + 1,
+                b + 2,
+                b + 1,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6,
+                b + 7
+            ));
+            let b = i * 8;
+            audit_sql.push_str(&format!(
+                "(${},${},${},${},${},${},${},${})",
                 b + 1,
                 b + 2,
                 b + 3,
@@ -143,14 +163,11 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
                 b + 5,
                 b + 6,
                 b + 7,
-                b + 8,
-                b + 9,
-                b + 10,
-                b + 11,
-                b + 12
+                b + 8
             ));
         }
-        let mut query = sqlx::query(&sql);
+        let mut events = sqlx::query(&events_sql);
+        let mut query = sqlx::query(&audit_sql);
         for i in 0..n {
             let p = position + i;
             let user = rng.skewed(args.users);
@@ -167,42 +184,88 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
                     }
                 })
                 .map_or("LoginStarted", |t| t.0);
-            let (actor_kind, actor) = match rng.below(100) {
-                0..=69 => ("portal", "spse-portal".to_owned()),
-                70..=89 => (
-                    "device",
-                    format!("0193c{:07x}-0000-7000-8000-000000000000", user),
+            let (actor, display) = match rng.below(100) {
+                0..=69 => (
+                    Actor::Portal {
+                        key_id: uuid::Uuid::from_u128(1),
+                        key_name: "spse-portal".to_owned(),
+                    },
+                    None,
                 ),
-                90..=96 => ("system", "system".to_owned()),
-                _ => ("helpdesk", OPERATORS[rng.below(8) as usize].to_owned()),
+                70..=89 => (
+                    Actor::Device {
+                        device_id: uuid::Uuid::from_u128(
+                            0x0193_c000_0000_7000_8000_0000_0000_0000 | u128::from(user),
+                        ),
+                    },
+                    None,
+                ),
+                90..=96 => (Actor::System, None),
+                _ => {
+                    let operator = OPERATORS[rng.below(8) as usize].to_owned();
+                    (
+                        Actor::Helpdesk {
+                            operator: operator.clone(),
+                            key_id: uuid::Uuid::from_u128(2),
+                        },
+                        Some(operator),
+                    )
+                }
             };
             // A user mostly comes from a few addresses of their own office.
             let client_ip = ip((user * 7 + rng.below(3)) % 6_000);
             let at = start + (span_micros / args.rows as i64) * p as i64;
-            query = query
+            let metadata = EventMetadata {
+                actor: actor.clone(),
+                client_ip: Some(client_ip.clone()),
+                user_agent: Some("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0".into()),
+                correlation_id: Some(format!("{:032x}", rng.next())),
+                causation_id: None,
+            };
+            events = events
                 .bind(p as i64)
                 .bind(format!("account-{utype}-{uid}"))
+                .bind(uuid::Uuid::from_u128(u128::from(p)).as_bytes().to_vec())
+                .bind(event_type)
+                .bind(format!("{{\"user_id\":\"{uid}\"}}"))
+                .bind(stored_metadata::encode(&metadata))
+                .bind(at);
+            query = query
+                .bind(p as i64)
                 .bind(utype)
                 .bind(uid.clone())
                 .bind(event_type)
-                .bind(actor_kind)
-                .bind(actor)
+                .bind(actor.kind())
+                .bind(display.unwrap_or_else(|| actor.display_name()))
                 .bind(client_ip.clone())
-                .bind("Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/131.0")
-                .bind(format!("{:032x}", rng.next()))
-                .bind(at)
-                .bind(format!("{event_type} for {uid} from {client_ip}"));
+                .bind(at);
         }
+        events.execute(&mut *tx).await?;
         query.execute(&mut *tx).await?;
         position += n;
+    }
+    // The seeded rows stand projected: the projectors (and the mail sender) carry on after them.
+    for projector in spse_totp_projections::all_projectors()
+        .iter()
+        .map(|p| p.name())
+        .chain(["mail_dispatcher"])
+    {
+        sqlx::query(
+            "INSERT INTO projection_checkpoints (projector, position, updated_at) VALUES ($1, $2, 0) \
+             ON CONFLICT (projector) DO UPDATE SET position = excluded.position",
+        )
+        .bind(projector)
+        .bind(i64::try_from(args.rows)?)
+        .execute(&mut *tx)
+        .await?;
     }
     // The marker: the log's next position comes after every seeded row.
     sqlx::query(
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, payload, \
-         metadata, recorded_at) VALUES ($1, 'bench-seed', 1, $2, 'BenchSeeded', 1, '{}', '{\"actor\":{\"kind\":\"system\"}}', $3)",
+         metadata, recorded_at) VALUES ($1, 'bench-seed', 1, $2, 'BenchSeeded', 1, '{}', '[\"system\"]', $3)",
     )
     .bind(i64::try_from(args.rows + 1)?)
-    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(uuid::Uuid::now_v7().as_bytes().to_vec())
     .bind(end.timestamp_micros())
     .execute(&mut *tx)
     .await?;

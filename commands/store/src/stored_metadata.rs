@@ -1,0 +1,205 @@
+//! How an event's metadata is stored: a JSON array of the values alone, in a fixed order, instead
+//! of an object that repeats every key on every event.
+//!
+//! `["portal", key_id, key_name, client_ip, user_agent, correlation_id, causation_id]`: the
+//! actor's kind, then its fields in the order [`Actor`] declares them (the kind decides how many),
+//! then the four optional fields, `null` where absent, trailing `null`s left out. It decodes to
+//! exactly the [`EventMetadata`] that was encoded, and so to the same JSON object the hash chain
+//! covers ([`crate::chain`] hashes `serde_json::to_value(&metadata)`, never the stored text).
+//!
+//! Rows written before this encoding hold the JSON object itself; the lean-rows migration
+//! converts every one that decodes to the same object and leaves any other as it was, so both
+//! forms are read: an object is legacy, an array is compact.
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{Actor, EventMetadata};
+
+/// The stored text of `metadata`.
+pub fn encode(metadata: &EventMetadata) -> String {
+    let mut items: Vec<Value> = vec![Value::from(metadata.actor.kind())];
+    match &metadata.actor {
+        Actor::Portal { key_id, key_name } | Actor::Auditor { key_id, key_name } => {
+            items.push(Value::from(key_id.to_string()));
+            items.push(Value::from(key_name.as_str()));
+        }
+        Actor::Device { device_id } => items.push(Value::from(device_id.to_string())),
+        Actor::Helpdesk { operator, key_id } => {
+            items.push(Value::from(operator.as_str()));
+            items.push(Value::from(key_id.to_string()));
+        }
+        Actor::Operator { name } => items.push(Value::from(name.as_str())),
+        Actor::System | Actor::User => {}
+    }
+    let fixed = items.len();
+    for optional in [
+        &metadata.client_ip,
+        &metadata.user_agent,
+        &metadata.correlation_id,
+        &metadata.causation_id,
+    ] {
+        items.push(optional.as_deref().map_or(Value::Null, Value::from));
+    }
+    while items.len() > fixed && items.last().is_some_and(Value::is_null) {
+        items.pop();
+    }
+    Value::Array(items).to_string()
+}
+
+/// The metadata stored as `text`, in either form.
+pub fn decode(text: &str) -> Result<EventMetadata, String> {
+    match serde_json::from_str::<Value>(text).map_err(|e| e.to_string())? {
+        Value::Array(items) => decode_compact(&items),
+        legacy => serde_json::from_value(legacy).map_err(|e| e.to_string()),
+    }
+}
+
+/// The JSON object the hash chain covers for the metadata stored as `text`. A legacy object is
+/// taken exactly as stored, so a field added to it by hand still changes the hash where the
+/// decoder would ignore it; a compact array must decode strictly (no extra values) first.
+pub fn chained_value(text: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text).map_err(|e| e.to_string())? {
+        Value::Array(items) => {
+            serde_json::to_value(decode_compact(&items)?).map_err(|e| e.to_string())
+        }
+        legacy => Ok(legacy),
+    }
+}
+
+fn decode_compact(items: &[Value]) -> Result<EventMetadata, String> {
+    let mut values = items.iter();
+    let mut text = |what: &str| -> Result<String, String> {
+        match values.next() {
+            Some(Value::String(s)) => Ok(s.clone()),
+            _ => Err(format!("the stored metadata lacks the actor's {what}")),
+        }
+    };
+    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| e.to_string());
+    let actor = match text("kind")?.as_str() {
+        "portal" => Actor::Portal {
+            key_id: uuid(text("key id")?)?,
+            key_name: text("key name")?,
+        },
+        "device" => Actor::Device {
+            device_id: uuid(text("device id")?)?,
+        },
+        "helpdesk" => Actor::Helpdesk {
+            operator: text("operator")?,
+            key_id: uuid(text("key id")?)?,
+        },
+        "system" => Actor::System,
+        "operator" => Actor::Operator {
+            name: text("name")?,
+        },
+        "auditor" => Actor::Auditor {
+            key_id: uuid(text("key id")?)?,
+            key_name: text("key name")?,
+        },
+        "user" => Actor::User,
+        other => {
+            return Err(format!(
+                "unknown actor kind {other:?} in the stored metadata"
+            ))
+        }
+    };
+    let mut optional = || -> Result<Option<String>, String> {
+        match values.next() {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => Err(format!("unexpected {other} in the stored metadata")),
+        }
+    };
+    let metadata = EventMetadata {
+        actor,
+        client_ip: optional()?,
+        user_agent: optional()?,
+        correlation_id: optional()?,
+        causation_id: optional()?,
+    };
+    if values.next().is_some() {
+        return Err("the stored metadata has more values than it can hold".to_owned());
+    }
+    Ok(metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_actor() -> Vec<Actor> {
+        let id = Uuid::from_u128(0x0193_c000_0000_7000_8000_0000_0000_0001);
+        vec![
+            Actor::Portal {
+                key_id: id,
+                key_name: "spse-portal".into(),
+            },
+            Actor::Device { device_id: id },
+            Actor::Helpdesk {
+                operator: "Siti \"S\" Ñ".into(),
+                key_id: id,
+            },
+            Actor::System,
+            Actor::Operator {
+                name: "root".into(),
+            },
+            Actor::Auditor {
+                key_id: id,
+                key_name: "siem".into(),
+            },
+            Actor::User,
+        ]
+    }
+
+    #[test]
+    fn every_actor_and_option_round_trips_to_the_same_metadata_and_hashed_object() {
+        let options = [None, Some(String::new()), Some("10.0.0.1".to_owned())];
+        for actor in every_actor() {
+            for (i, a) in options.iter().enumerate() {
+                for b in &options {
+                    let metadata = EventMetadata {
+                        actor: actor.clone(),
+                        client_ip: a.clone(),
+                        user_agent: b.clone(),
+                        correlation_id: options[(i + 1) % 3].clone(),
+                        causation_id: b.clone(),
+                    };
+                    let stored = encode(&metadata);
+                    assert!(stored.starts_with('['), "{stored}");
+                    assert_eq!(decode(&stored).unwrap(), metadata, "{stored}");
+                    assert_eq!(
+                        chained_value(&stored).unwrap(),
+                        serde_json::to_value(&metadata).unwrap()
+                    );
+                    // The legacy form of the same metadata reads the same.
+                    let legacy = serde_json::to_string(&metadata).unwrap();
+                    assert_eq!(decode(&legacy).unwrap(), metadata);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_key_is_stored_and_trailing_absences_cost_nothing() {
+        let stored = encode(&EventMetadata::system());
+        assert_eq!(stored, r#"["system"]"#);
+        let with_ip = EventMetadata {
+            client_ip: Some("10.0.0.1".into()),
+            ..EventMetadata::system()
+        };
+        assert_eq!(encode(&with_ip), r#"["system","10.0.0.1"]"#);
+    }
+
+    #[test]
+    fn a_legacy_object_hashes_as_stored_and_a_tampered_array_is_refused() {
+        let legacy = r#"{"actor":{"kind":"system"},"added":"by hand"}"#;
+        assert_eq!(
+            chained_value(legacy).unwrap(),
+            serde_json::from_str::<Value>(legacy).unwrap()
+        );
+        assert!(chained_value(r#"["system",null,null,null,null,"extra"]"#).is_err());
+        assert!(chained_value(r#"["portal","not-a-uuid","k"]"#).is_err());
+        assert!(chained_value(r#"["system",5]"#).is_err());
+        assert!(decode(r#"["nobody"]"#).is_err());
+    }
+}
