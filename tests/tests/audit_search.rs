@@ -505,7 +505,6 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
         .expect("insert");
     }
     // The rows above stand projected already: the projectors carry on after them.
-    use spse_totp_projections::projector::Projector;
     for projector in spse_totp_projections::all_projectors() {
         sqlx::query(
             "INSERT INTO projection_checkpoints (projector, position, updated_at) \

@@ -26,7 +26,6 @@ use spse_totp_commands::{apikeys, Clock, ManualClock};
 use spse_totp_domain::account::{CancelReason, LoginStage};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId, UserId, UserType};
-use spse_totp_projections::projector::Projector;
 use spse_totp_store::{stored_metadata, Actor, Database, EventMetadata, ExpectedVersion, NewEvent};
 use spse_totp_tests::start_instant;
 
