@@ -15,6 +15,7 @@ use spse_totp_domain::totp::{code_for_step, step_at, TotpSecret};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 
+pub mod browser;
 pub mod resets;
 pub mod smtp_sink;
 

@@ -1,0 +1,213 @@
+//! A real headless Chromium for the page tests, driven over WebDriver.
+//!
+//! Each [`Browser`] starts its own `chromedriver` on a free loopback port with a fresh profile, so
+//! tests running at once never share cookies or a session. The driver and the browser it starts
+//! are killed when the `Browser` is dropped.
+//!
+//! The binaries come from Debian's `chromium` and `chromium-driver` packages (`.ci/run` installs
+//! them). Where they are missing, [`Browser::start`] returns `None` after printing
+//! [`SKIP_MESSAGE`], and `.ci/run` fails the run if any test printed it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::process::{Child, Command};
+
+/// Printed by a page test that could not find the browser; `.ci/run` looks for it.
+pub const SKIP_MESSAGE: &str = "install chromium and chromium-driver to run the browser tests";
+
+/// Overrides the driver's path (default: `chromedriver` on the `PATH`, then `/usr/bin`).
+pub const CHROMEDRIVER_ENV: &str = "SPSE_TOTP_CHROMEDRIVER";
+/// Overrides the browser's path (default: `/usr/bin/chromium`).
+pub const CHROMIUM_ENV: &str = "SPSE_TOTP_CHROMIUM";
+
+/// The office screen the pages are designed for.
+pub const DESKTOP: (u32, u32) = (1366, 768);
+/// A common phone viewport, in CSS pixels.
+pub const PHONE: (u32, u32) = (390, 844);
+
+/// How long [`Browser::wait_for`] waits for an element before failing the test.
+const ELEMENT_WAIT: Duration = Duration::from_secs(15);
+
+pub struct Browser {
+    pub client: Client,
+    driver: Child,
+    _profile: TempDir,
+}
+
+impl Browser {
+    /// A new browser at the office screen size, or `None` (after printing why) when Chromium or
+    /// its driver is not installed.
+    pub async fn start() -> Result<Option<Self>> {
+        Self::start_sized(DESKTOP).await
+    }
+
+    pub async fn start_sized((width, height): (u32, u32)) -> Result<Option<Self>> {
+        let (Some(driver_path), Some(chromium_path)) = (chromedriver(), chromium()) else {
+            eprintln!("{SKIP_MESSAGE}");
+            return Ok(None);
+        };
+        let port = free_port()?;
+        let mut driver = Command::new(&driver_path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", driver_path.display()))?;
+        let profile = tempfile::tempdir().context("a browser profile folder")?;
+        let capabilities = json!({
+            "goog:chromeOptions": {
+                "binary": chromium_path,
+                // The users' language: pages that follow Accept-Language answer in Indonesian.
+                "prefs": { "intl.accept_languages": "id-ID,id" },
+                // The machine has no route out: without the background-networking switches
+                // Chromium keeps opening connections that are refused.
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--disable-quic",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-extensions",
+                    "--hide-scrollbars",
+                    format!("--user-data-dir={}", profile.path().display()),
+                    format!("--window-size={width},{height}"),
+                ],
+            }
+        });
+        let capabilities = match capabilities {
+            serde_json::Value::Object(map) => map,
+            _ => bail!("capabilities are a JSON object"),
+        };
+        let url = format!("http://127.0.0.1:{port}");
+        let mut last_error = None;
+        // The driver takes a moment to listen; a session request before that is refused.
+        for _ in 0..100 {
+            if let Some(status) = driver.try_wait()? {
+                bail!("{} exited at start: {status}", driver_path.display());
+            }
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(capabilities.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(client) => {
+                    return Ok(Some(Self {
+                        client,
+                        driver,
+                        _profile: profile,
+                    }))
+                }
+                Err(error) => last_error = Some(error),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!("no WebDriver session from {url}: {last_error:?}")
+    }
+
+    pub async fn goto(&self, url: &str) -> Result<()> {
+        self.client
+            .goto(url)
+            .await
+            .with_context(|| format!("opening {url}"))
+    }
+
+    /// Waits until an element matching the CSS selector is in the page, and returns it.
+    pub async fn wait_for(&self, css: &str) -> Result<fantoccini::elements::Element> {
+        self.client
+            .wait()
+            .at_most(ELEMENT_WAIT)
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("waiting for `{css}`"))
+    }
+
+    /// The visible text of the first element matching the CSS selector.
+    pub async fn text_of(&self, css: &str) -> Result<String> {
+        Ok(self.wait_for(css).await?.text().await?)
+    }
+
+    /// Types `value` into the field matching the CSS selector, after clearing it.
+    pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
+        let field = self.wait_for(css).await?;
+        field.clear().await?;
+        field.send_keys(value).await?;
+        Ok(())
+    }
+
+    pub async fn click(&self, css: &str) -> Result<()> {
+        self.wait_for(css).await?.click().await?;
+        Ok(())
+    }
+
+    /// Answers "OK" to the page's `confirm()` (or `alert()`) and returns its text.
+    pub async fn accept_dialog(&self) -> Result<String> {
+        let text = self.client.get_alert_text().await?;
+        self.client.accept_alert().await?;
+        Ok(text)
+    }
+
+    /// Saves the whole window as a PNG, creating the folder if needed.
+    pub async fn screenshot(&self, path: &Path) -> Result<()> {
+        let png = self.client.screenshot().await?;
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Ends the WebDriver session and the driver. Dropping does the same, less politely.
+    pub async fn close(mut self) -> Result<()> {
+        let closed = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+        closed.context("closing the WebDriver session")
+    }
+}
+
+/// The project's `docs/` folder, where the tests' screenshots are kept.
+pub fn docs_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("docs")
+}
+
+fn chromedriver() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os(CHROMEDRIVER_ENV) {
+        return Some(PathBuf::from(path));
+    }
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|folder| folder.join("chromedriver"))
+            .find(|candidate| candidate.is_file())
+    });
+    on_path.or_else(|| existing("/usr/bin/chromedriver"))
+}
+
+fn chromium() -> Option<PathBuf> {
+    match std::env::var_os(CHROMIUM_ENV) {
+        Some(path) => Some(PathBuf::from(path)),
+        None => existing("/usr/bin/chromium"),
+    }
+}
+
+fn existing(path: &str) -> Option<PathBuf> {
+    let path = PathBuf::from(path);
+    path.is_file().then_some(path)
+}
+
+fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
