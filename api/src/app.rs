@@ -33,7 +33,7 @@ use crate::error::{self, ApiError};
 use crate::housekeeping;
 use crate::metrics::{self, Metrics};
 use crate::routes::{
-    accounts, audit, captcha, device, helpdesk, logins, reset_page, resets, system,
+    accounts, audit, audit_feed, captcha, device, helpdesk, logins, reset_page, resets, system,
 };
 use crate::state::{AppState, ResetServices, Services};
 
@@ -205,6 +205,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audit/accounts/{user_type}/{user_id}/state", get(audit::state_as_of))
         .route("/v1/audit/accounts/{user_type}/{user_id}/export", get(audit::export))
         .route("/v1/audit/verify", get(audit::verify))
+        .route("/v1/audit/feed", get(audit_feed::feed))
         .route("/v1/helpdesk/events", get(audit::search))
         // Reset and recovery (issue 3).
         .route("/v1/captcha", get(captcha::issue))

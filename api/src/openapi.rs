@@ -28,6 +28,7 @@ use crate::routes;
         routes::audit::export,
         routes::audit::verify,
         routes::audit::search,
+        routes::audit_feed::feed,
         // Reset and recovery (issue 3).
         routes::captcha::issue,
         routes::resets::request,

@@ -127,7 +127,7 @@ pub(crate) fn account_read(key: &AccountKey, endpoint: &str, purpose: String) ->
     }
 }
 
-fn auditor(caller: &ApiCaller) -> Result<Actor, ApiError> {
+pub(crate) fn auditor(caller: &ApiCaller) -> Result<Actor, ApiError> {
     caller.require(Role::Auditor)?;
     Ok(caller.actor())
 }
@@ -190,7 +190,7 @@ fn without_token_digest(mut payload: Value) -> Value {
     payload
 }
 
-fn history_event(recorded: RecordedEvent) -> HistoryEvent {
+pub(crate) fn history_event(recorded: RecordedEvent) -> HistoryEvent {
     let decoded = Decoded::decode(&recorded).unwrap_or(Decoded::Other);
     let meta = recorded.metadata;
     HistoryEvent {

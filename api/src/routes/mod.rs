@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod audit_feed;
 pub mod captcha;
 pub mod device;
 pub mod helpdesk;

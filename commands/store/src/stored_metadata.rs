@@ -7,27 +7,38 @@
 //! exactly the [`EventMetadata`] that was encoded, and so to the same JSON object the hash chain
 //! covers ([`crate::chain`] hashes `serde_json::to_value(&metadata)`, never the stored text).
 //!
+//! Two values are shortened, as they recur on nearly every event:
+//! - the actor's ids (API key, device) are the 22-character base64url of their 16 bytes instead of
+//!   the 36-character hyphenated form (which is still read);
+//! - a causation id equal to the correlation id (every event a request appends directly) is the
+//!   number `0` instead of the same text twice.
+//!
 //! Rows written before this encoding hold the JSON object itself; the lean-rows migration
 //! converts every one that decodes to the same object and leaves any other as it was, so both
 //! forms are read: an object is legacy, an array is compact.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{Actor, EventMetadata};
+
+/// Stored in the causation slot when the causation id is the correlation id.
+const SAME_AS_CORRELATION: u64 = 0;
 
 /// The stored text of `metadata`.
 pub fn encode(metadata: &EventMetadata) -> String {
     let mut items: Vec<Value> = vec![Value::from(metadata.actor.kind())];
     match &metadata.actor {
         Actor::Portal { key_id, key_name } | Actor::Auditor { key_id, key_name } => {
-            items.push(Value::from(key_id.to_string()));
+            items.push(short_id(key_id));
             items.push(Value::from(key_name.as_str()));
         }
-        Actor::Device { device_id } => items.push(Value::from(device_id.to_string())),
+        Actor::Device { device_id } => items.push(short_id(device_id)),
         Actor::Helpdesk { operator, key_id } => {
             items.push(Value::from(operator.as_str()));
-            items.push(Value::from(key_id.to_string()));
+            items.push(short_id(key_id));
         }
         Actor::Operator { name } => items.push(Value::from(name.as_str())),
         Actor::System | Actor::User => {}
@@ -37,14 +48,32 @@ pub fn encode(metadata: &EventMetadata) -> String {
         &metadata.client_ip,
         &metadata.user_agent,
         &metadata.correlation_id,
-        &metadata.causation_id,
     ] {
         items.push(optional.as_deref().map_or(Value::Null, Value::from));
     }
+    items.push(match &metadata.causation_id {
+        Some(causation) if metadata.correlation_id.as_ref() == Some(causation) => {
+            Value::from(SAME_AS_CORRELATION)
+        }
+        causation => causation.as_deref().map_or(Value::Null, Value::from),
+    });
     while items.len() > fixed && items.last().is_some_and(Value::is_null) {
         items.pop();
     }
     Value::Array(items).to_string()
+}
+
+fn short_id(id: &Uuid) -> Value {
+    Value::from(URL_SAFE_NO_PAD.encode(id.as_bytes()))
+}
+
+/// An actor's id in either stored form: base64url of its bytes, or hyphenated text.
+fn parse_id(text: &str) -> Result<Uuid, String> {
+    if text.len() == 22 {
+        let bytes = URL_SAFE_NO_PAD.decode(text).map_err(|e| e.to_string())?;
+        return Uuid::from_slice(&bytes).map_err(|e| e.to_string());
+    }
+    Uuid::parse_str(text).map_err(|e| e.to_string())
 }
 
 /// The metadata stored as `text`, in either form.
@@ -75,7 +104,7 @@ fn decode_compact(items: &[Value]) -> Result<EventMetadata, String> {
             _ => Err(format!("the stored metadata lacks the actor's {what}")),
         }
     };
-    let uuid = |s: String| Uuid::parse_str(&s).map_err(|e| e.to_string());
+    let uuid = |s: String| parse_id(&s);
     let actor = match text("kind")?.as_str() {
         "portal" => Actor::Portal {
             key_id: uuid(text("key id")?)?,
@@ -110,12 +139,26 @@ fn decode_compact(items: &[Value]) -> Result<EventMetadata, String> {
             Some(other) => Err(format!("unexpected {other} in the stored metadata")),
         }
     };
+    let client_ip = optional()?;
+    let user_agent = optional()?;
+    let correlation_id = optional()?;
+    let causation_id = match values.next() {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Number(n)) if n.as_u64() == Some(SAME_AS_CORRELATION) => {
+            match &correlation_id {
+                Some(correlation) => Some(correlation.clone()),
+                None => return Err("the causation refers to an absent correlation id".to_owned()),
+            }
+        }
+        Some(other) => return Err(format!("unexpected {other} in the stored metadata")),
+    };
     let metadata = EventMetadata {
         actor,
-        client_ip: optional()?,
-        user_agent: optional()?,
-        correlation_id: optional()?,
-        causation_id: optional()?,
+        client_ip,
+        user_agent,
+        correlation_id,
+        causation_id,
     };
     if values.next().is_some() {
         return Err("the stored metadata has more values than it can hold".to_owned());
@@ -188,6 +231,37 @@ mod tests {
             ..EventMetadata::system()
         };
         assert_eq!(encode(&with_ip), r#"["system","10.0.0.1"]"#);
+    }
+
+    #[test]
+    fn a_request_appends_its_ids_once_and_the_actor_id_in_22_characters() {
+        let key_id = Uuid::from_u128(0x0193_c000_0000_7000_8000_0000_0000_0001);
+        let request = "5f0c8a8e-7d0e-4b1c-9d59-3f6c1c2a9e10".to_owned();
+        let metadata = EventMetadata {
+            actor: Actor::Portal {
+                key_id,
+                key_name: "spse-portal".into(),
+            },
+            client_ip: Some("10.0.0.1".into()),
+            user_agent: None,
+            correlation_id: Some(request.clone()),
+            causation_id: Some(request.clone()),
+        };
+        let stored = encode(&metadata);
+        assert_eq!(stored.matches(&request).count(), 1, "{stored}");
+        assert!(!stored.contains(&key_id.to_string()), "{stored}");
+        assert_eq!(decode(&stored).unwrap(), metadata);
+        // The hyphenated id written before this encoding still reads.
+        let older = format!(r#"["portal","{key_id}","spse-portal","10.0.0.1",null,"{request}","{request}"]"#);
+        assert_eq!(decode(&older).unwrap(), metadata);
+        // A causation that is not the correlation is kept as itself.
+        let caused = EventMetadata {
+            causation_id: Some("another".into()),
+            ..metadata
+        };
+        assert_eq!(decode(&encode(&caused)).unwrap(), caused);
+        // "The same as the correlation" without one is refused, not invented.
+        assert!(decode(r#"["system",null,null,null,0]"#).is_err());
     }
 
     #[test]

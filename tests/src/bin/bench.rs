@@ -643,15 +643,27 @@ fn drop_schema(url: &str, schema: &str) -> anyhow::Result<()> {
     })
 }
 
-/// The database's size on disk, and what was counted. SQLite: the file plus its WAL.
-/// PostgreSQL: `pg_total_relation_size` (table, indexes, TOAST) summed over the run's schema.
-async fn database_bytes(db: &spse_totp_store::Database) -> anyhow::Result<(u64, &'static str)> {
+/// The database's size on disk, and what was counted. SQLite: the file, after the WAL is
+/// checkpointed into it and truncated (the WAL is a bounded journal reused by later writes, not
+/// storage that grows with the log; its size before the checkpoint is named). PostgreSQL:
+/// `pg_total_relation_size` (table, indexes, TOAST) summed over the run's schema.
+async fn database_bytes(db: &spse_totp_store::Database) -> anyhow::Result<(u64, String)> {
     if let Some(path) = &db.sqlite_path {
-        let file = std::fs::metadata(path)?.len();
         let mut wal = path.clone().into_os_string();
         wal.push("-wal");
-        let wal = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
-        return Ok((file + wal, "SQLite file + WAL"));
+        let wal_before = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        {
+            let pool = db.write().await;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&*pool)
+                .await?;
+        }
+        let file = std::fs::metadata(path)?.len();
+        let wal_after = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        return Ok((
+            file + wal_after,
+            format!("SQLite file after checkpointing a {wal_before}-byte WAL"),
+        ));
     }
     let bytes: i64 = sqlx::query_scalar(
         "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c \
@@ -662,7 +674,7 @@ async fn database_bytes(db: &spse_totp_store::Database) -> anyhow::Result<(u64, 
     .await?;
     Ok((
         u64::try_from(bytes).unwrap_or(0),
-        "pg_total_relation_size over the schema's tables",
+        "pg_total_relation_size over the schema's tables".to_owned(),
     ))
 }
 
