@@ -35,12 +35,13 @@ use crate::enrollment::{otpauth_uri, qr_svg, EnrollmentError};
 use crate::snapshots::SnapshotStore;
 use crate::tokens::{random_bytes, random_token, sha256_hex};
 use crate::vault::{SealedSecret, Vault, VaultError};
-use spse_totp_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
+use spse_totp_store::{
+    fold_stream, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError,
+};
 
 /// Decisions retried after a conflict before the caller is told to try again. Conflicts need a
 /// second process writing the same account at the same instant, so a handful is plenty.
 const MAX_ATTEMPTS: usize = 8;
-const READ_PAGE: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -231,30 +232,33 @@ impl AccountService {
         // This process's own appends are folded in as they commit, so on a state already loaded
         // whatever the read finds was written by someone else.
         let known = loaded.version;
-        loop {
-            let page = self
-                .events
-                .read_stream(stream, loaded.version + 1, READ_PAGE)
-                .await?;
-            let full = page.len() == READ_PAGE;
-            for recorded in page {
-                let event = AccountEvent::from_stored(
-                    &recorded.event_type,
-                    recorded.schema_version,
-                    recorded.payload,
-                )
-                .map_err(|e| CommandError::Decode {
-                    stream: stream.to_owned(),
-                    reason: e.to_string(),
-                })?;
-                loaded.account.apply(&event);
-                loaded.version = recorded.version;
-            }
-            if !full {
+        let account = &mut loaded.account;
+        let folded = fold_stream::<CommandError>(self.events.as_ref(), stream, known, |recorded| {
+            let event = AccountEvent::from_stored(
+                &recorded.event_type,
+                recorded.schema_version,
+                recorded.payload,
+            )
+            .map_err(|e| CommandError::Decode {
+                stream: stream.to_owned(),
+                reason: e.to_string(),
+            })?;
+            account.apply(&event);
+            Ok(())
+        })
+        .await;
+        match folded {
+            Ok(version) => {
+                loaded.version = version;
                 if was_loaded {
-                    loaded.shared = loaded.version != known;
+                    loaded.shared = version != known;
                 }
-                return Ok(());
+                Ok(())
+            }
+            Err(error) => {
+                // Part of the page may have been applied: fold again from the start next time.
+                *slot = None;
+                Err(error)
             }
         }
     }

@@ -8,11 +8,12 @@ use spse_totp_domain::account::Context;
 use spse_totp_domain::{
     decide, Account, AccountCommand, AccountEvent, AccountKey, Policy, Rejection,
 };
-use spse_totp_store::{EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
+use spse_totp_store::{
+    fold_stream, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError,
+};
 use uuid::Uuid;
 
 const ATTEMPTS: usize = 8;
-const PAGE: usize = 1000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReactionError {
@@ -33,27 +34,21 @@ pub async fn load(
 ) -> Result<(Account, u64), ReactionError> {
     let stream = key.stream_name();
     let mut account = Account::default();
-    let mut version = 0;
-    loop {
-        let page = store.read_stream(&stream, version + 1, PAGE).await?;
-        let full = page.len() == PAGE;
-        for recorded in page {
-            let event = AccountEvent::from_stored(
-                &recorded.event_type,
-                recorded.schema_version,
-                recorded.payload,
-            )
-            .map_err(|e| ReactionError::Decode {
-                stream: stream.clone(),
-                reason: e.to_string(),
-            })?;
-            account.apply(&event);
-            version = recorded.version;
-        }
-        if !full {
-            return Ok((account, version));
-        }
-    }
+    let version = fold_stream::<ReactionError>(store, &stream, 0, |recorded| {
+        let event = AccountEvent::from_stored(
+            &recorded.event_type,
+            recorded.schema_version,
+            recorded.payload,
+        )
+        .map_err(|e| ReactionError::Decode {
+            stream: stream.clone(),
+            reason: e.to_string(),
+        })?;
+        account.apply(&event);
+        Ok(())
+    })
+    .await?;
+    Ok((account, version))
 }
 
 /// Decides `command` on the account as stored and appends what it records. Returns the last

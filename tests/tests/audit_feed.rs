@@ -45,7 +45,10 @@ async fn a_follower_reading_pages_during_appends_sees_every_event_once_in_order(
         let writing = writers.iter().any(|w| !w.is_finished());
         let (events, next) = page(&s, after, 7, 1).await;
         for event in &events {
-            assert!(event["stream"].as_str().is_some_and(|s| !s.is_empty()), "{event}");
+            assert!(
+                event["stream"].as_str().is_some_and(|s| !s.is_empty()),
+                "{event}"
+            );
             assert!(event["type"].as_str().is_some(), "{event}");
             assert!(event["recorded_at"].as_str().is_some(), "{event}");
             seen.push(event["position"].as_u64().expect("position"));
@@ -63,7 +66,11 @@ async fn a_follower_reading_pages_during_appends_sees_every_event_once_in_order(
     // Whatever came after the last empty page (mail outcomes) is read the same way.
     loop {
         let (events, next) = page(&s, after, 7, 0).await;
-        seen.extend(events.iter().map(|e| e["position"].as_u64().expect("position")));
+        seen.extend(
+            events
+                .iter()
+                .map(|e| e["position"].as_u64().expect("position")),
+        );
         if events.is_empty() {
             break;
         }
@@ -80,7 +87,11 @@ async fn a_follower_reading_pages_during_appends_sees_every_event_once_in_order(
         .iter()
         .map(|e| e.position)
         .collect();
-    assert!(log.len() >= 4 * 12 * 3, "every login appended: {}", log.len());
+    assert!(
+        log.len() >= 4 * 12 * 3,
+        "every login appended: {}",
+        log.len()
+    );
     assert_eq!(seen, log, "every event exactly once, in log order");
 }
 
@@ -108,12 +119,21 @@ async fn at_the_head_the_feed_waits_for_the_next_event() {
     let (status, body) = s.start_login("non_penyedia", "feedwait").await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let ((events, next), waited) = waiting.await.expect("the long-poll answered");
-    assert!(waited < Duration::from_secs(20), "answered on the append, not at the deadline");
+    assert!(
+        waited < Duration::from_secs(20),
+        "answered on the append, not at the deadline"
+    );
     let types: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
     assert!(types.contains(&"LoginStarted"), "{types:?}");
     assert_eq!(events[0]["position"].as_u64(), Some(head + 1));
     assert_eq!(events[0]["stream"], "account-non_penyedia-FEEDWAIT");
-    assert_eq!(next, events.last().and_then(|e| e["position"].as_u64()).unwrap_or(0));
+    assert_eq!(
+        next,
+        events
+            .last()
+            .and_then(|e| e["position"].as_u64())
+            .unwrap_or(0)
+    );
 }
 
 #[tokio::test]
@@ -143,5 +163,8 @@ async fn only_auditors_follow_and_bad_queries_are_refused() {
     let head = s.services.db.events.head_position().await.expect("head");
     let (events, _) = page(&s, 0, 1000, 0).await;
     assert_eq!(events.len() as u64, head);
-    assert_eq!(s.services.db.events.head_position().await.expect("head"), head);
+    assert_eq!(
+        s.services.db.events.head_position().await.expect("head"),
+        head
+    );
 }

@@ -405,3 +405,30 @@ pub trait EventStore: Send + Sync + 'static {
         true
     }
 }
+
+/// Events of one stream read a page at a time.
+const STREAM_PAGE: usize = 1000;
+
+/// Hands every event of `stream` after `after_version` to `each`, in order, reading a page at a
+/// time, and returns the last version handed over (`after_version` when there was none). This
+/// is how a state is folded from its stream; `each` decodes and applies, and its error stops
+/// the read.
+pub async fn fold_stream<E: From<StoreError>>(
+    store: &dyn EventStore,
+    stream: &str,
+    after_version: u64,
+    mut each: impl FnMut(RecordedEvent) -> Result<(), E>,
+) -> Result<u64, E> {
+    let mut version = after_version;
+    loop {
+        let page = store.read_stream(stream, version + 1, STREAM_PAGE).await?;
+        let full = page.len() == STREAM_PAGE;
+        for recorded in page {
+            version = recorded.version;
+            each(recorded)?;
+        }
+        if !full {
+            return Ok(version);
+        }
+    }
+}

@@ -252,7 +252,9 @@ mod tests {
         assert!(!stored.contains(&key_id.to_string()), "{stored}");
         assert_eq!(decode(&stored).unwrap(), metadata);
         // The hyphenated id written before this encoding still reads.
-        let older = format!(r#"["portal","{key_id}","spse-portal","10.0.0.1",null,"{request}","{request}"]"#);
+        let older = format!(
+            r#"["portal","{key_id}","spse-portal","10.0.0.1",null,"{request}","{request}"]"#
+        );
         assert_eq!(decode(&older).unwrap(), metadata);
         // A causation that is not the correlation is kept as itself.
         let caused = EventMetadata {
