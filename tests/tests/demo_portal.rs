@@ -623,3 +623,53 @@ async fn the_device_long_poll_answers_when_a_login_starts() {
         "{params}"
     );
 }
+
+/// `enroll --uri` and `watch`: the companion waits for a login and approves it with the number
+/// typed at its prompt, as the app's "Authorize Login" screen does.
+#[tokio::test]
+async fn the_companion_watches_and_approves_with_the_typed_number() {
+    use tokio::io::AsyncWriteExt as _;
+    let d = demo(None).await;
+    let (status, login) = d.s.start_login("penyedia", "vendor05").await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let uri = login["activation"]["otpauth_uri"].as_str().expect("a URI");
+    let state = d.state("vendor05");
+    d.device_ok(&state, &["enroll", "--uri", uri]).await;
+    d.s.advance(Duration::seconds(30));
+
+    let mut watch = tokio::process::Command::new(companion())
+        .arg("--state")
+        .arg(&state)
+        .arg("--at")
+        .arg(d.s.now().to_rfc3339())
+        .args(["watch", "--once"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the companion runs");
+    let (status, login) = d.s.start_login("penyedia", "vendor05").await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let number = login["approval_number"].as_u64().expect("a number");
+    let mut stdin = watch.stdin.take().expect("stdin");
+    stdin
+        .write_all(format!("{number}\n").as_bytes())
+        .await
+        .expect("the answer typed");
+    let output = tokio::time::timeout(StdDuration::from_secs(30), watch.wait_with_output())
+        .await
+        .expect("watch returns")
+        .expect("its output");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("Authorize Login?") && stdout.contains("approved"),
+        "{stdout}"
+    );
+    let login_id = login["login_id"].as_str().expect("login_id");
+    let (_, view) =
+        d.s.get(&format!("/v1/logins/{login_id}"), &d.s.portal_key)
+            .await;
+    assert_eq!(view["status"], "approved", "{view}");
+    assert_eq!(view["method"], "device", "{view}");
+}
