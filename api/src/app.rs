@@ -49,6 +49,8 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("mail: {0}")]
     Mail(String),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoStartError),
 }
 
 /// A running service: its shared state and background tasks. Dropping it does not stop them;
@@ -57,6 +59,8 @@ pub struct App {
     pub services: AppState,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    /// The reference portal under `/demo`, when `SPSE_TOTP_DEMO=true`.
+    demo: Option<Arc<crate::demo::Portal>>,
 }
 
 /// The master key from configuration, or the key file, created with a warning on first run.
@@ -132,6 +136,8 @@ impl App {
             },
         ));
         let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
+        // Before the catch-up, so a key it creates is known when the first page calls.
+        let demo = crate::demo::Portal::start(&config, &db, &clock).await?;
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let services = Arc::new(Services {
@@ -155,11 +161,16 @@ impl App {
             services,
             shutdown,
             tasks,
+            demo,
         })
     }
 
     pub fn router(&self) -> Router {
-        router(Arc::clone(&self.services))
+        let router = router(Arc::clone(&self.services));
+        match &self.demo {
+            Some(portal) => router.merge(crate::demo::routes(Arc::clone(portal))),
+            None => router,
+        }
     }
 
     /// Serves on `listener` until `signal` completes, then stops the background tasks.

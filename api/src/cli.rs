@@ -72,6 +72,27 @@ pub enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The reference portal under /demo (SPSE_TOTP_DEMO=true).
+    Demo {
+        #[command(subcommand)]
+        command: DemoCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DemoCommand {
+    /// Add (or replace) a demo user in SPSE_TOTP_DEMO_USERS. The password is read from the
+    /// first line of standard input and stored as an Argon2id hash.
+    AddUser {
+        #[arg(long, value_parser = ["penyedia", "non_penyedia"])]
+        user_type: String,
+        #[arg(long)]
+        user_id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +217,30 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             if let Some(as_of) = as_of {
                 print_state_as_of(&db, &key, as_of).await?;
             }
+            Ok(())
+        }
+        Command::Demo {
+            command:
+                DemoCommand::AddUser {
+                    user_type,
+                    user_id,
+                    name,
+                    email,
+                },
+        } => {
+            eprintln!("password for {user_id} (one line on standard input):");
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password)?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let path = &config.demo.users_file;
+            let user =
+                crate::demo::users::add_user(path, &user_type, &user_id, &name, &email, password)?;
+            println!(
+                "demo user {} ({}) written to {}",
+                user.user_id,
+                user.user_type,
+                path.display()
+            );
             Ok(())
         }
         Command::Audit {

@@ -60,6 +60,10 @@ struct FileConfig {
     smtp_tls: Option<String>,
     smtp_username: Option<String>,
     smtp_password: Option<String>,
+    // The reference portal (issue 16).
+    demo: Option<bool>,
+    demo_users: Option<PathBuf>,
+    demo_portal_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +92,31 @@ pub struct Config {
     pub trust_forwarded_for: bool,
     pub reset: ResetConfig,
     pub mail: MailConfig,
+    pub demo: DemoConfig,
+}
+
+/// The reference portal under `/demo` (off by default): a reference for integrators, not the
+/// production portal.
+#[derive(Clone, Default)]
+pub struct DemoConfig {
+    /// `SPSE_TOTP_DEMO`: mount the pages.
+    pub enabled: bool,
+    /// `SPSE_TOTP_DEMO_USERS`: the demo users (TOML), written by `spse-totp demo add-user`.
+    pub users_file: PathBuf,
+    /// `SPSE_TOTP_DEMO_PORTAL_KEY`: the portal key the pages call the API with; when absent one
+    /// is created at start (and recorded as an event, like any key).
+    pub portal_key: Option<String>,
+}
+
+impl std::fmt::Debug for DemoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a credential: never printed.
+        f.debug_struct("DemoConfig")
+            .field("enabled", &self.enabled)
+            .field("users_file", &self.users_file)
+            .field("portal_key", &self.portal_key.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// Self-service reset: the per-address limit and the captcha's test answer.
@@ -145,6 +174,10 @@ impl Default for Config {
             trust_forwarded_for: false,
             reset: ResetConfig::default(),
             mail: MailConfig::default(),
+            demo: DemoConfig {
+                users_file: PathBuf::from("./data/demo-users.toml"),
+                ..DemoConfig::default()
+            },
         }
     }
 }
@@ -179,6 +212,7 @@ impl Config {
 
     fn apply(&mut self, f: FileConfig) -> Result<(), ConfigError> {
         self.apply_reset(&f)?;
+        self.apply_demo(&f);
         if let Some(v) = f.listen {
             self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
         }
@@ -251,6 +285,18 @@ impl Config {
             self.trust_forwarded_for = v;
         }
         Ok(())
+    }
+
+    fn apply_demo(&mut self, f: &FileConfig) {
+        if let Some(v) = f.demo {
+            self.demo.enabled = v;
+        }
+        if let Some(v) = &f.demo_users {
+            self.demo.users_file = v.clone();
+        }
+        if let Some(v) = &f.demo_portal_key {
+            self.demo.portal_key = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+        }
     }
 
     fn apply_reset(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
@@ -354,6 +400,9 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         smtp_tls: env("SPSE_TOTP_SMTP_TLS"),
         smtp_username: env("SPSE_TOTP_SMTP_USERNAME"),
         smtp_password: env("SPSE_TOTP_SMTP_PASSWORD"),
+        demo: parsed(env, "SPSE_TOTP_DEMO")?,
+        demo_users: env("SPSE_TOTP_DEMO_USERS").map(PathBuf::from),
+        demo_portal_key: env("SPSE_TOTP_DEMO_PORTAL_KEY"),
     })
 }
 
@@ -452,5 +501,20 @@ mod tests {
         assert!(err.to_string().contains("SPSE_TOTP_LOGIN_TTL_SECONDS"));
         assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
         assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
+        assert!(with(&[("SPSE_TOTP_DEMO", "yes")]).is_err());
+    }
+
+    #[test]
+    fn the_demo_portal_is_off_unless_asked_for() {
+        assert!(!with(&[]).unwrap().demo.enabled);
+        let config = with(&[
+            ("SPSE_TOTP_DEMO", "true"),
+            ("SPSE_TOTP_DEMO_USERS", "/tmp/users.toml"),
+            ("SPSE_TOTP_DEMO_PORTAL_KEY", "spse_key_secret"),
+        ])
+        .unwrap();
+        assert!(config.demo.enabled);
+        assert_eq!(config.demo.users_file, PathBuf::from("/tmp/users.toml"));
+        assert!(!format!("{config:?}").contains("spse_key_secret"));
     }
 }

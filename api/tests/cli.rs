@@ -268,3 +268,56 @@ async fn audit_verify_exits_non_zero_naming_the_altered_event_and_history_folds_
     assert_eq!(report["broken"]["stream"], "account-non_penyedia-PPK1");
     assert!(text(&output.stderr).contains(&format!("position {position}")));
 }
+
+#[test]
+fn demo_add_user_writes_an_argon2id_hash_readable_by_its_owner_only() {
+    use std::io::Write as _;
+    let dir = TempDir::new().unwrap();
+    let mut child = support::command(
+        dir.path(),
+        &[
+            "demo",
+            "add-user",
+            "--user-type",
+            "non_penyedia",
+            "--user-id",
+            "ppk1",
+            "--name",
+            "PPK Satu",
+            "--email",
+            "ppk1@example.go.id",
+        ],
+    )
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"rahasia-123\n")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let path = dir.path().join("data/demo-users.toml");
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(file.contains("user_id = \"ppk1\""), "{file}");
+    assert!(file.contains("$argon2id$"), "{file}");
+    assert!(!file.contains("rahasia-123"), "no password in clear");
+    let users = spse_totp_api::demo::users::load(&path).unwrap();
+    assert!(spse_totp_api::demo::users::authenticate(
+        &users,
+        "non_penyedia",
+        "PPK1",
+        "rahasia-123"
+    )
+    .is_some());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

@@ -167,6 +167,15 @@ impl Browser {
         std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
     }
 
+    /// Saves one element (e.g. a QR code) as a PNG, creating the folder if needed.
+    pub async fn screenshot_element(&self, css: &str, path: &Path) -> Result<()> {
+        let png = self.wait_for(css).await?.screenshot().await?;
+        if let Some(folder) = path.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+    }
+
     /// Ends the WebDriver session and the driver. Dropping does the same, less politely.
     pub async fn close(mut self) -> Result<()> {
         let closed = self.client.clone().close().await;

@@ -1,6 +1,8 @@
 //! What the phone calls: activate by scanning the QR code, list logins waiting for it, approve or
 //! deny one. A standard authenticator never calls these; it is used by typed codes instead.
 
+use std::time::Duration;
+
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,10 +15,10 @@ use spse_totp_projections::login_sessions;
 use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
-use super::logins::{decided, parse_code, LoginView};
+use super::logins::{decided, parse_code, LoginView, WaitQuery, MAX_WAIT_SECONDS};
 use super::{clean_text, AccountRef};
 use crate::auth::DeviceCaller;
-use crate::error::{ApiError, ApiJson, ApiPath, ErrorCode};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -131,16 +133,38 @@ pub async fn activate(
     Ok(response)
 }
 
-/// The logins waiting for this device's approval.
-#[utoipa::path(get, path = "/v1/device/logins", tag = "device", security(("device_token" = [])),
-    responses((status = 200, body = PendingLogins), (status = 401, body = super::ErrorBody)))]
+/// The logins waiting for this device's approval; with `wait_seconds`, waits until there is one
+/// (long-poll), so a phone need not ask every second.
+#[utoipa::path(get, path = "/v1/device/logins", tag = "device", params(WaitQuery), security(("device_token" = [])),
+    responses((status = 200, description = "The waiting logins; empty when none came within wait_seconds", body = PendingLogins),
+        (status = 400, description = "wait_seconds over 30", body = super::ErrorBody), (status = 401, body = super::ErrorBody)))]
 pub async fn pending(
     State(app): State<AppState>,
     device: DeviceCaller,
+    ApiQuery(query): ApiQuery<WaitQuery>,
 ) -> Result<Json<PendingLogins>, ApiError> {
-    let rows =
-        login_sessions::pending_approvals(&app.db.pool, &device.account.stream_name(), app.now())
-            .await?;
+    let wait = query.wait_seconds.unwrap_or(0);
+    if wait > MAX_WAIT_SECONDS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("wait_seconds is at most {MAX_WAIT_SECONDS}"),
+        ));
+    }
+    // Subscribed before the first read, so a login projected between the read and the wait
+    // still wakes it.
+    let mut progress = app.projections.subscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
+    let stream = device.account.stream_name();
+    let rows = loop {
+        let rows = login_sessions::pending_approvals(&app.db.pool, &stream, app.now()).await?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            break rows;
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break rows },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
     Ok(Json(PendingLogins {
         user_type: device.account.user_type.as_str().to_owned(),
         user_id: device.account.user_id.to_string(),
