@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::captcha::Captchas;
+use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
@@ -132,6 +133,13 @@ impl App {
             },
         ));
         let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
+        let operators = Arc::new(OperatorService::new(
+            &db,
+            &key,
+            Arc::clone(&clock),
+            config.policy.clone(),
+        ));
+        let console_sessions = ConsoleSessions::new(&db);
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let services = Arc::new(Services {
@@ -144,6 +152,8 @@ impl App {
             metrics: Metrics::new()?,
             api_keys: KnownKeys::default(),
             resets,
+            operators,
+            console_sessions,
         });
         let (shutdown, stop) = watch::channel(false);
         let tasks = vec![
@@ -214,6 +224,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}", get(helpdesk::get))
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}/reset", post(helpdesk::reset))
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}/unlock", post(helpdesk::unlock))
+        .nest("/console", crate::console::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
