@@ -6,14 +6,14 @@ use askama::Template;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Deserialize;
 use spse_totp_domain::operator::OperatorRole;
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit::{self, HistoryFilter};
 
 use super::session::Signed;
-use super::{html, local, Frame};
+use super::{html, local, wib, Frame};
 use crate::state::{AppState, RequestContext};
 
 const HISTORY_LIMIT: usize = 1000;
@@ -69,17 +69,6 @@ pub struct AuditQuery {
     at: String,
 }
 
-fn wib() -> FixedOffset {
-    FixedOffset::east_opt(7 * 3600)
-        .unwrap_or(FixedOffset::east_opt(0).unwrap_or_else(|| unreachable_offset()))
-}
-
-// FixedOffset::east_opt(0) is always Some; this keeps the code free of unwrap.
-fn unreachable_offset() -> FixedOffset {
-    Utc.fix()
-}
-
-use chrono::Offset as _;
 
 /// A `datetime-local` value, taken as WIB, as a UTC instant.
 fn parse_local(text: &str) -> Option<DateTime<Utc>> {

@@ -40,11 +40,10 @@ impl Lang {
     }
 }
 
-/// The language a request asked for, and whether it came from `?lang=` (to be remembered).
+/// The language a request asked for (the console's middleware remembers a `?lang=` switch).
 #[derive(Debug, Clone, Copy)]
 pub struct Chosen {
     pub lang: Lang,
-    pub switched: bool,
 }
 
 impl FromRequestParts<AppState> for Chosen {
@@ -57,16 +56,10 @@ impl FromRequestParts<AppState> for Chosen {
                 .and_then(|(_, v)| Lang::parse(&v))
         });
         if let Some(lang) = asked {
-            return Ok(Chosen {
-                lang,
-                switched: true,
-            });
+            return Ok(Chosen { lang });
         }
         if let Some(lang) = cookie(&parts.headers, LANG_COOKIE).and_then(|v| Lang::parse(&v)) {
-            return Ok(Chosen {
-                lang,
-                switched: false,
-            });
+            return Ok(Chosen { lang });
         }
         // The first language the browser names decides; anything but English is Indonesian.
         let first = parts
@@ -80,10 +73,7 @@ impl FromRequestParts<AppState> for Chosen {
         } else {
             Lang::Id
         };
-        Ok(Chosen {
-            lang,
-            switched: false,
-        })
+        Ok(Chosen { lang })
     }
 }
 

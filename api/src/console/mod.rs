@@ -8,7 +8,12 @@
 //! `spse_totp_commands::operators::ConsoleSessions`), so a sign-out or a disabled operator ends
 //! the session on every instance.
 
+// A page handler returns early with the page that refuses (403, 404, an expired form); boxing
+// every such `Response` would only add noise to each handler.
+#![allow(clippy::result_large_err)]
+
 mod auditor;
+
 pub mod cli;
 mod helpdesk;
 mod i18n;
@@ -70,8 +75,24 @@ pub fn router() -> Router<AppState> {
 /// Every console answer: the strict CSP, never cached (pages hold personal data and CSRF
 /// tokens), never framed, and no referrer (a setup link's token is in its URL).
 async fn headers(request: Request, next: Next) -> Response {
+    // The language switch (`?lang=`) on any page is remembered for the pages after it.
+    let switched = request.uri().query().and_then(|q| {
+        q.split('&')
+            .find_map(|pair| pair.strip_prefix("lang="))
+            .filter(|lang| matches!(*lang, "id" | "en"))
+            .map(str::to_owned)
+    });
     let mut response = next.run(request).await;
     let h = response.headers_mut();
+    if let Some(lang) = switched {
+        let cookie = format!(
+            "{}={lang}; Path=/; Max-Age=31536000; SameSite=Strict; HttpOnly",
+            i18n::LANG_COOKIE
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            h.append(header::SET_COOKIE, value);
+        }
+    }
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CSP),
@@ -131,8 +152,13 @@ pub fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> Resp
 
 /// The LPSE's zone: the console shows Western Indonesian Time (UTC+7) and stores UTC.
 pub fn local(at: DateTime<Utc>) -> String {
-    let wib = FixedOffset::east_opt(7 * 3600).unwrap_or_else(|| Utc.fix());
-    format!("{} WIB", at.with_timezone(&wib).format("%Y-%m-%d %H:%M:%S"))
+    format!("{} WIB", at.with_timezone(&wib()).format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// Western Indonesian Time, UTC+7 all year (Indonesia keeps no daylight saving time).
+pub fn wib() -> FixedOffset {
+    const SEVEN_HOURS: i32 = 7 * 3600;
+    FixedOffset::east_opt(SEVEN_HOURS).unwrap_or_else(|| Utc.fix())
 }
 
 use chrono::Offset as _;

@@ -14,7 +14,7 @@ use spse_totp_domain::TotpCode;
 use spse_totp_projections::operators;
 use spse_totp_store::Actor;
 
-use super::i18n::{Chosen, Lang, LANG_COOKIE};
+use super::i18n::{Chosen, Lang};
 use super::session::{pre_token, pre_token_matches, session_cookie_name, set_cookie, Signed};
 use super::{csrf_refused, html, local, Frame};
 use crate::state::{AppState, RequestContext};
@@ -54,14 +54,7 @@ fn render(
 }
 
 pub async fn page(State(app): State<AppState>, chosen: Chosen, headers: HeaderMap) -> Response {
-    let mut response = render(&app, &headers, chosen.lang, "", None, StatusCode::OK);
-    if chosen.switched {
-        response.headers_mut().append(
-            header::SET_COOKIE,
-            set_cookie(&app, LANG_COOKIE, chosen.lang.code(), Some(31_536_000)),
-        );
-    }
-    response
+    render(&app, &headers, chosen.lang, "", None, StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize)]
