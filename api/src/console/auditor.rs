@@ -69,7 +69,6 @@ pub struct AuditQuery {
     at: String,
 }
 
-
 /// A `datetime-local` value, taken as WIB, as a UTC instant.
 fn parse_local(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();

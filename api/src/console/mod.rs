@@ -28,7 +28,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, FixedOffset, Utc};
+use chrono::{DateTime, FixedOffset, Offset as _, Utc};
 
 pub use i18n::{Lang, Texts};
 pub use session::Signed;
@@ -152,7 +152,10 @@ pub fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> Resp
 
 /// The LPSE's zone: the console shows Western Indonesian Time (UTC+7) and stores UTC.
 pub fn local(at: DateTime<Utc>) -> String {
-    format!("{} WIB", at.with_timezone(&wib()).format("%Y-%m-%d %H:%M:%S"))
+    format!(
+        "{} WIB",
+        at.with_timezone(&wib()).format("%Y-%m-%d %H:%M:%S")
+    )
 }
 
 /// Western Indonesian Time, UTC+7 all year (Indonesia keeps no daylight saving time).
@@ -160,8 +163,6 @@ pub fn wib() -> FixedOffset {
     const SEVEN_HOURS: i32 = 7 * 3600;
     FixedOffset::east_opt(SEVEN_HOURS).unwrap_or_else(|| Utc.fix())
 }
-
-use chrono::Offset as _;
 
 /// Equal without leaking where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
