@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{middleware, Router};
 use spse_totp_commands::accounts::{AccountService, ServiceSettings};
 use spse_totp_commands::captcha::Captchas;
+use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
@@ -136,6 +137,13 @@ impl App {
             },
         ));
         let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
+        let operators = Arc::new(OperatorService::new(
+            &db,
+            &key,
+            Arc::clone(&clock),
+            config.policy.clone(),
+        ));
+        let console_sessions = ConsoleSessions::new(&db);
         // Before the catch-up, so a key it creates is known when the first page calls.
         let demo = crate::demo::Portal::start(&config, &db, &clock).await?;
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
@@ -150,6 +158,8 @@ impl App {
             metrics: Metrics::new()?,
             api_keys: KnownKeys::default(),
             resets,
+            operators,
+            console_sessions,
         });
         let (shutdown, stop) = watch::channel(false);
         let tasks = vec![
@@ -226,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}", get(helpdesk::get))
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}/reset", post(helpdesk::reset))
         .route("/v1/helpdesk/accounts/{user_type}/{user_id}/unlock", post(helpdesk::unlock))
+        .nest("/console", crate::console::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

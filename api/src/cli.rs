@@ -77,6 +77,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DemoCommand,
     },
+    /// Manage console operators (helpdesk, auditors, admins).
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCliCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +98,28 @@ pub enum DemoCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorCliCommand {
+    /// Create an operator and print their one-time setup link (valid 24 hours).
+    Create {
+        #[arg(long, value_parser = ["helpdesk", "auditor", "admin"])]
+        role: String,
+        #[arg(long)]
+        username: String,
+        /// The operator's full name, as the console and the audit trail show it.
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
+    /// List every operator with role, status and last sign-in.
+    List,
+    /// Stop an operator signing in; their open sessions end at once.
+    Disable { username: String },
+    /// Remove an operator's TOTP device and print a new setup link to activate another.
+    ResetTotp { username: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -267,6 +294,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 ),
             }
         }
+        Command::Operator { command } => crate::console::cli::run(command, &config).await,
     }
 }
 

@@ -14,6 +14,7 @@ use spse_totp_commands::accounts::{
     AccountService, ActivatedDevice, CommandError, Executed, StartedLogin,
 };
 use spse_totp_commands::captcha::Captchas;
+use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::Clock;
@@ -44,6 +45,9 @@ pub struct Services {
     pub metrics: Metrics,
     pub api_keys: KnownKeys,
     pub resets: ResetServices,
+    /// Console operators and their sessions (issue 15).
+    pub operators: Arc<OperatorService>,
+    pub console_sessions: ConsoleSessions,
 }
 
 /// What reset and recovery use besides the account service.

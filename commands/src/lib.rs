@@ -11,6 +11,7 @@ pub mod accounts;
 pub mod apikeys;
 pub mod captcha;
 pub mod enrollment;
+pub mod operators;
 pub mod rate_limits;
 pub mod resets;
 pub mod snapshots;

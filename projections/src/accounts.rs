@@ -122,3 +122,50 @@ pub async fn get(pool: &AnyPool, key: &AccountKey) -> Result<Option<AccountRow>,
     .fetch_optional(pool)
     .await
 }
+
+/// One line of the console's account search: the account, its lock and its device's label.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct AccountMatch {
+    pub user_type: String,
+    pub user_id: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub totp_status: String,
+    #[sqlx(try_from = "MaybeMicros")]
+    pub locked_until: Option<DateTime<Utc>>,
+    pub device_label: Option<String>,
+}
+
+/// Accounts whose User ID starts with `user_id_prefix` (upper-cased, as stored), whose email
+/// is `email` (case-insensitive), of `user_type`; each filter only when given. At most `limit`.
+pub async fn search(
+    pool: &AnyPool,
+    user_id_prefix: Option<&str>,
+    email: Option<&str>,
+    user_type: Option<&str>,
+    limit: i64,
+) -> Result<Vec<AccountMatch>, sqlx::Error> {
+    // LIKE's own wildcards in the prefix are escaped, so "A_" finds "A_..." only.
+    let prefix = user_id_prefix.map(|p| {
+        let escaped = p
+            .to_uppercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("{escaped}%")
+    });
+    sqlx::query_as(
+        "SELECT a.user_type, a.user_id, a.email, a.name, a.totp_status, a.locked_until, d.label AS device_label \
+         FROM accounts a LEFT JOIN device_bindings d ON d.stream = a.stream \
+         WHERE ($1 IS NULL OR a.user_id LIKE $1 ESCAPE '\\') \
+           AND ($2 IS NULL OR LOWER(a.email) = LOWER($2)) \
+           AND ($3 IS NULL OR a.user_type = $3) \
+         ORDER BY a.user_id, a.user_type LIMIT $4",
+    )
+    .bind(prefix)
+    .bind(email)
+    .bind(user_type)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -98,6 +98,7 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
             "Reset request from {} ignored: over {limit} an hour",
             client_ip.as_deref().unwrap_or("an unknown address")
         ),
+        Decoded::Operator(username, event) => crate::operators::summary(username, event),
         Decoded::Other => format!("{event_type} (not projected by this version)"),
     }
 }

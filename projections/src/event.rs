@@ -2,6 +2,7 @@
 
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::operator::{self, OperatorEvent, Username};
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
 use spse_totp_store::RecordedEvent;
@@ -14,6 +15,8 @@ pub enum Decoded {
     Access(AccessEvent),
     /// Reset requests that concern no account (unknown User ID, throttled address).
     ResetLog(ResetLogEvent),
+    /// A console operator's sign-ins and changes (issue 15).
+    Operator(Username, OperatorEvent),
     /// A stream this version does not project (from a newer version, or another tool).
     Other,
 }
@@ -33,6 +36,12 @@ impl Decoded {
             let event = ApiKeyEvent::from_stored(&recorded.event_type, recorded.payload.clone())
                 .map_err(|e| e.to_string())?;
             return Ok(Decoded::ApiKey(event));
+        }
+        if let Some(name) = recorded.stream.strip_prefix(operator::STREAM_PREFIX) {
+            let username = Username::parse(name).map_err(|e| e.to_string())?;
+            let event = OperatorEvent::from_stored(&recorded.event_type, recorded.payload.clone())
+                .map_err(|e| e.to_string())?;
+            return Ok(Decoded::Operator(username, event));
         }
         if recorded.stream.starts_with(AccessEvent::STREAM_PREFIX) {
             let event = AccessEvent::from_stored(&recorded.event_type, recorded.payload.clone())

@@ -96,7 +96,10 @@ pub struct UnlockBody {
 
 type AccountPath = ApiPath<(UserType, UserId)>;
 
-async fn view(app: &AppState, key: &AccountKey) -> Result<HelpdeskAccountView, ApiError> {
+pub(crate) async fn view(
+    app: &AppState,
+    key: &AccountKey,
+) -> Result<HelpdeskAccountView, ApiError> {
     let row = accounts::get(&app.db.pool, key)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::AccountNotFound, "the account does not exist"))?;

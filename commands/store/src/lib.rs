@@ -112,6 +112,8 @@ pub enum Actor {
     Auditor { key_id: Uuid, key_name: String },
     /// The account's owner, proving it with an emailed reset link (no API key, no device).
     User,
+    /// An operator signed in to the console as themselves (issue 15), with the role they act in.
+    Console { username: String, role: String },
 }
 
 impl Actor {
@@ -124,6 +126,7 @@ impl Actor {
             Actor::Operator { .. } => "operator",
             Actor::Auditor { .. } => "auditor",
             Actor::User => "user",
+            Actor::Console { .. } => "console",
         }
     }
 
@@ -137,6 +140,7 @@ impl Actor {
             Actor::Operator { name } => name.clone(),
             Actor::Auditor { key_name, .. } => key_name.clone(),
             Actor::User => "the account's owner".to_owned(),
+            Actor::Console { username, .. } => username.clone(),
         }
     }
 }

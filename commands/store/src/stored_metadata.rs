@@ -41,6 +41,10 @@ pub fn encode(metadata: &EventMetadata) -> String {
             items.push(short_id(key_id));
         }
         Actor::Operator { name } => items.push(Value::from(name.as_str())),
+        Actor::Console { username, role } => {
+            items.push(Value::from(username.as_str()));
+            items.push(Value::from(role.as_str()));
+        }
         Actor::System | Actor::User => {}
     }
     let fixed = items.len();
@@ -126,6 +130,10 @@ fn decode_compact(items: &[Value]) -> Result<EventMetadata, String> {
             key_name: text("key name")?,
         },
         "user" => Actor::User,
+        "console" => Actor::Console {
+            username: text("username")?,
+            role: text("role")?,
+        },
         other => {
             return Err(format!(
                 "unknown actor kind {other:?} in the stored metadata"
@@ -191,6 +199,10 @@ mod tests {
                 key_name: "siem".into(),
             },
             Actor::User,
+            Actor::Console {
+                username: "siti.helpdesk".into(),
+                role: "helpdesk".into(),
+            },
         ]
     }
 

@@ -1,0 +1,196 @@
+//! `operators`: one row per console operator (issue 15), what the console and
+//! `spse-totp operator list` read.
+
+use chrono::{DateTime, Utc};
+use spse_totp_domain::operator::{OperatorEvent, OperatorRole, Username};
+use spse_totp_store::RecordedEvent;
+use sqlx::AnyPool;
+
+use crate::event::Decoded;
+use crate::projector::Projector;
+use crate::sql;
+use crate::statement::Statement;
+use crate::time::{to_db, MaybeMicros, Micros};
+
+pub struct OperatorsProjector;
+
+impl Projector for OperatorsProjector {
+    fn name(&self) -> &'static str {
+        "operators"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["operators"]
+    }
+
+    fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
+        let Decoded::Operator(username, event) = decoded else {
+            return Vec::new();
+        };
+        let user = username.as_str();
+        let at = to_db(recorded.recorded_at);
+        let set = |assignments: &'static str| {
+            sql!(
+                format!("UPDATE operators SET {assignments}, updated_at = $1 WHERE username = $2"),
+                at,
+                user
+            )
+        };
+        let statement = match event {
+            OperatorEvent::OperatorCreated {
+                name,
+                email,
+                role,
+                setup_id,
+                setup_expires_at,
+                ..
+            } => sql!(
+                "INSERT INTO operators (username, name, email, role, status, setup_id, setup_expires_at, \
+                 failed_attempts, locked_until, created_at, last_sign_in_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'pending', $5, $6, 0, NULL, $7, NULL, $7)",
+                user,
+                name.as_str(),
+                email.as_str(),
+                role.as_str(),
+                setup_id.to_string(),
+                to_db(*setup_expires_at),
+                at,
+            ),
+            OperatorEvent::OperatorTotpActivated { .. } => set(
+                "status = 'active', setup_id = NULL, setup_expires_at = NULL, failed_attempts = 0, locked_until = NULL",
+            ),
+            OperatorEvent::OperatorSignedIn { .. } => sql!(
+                "UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_sign_in_at = $1, updated_at = $1 \
+                 WHERE username = $2",
+                at,
+                user,
+            ),
+            OperatorEvent::OperatorSignInFailed {
+                failed_attempts, ..
+            } => sql!(
+                "UPDATE operators SET failed_attempts = $1, updated_at = $2 WHERE username = $3",
+                i64::from(*failed_attempts),
+                at,
+                user,
+            ),
+            OperatorEvent::OperatorLocked { until, .. } => sql!(
+                "UPDATE operators SET failed_attempts = 0, locked_until = $1, updated_at = $2 WHERE username = $3",
+                to_db(*until),
+                at,
+                user,
+            ),
+            OperatorEvent::OperatorDisabled { .. } => {
+                set("status = 'disabled', setup_id = NULL, setup_expires_at = NULL")
+            }
+            OperatorEvent::OperatorTotpReset {
+                setup_id,
+                setup_expires_at,
+                ..
+            } => sql!(
+                "UPDATE operators SET status = CASE WHEN status = 'active' THEN 'pending' ELSE status END, \
+                 setup_id = $1, setup_expires_at = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3 \
+                 WHERE username = $4",
+                setup_id.to_string(),
+                to_db(*setup_expires_at),
+                at,
+                user,
+            ),
+            OperatorEvent::OperatorPasswordSet { .. }
+            | OperatorEvent::OperatorEnrollmentStarted { .. }
+            | OperatorEvent::OperatorSignedOut { .. } => return Vec::new(),
+        };
+        vec![statement]
+    }
+}
+
+/// One line for the audit log's readers.
+pub fn summary(username: &Username, event: &OperatorEvent) -> String {
+    match event {
+        OperatorEvent::OperatorCreated { role, .. } => {
+            format!("Operator {username} created with role {role}")
+        }
+        OperatorEvent::OperatorPasswordSet { .. } => format!("Operator {username} set a password"),
+        OperatorEvent::OperatorEnrollmentStarted { .. } => {
+            format!("Operator {username} was shown a TOTP QR code")
+        }
+        OperatorEvent::OperatorTotpActivated { .. } => {
+            format!("Operator {username} activated TOTP")
+        }
+        OperatorEvent::OperatorSignedIn { .. } => format!("Operator {username} signed in"),
+        OperatorEvent::OperatorSignInFailed {
+            reason,
+            failed_attempts,
+            ..
+        } => format!(
+            "Operator {username}: sign-in failed ({}), {failed_attempts} in a row",
+            reason.as_str()
+        ),
+        OperatorEvent::OperatorLocked { until, .. } => {
+            format!("Operator {username} locked until {}", until.to_rfc3339())
+        }
+        OperatorEvent::OperatorSignedOut { .. } => format!("Operator {username} signed out"),
+        OperatorEvent::OperatorDisabled { .. } => format!("Operator {username} disabled"),
+        OperatorEvent::OperatorTotpReset { .. } => {
+            format!("Operator {username}: TOTP reset, a new setup link issued")
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OperatorRow {
+    pub username: String,
+    pub name: String,
+    pub email: String,
+    #[sqlx(try_from = "String")]
+    pub role: OperatorRole,
+    pub status: String,
+    pub setup_id: Option<String>,
+    #[sqlx(try_from = "MaybeMicros")]
+    pub setup_expires_at: Option<DateTime<Utc>>,
+    pub failed_attempts: i64,
+    #[sqlx(try_from = "MaybeMicros")]
+    pub locked_until: Option<DateTime<Utc>>,
+    #[sqlx(try_from = "Micros")]
+    pub created_at: DateTime<Utc>,
+    #[sqlx(try_from = "MaybeMicros")]
+    pub last_sign_in_at: Option<DateTime<Utc>>,
+}
+
+impl OperatorRow {
+    pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.locked_until.filter(|until| *until > now)
+    }
+}
+
+const COLUMNS: &str = "username, name, email, role, status, setup_id, setup_expires_at, \
+     failed_attempts, locked_until, created_at, last_sign_in_at";
+
+pub async fn get(pool: &AnyPool, username: &Username) -> Result<Option<OperatorRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM operators WHERE username = $1"
+    ))
+    .bind(username.as_str())
+    .fetch_optional(pool)
+    .await
+}
+
+/// The operator whose setup link is `setup_id`, while it works.
+pub async fn by_setup_id(
+    pool: &AnyPool,
+    setup_id: &str,
+) -> Result<Option<OperatorRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM operators WHERE setup_id = $1"
+    ))
+    .bind(setup_id)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn list(pool: &AnyPool) -> Result<Vec<OperatorRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM operators ORDER BY username"
+    ))
+    .fetch_all(pool)
+    .await
+}
