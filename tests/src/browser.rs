@@ -138,6 +138,20 @@ impl Browser {
         Ok(self.wait_for(css).await?.text().await?)
     }
 
+    /// The text of the first element matching the CSS selector, once it is shown: for what a
+    /// page's script reveals after a request (an element still hidden has no visible text).
+    pub async fn text_when_shown(&self, css: &str) -> Result<String> {
+        let element = self.wait_for(css).await?;
+        let deadline = tokio::time::Instant::now() + ELEMENT_WAIT;
+        while !element.is_displayed().await? {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("`{css}` is still hidden");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(element.text().await?)
+    }
+
     /// Types `value` into the field matching the CSS selector, after clearing it.
     pub async fn fill(&self, css: &str, value: &str) -> Result<()> {
         let field = self.wait_for(css).await?;
@@ -158,22 +172,40 @@ impl Browser {
         Ok(text)
     }
 
-    /// Saves the whole window as a PNG, creating the folder if needed.
+    /// Saves the whole page as a PNG, creating the folder if needed.
     pub async fn screenshot(&self, path: &Path) -> Result<()> {
-        let png = self.client.screenshot().await?;
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
+        // The whole page, not only what fits in the window: the window grows to the page's
+        // height for the picture and goes back after.
+        let (width, height) = self.client.get_window_size().await?;
+        let (width, height) = (u32::try_from(width)?, u32::try_from(height)?);
+        let page = self
+            .script_number("return document.documentElement.scrollHeight")
+            .await?;
+        let viewport = self.script_number("return window.innerHeight").await?;
+        let grown = page > viewport;
+        if grown {
+            let frame = height.saturating_sub(viewport);
+            self.client.set_window_size(width, page + frame).await?;
         }
-        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+        let png = self.client.screenshot().await;
+        if grown {
+            self.client.set_window_size(width, height).await?;
+        }
+        write_png(path, &png?)
+    }
+
+    async fn script_number(&self, script: &str) -> Result<u32> {
+        let value = self.client.execute(script, Vec::new()).await?;
+        value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .with_context(|| format!("`{script}` answered {value}"))
     }
 
     /// Saves one element (e.g. a QR code) as a PNG, creating the folder if needed.
     pub async fn screenshot_element(&self, css: &str, path: &Path) -> Result<()> {
         let png = self.wait_for(css).await?.screenshot().await?;
-        if let Some(folder) = path.parent() {
-            std::fs::create_dir_all(folder)?;
-        }
-        std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
+        write_png(path, &png)
     }
 
     /// Ends the WebDriver session and the driver. Dropping does the same, less politely.
@@ -182,6 +214,13 @@ impl Browser {
         let _ = self.driver.kill().await;
         closed.context("closing the WebDriver session")
     }
+}
+
+fn write_png(path: &Path, png: &[u8]) -> Result<()> {
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    std::fs::write(path, png).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The project's `docs/` folder, where the tests' screenshots are kept.

@@ -40,7 +40,10 @@ async fn the_link_opened_in_a_browser_resets_only_when_the_button_is_pressed() {
     browser.click("#go").await.expect("the button");
     let question = browser.accept_dialog().await.expect("a confirmation");
     assert!(question.contains("reset TOTP"), "{question}");
-    let done = browser.text_of("#done .ok").await.expect("the outcome");
+    let done = browser
+        .text_when_shown("#done .ok")
+        .await
+        .expect("the outcome");
     assert_eq!(done, "TOTP berhasil di reset");
     browser
         .screenshot(&screenshots().join("reset-link-done.png"))
