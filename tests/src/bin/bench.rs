@@ -152,36 +152,49 @@ impl Target {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
-    /// Activates an account for `flow`: with a standard authenticator (the first code typed at
-    /// the portal) or with the push-capable app. Returns the phone.
-    async fn activate(&self, user_id: &str, flow: Flow) -> anyhow::Result<Authenticator> {
+    /// `POST /v1/logins` as the portal: the login and its id.
+    async fn start_login(&self, user_id: &str) -> anyhow::Result<(Value, String)> {
         let (status, login) = self
             .send(
                 reqwest::Method::POST,
                 "/v1/logins",
                 Some(&self.key),
-                Some(json!({"user_type": "penyedia", "user_id": user_id})),
+                Some(json!({"user_type": "penyedia", "user_id": user_id, "client_ip": "10.0.0.1", "user_agent": "bench"})),
             )
             .await?;
         if status != 201 {
-            bail!("start login for activation: {status} {login}");
+            bail!("start login: {status} {login}");
         }
+        let login_id = login["login_id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no login_id"))?
+            .to_owned();
+        Ok((login, login_id))
+    }
+
+    /// `POST /v1/logins/{id}/code` with the phone's current code; fails unless approved.
+    async fn submit_code(&self, login_id: &str, phone: &Authenticator) -> anyhow::Result<()> {
+        let (status, body) = self
+            .send(
+                reqwest::Method::POST,
+                &format!("/v1/logins/{login_id}/code"),
+                Some(&self.key),
+                Some(json!({"code": phone.code_at(self.clock.now())})),
+            )
+            .await?;
+        if status != 200 || body["status"] != "approved" {
+            bail!("code: {status} {body}");
+        }
+        Ok(())
+    }
+
+    /// Activates an account for `flow`: with a standard authenticator (the first code typed at
+    /// the portal) or with the push-capable app. Returns the phone.
+    async fn activate(&self, user_id: &str, flow: Flow) -> anyhow::Result<Authenticator> {
+        let (login, login_id) = self.start_login(user_id).await?;
         let mut phone = Authenticator::scan(&login);
         if flow == Flow::Code {
-            let login_id = login["login_id"]
-                .as_str()
-                .ok_or_else(|| anyhow!("no login_id"))?;
-            let (status, body) = self
-                .send(
-                    reqwest::Method::POST,
-                    &format!("/v1/logins/{login_id}/code"),
-                    Some(&self.key),
-                    Some(json!({"code": phone.code_at(self.clock.now())})),
-                )
-                .await?;
-            if status != 200 {
-                bail!("activation by code: {status} {body}");
-            }
+            self.submit_code(&login_id, &phone).await?;
             return Ok(phone);
         }
         let (status, body) = self
@@ -209,34 +222,11 @@ impl Target {
         samples: &mut Samples,
     ) -> anyhow::Result<()> {
         let began = Instant::now();
-        let (status, login) = self
-            .send(
-                reqwest::Method::POST,
-                "/v1/logins",
-                Some(&self.key),
-                Some(json!({"user_type": "penyedia", "user_id": user_id, "client_ip": "10.0.0.1", "user_agent": "bench"})),
-            )
-            .await?;
+        let (login, login_id) = self.start_login(user_id).await?;
         let started = Instant::now();
-        if status != 201 {
-            bail!("start login: {status} {login}");
-        }
-        let login_id = login["login_id"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no login_id"))?;
         if flow == Flow::Code {
-            let (status, body) = self
-                .send(
-                    reqwest::Method::POST,
-                    &format!("/v1/logins/{login_id}/code"),
-                    Some(&self.key),
-                    Some(json!({"code": phone.code_at(self.clock.now())})),
-                )
-                .await?;
+            self.submit_code(&login_id, phone).await?;
             let done = Instant::now();
-            if status != 200 || body["status"] != "approved" {
-                bail!("code: {status} {body}");
-            }
             samples.start.push(started - began);
             samples.verify.push(done - started);
             samples.flow.push(done - began);
