@@ -263,8 +263,7 @@ async fn commit_group(
         sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
             .fetch_one(&mut *tx)
             .await?;
-    let mut heads = stream_heads(&mut tx, group).await?;
-    let mut taken = existing_event_ids(&mut tx, group).await?;
+    let (mut heads, mut taken) = group_state(&mut tx, group).await?;
 
     let mut next_position = to_u64(head) + 1;
     let mut rows = Rows::default();
@@ -453,53 +452,50 @@ async fn project(
     Ok(false)
 }
 
-/// The current version and last hash of every stream the group appends to (absent: no events
-/// yet). One index range read per stream, newest version first.
-async fn stream_heads(
+/// What a group must know before it writes, read in one round trip under the head lock: the
+/// current version and last hash of every stream it appends to (absent: no events yet), and which
+/// of its event ids are already in the log.
+///
+/// Each stream's head is one probe of the `(stream, version)` index from its newest end, so the
+/// cost does not grow with the stream's history. The two answers share one result: a row with a
+/// stream is a head, a row with an event id is an id already taken.
+async fn group_state(
     tx: &mut Transaction<'_, Postgres>,
     group: &[AppendRequest],
-) -> Result<HashMap<String, (u64, Option<String>)>, StoreError> {
+) -> Result<(HashMap<String, (u64, Option<String>)>, HashSet<Uuid>), StoreError> {
     let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT DISTINCT ON (stream) stream, version, hash FROM events \
-         WHERE stream = ANY($1) ORDER BY stream, version DESC",
-    )
-    .bind(&streams)
-    .fetch_all(&mut **tx)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok((
-                row.try_get::<String, _>(0)?,
-                (
-                    to_u64(row.try_get::<i64, _>(1)?),
-                    row.try_get::<Option<Vec<u8>>, _>(2)?
-                        .as_deref()
-                        .map(hex::encode),
-                ),
-            ))
-        })
-        .collect()
-}
-
-/// Which of the group's event ids are already in the log.
-async fn existing_event_ids(
-    tx: &mut Transaction<'_, Postgres>,
-    group: &[AppendRequest],
-) -> Result<HashSet<Uuid>, StoreError> {
     let ids: Vec<Vec<u8>> = group
         .iter()
         .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
         .collect();
-    let rows: Vec<Vec<u8>> =
-        sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_all(&mut **tx)
-            .await?;
-    Ok(rows
-        .iter()
-        .filter_map(|id| Uuid::from_slice(id).ok())
-        .collect())
+    let rows = sqlx::query(
+        "SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
+         FROM UNNEST($1::text[]) AS s(stream) \
+         CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
+                             ORDER BY version DESC LIMIT 1) AS e \
+         UNION ALL \
+         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY($2)",
+    )
+    .bind(&streams)
+    .bind(&ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut heads = HashMap::new();
+    let mut taken = HashSet::new();
+    for row in &rows {
+        match row.try_get::<Option<String>, _>(0)? {
+            Some(stream) => {
+                let version = to_u64(row.try_get::<i64, _>(1)?);
+                let hash = row.try_get::<Option<Vec<u8>>, _>(2)?;
+                heads.insert(stream, (version, hash.as_deref().map(hex::encode)));
+            }
+            None => {
+                let id = row.try_get::<Vec<u8>, _>(3)?;
+                taken.extend(Uuid::from_slice(&id).ok());
+            }
+        }
+    }
+    Ok((heads, taken))
 }
 
 /// Follows other instances' appends. Ends when the store is dropped.
