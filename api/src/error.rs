@@ -38,6 +38,9 @@ macro_rules! error_codes {
         }
 
         impl ErrorCode {
+            /// Every code, in the order declared: the README's error table is checked against it.
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(ErrorCode::$variant => $text,)*
