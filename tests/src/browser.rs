@@ -165,6 +165,25 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks what submits a form or follows a link, and returns once the next page has replaced
+    /// this one: until then the old page's elements are still found, and go stale under the
+    /// test's hands.
+    pub async fn click_to_load(&self, css: &str) -> Result<()> {
+        let old_page = self.client.find(Locator::Css("html")).await?;
+        self.click(css).await?;
+        let deadline = tokio::time::Instant::now() + ELEMENT_WAIT;
+        // Any call on an element of a page that has gone fails; while it answers, the old page
+        // is still there.
+        while old_page.tag_name().await.is_ok() {
+            if tokio::time::Instant::now() >= deadline {
+                bail!("clicking `{css}` loaded no new page");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        self.wait_for("body").await?;
+        Ok(())
+    }
+
     /// Answers "OK" to the page's `confirm()` (or `alert()`) and returns its text.
     pub async fn accept_dialog(&self) -> Result<String> {
         let text = self.client.get_alert_text().await?;

@@ -489,8 +489,7 @@ async fn expired_and_locked_sign_ins_and_a_wrong_password_each_say_so() {
     );
     for _ in 0..5 {
         b.fill("#code", &wrong).await.expect("the code field");
-        b.click("#send-code").await.expect("Kirim");
-        b.wait_for("h1").await.expect("a page");
+        b.click_to_load("#send-code").await.expect("Kirim");
     }
     let outcome = b.text_of("#outcome").await.expect("the lock");
     assert!(outcome.contains("terkunci"), "{outcome}");
