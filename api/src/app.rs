@@ -118,6 +118,12 @@ fn reset_services(
 
 impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        if config.trust_forwarded_for {
+            tracing::warn!(
+                "SPSE_TOTP_TRUST_FORWARDED_FOR is deprecated and believes every X-Forwarded-For hop, \
+                 which a client can forge: set SPSE_TOTP_TRUSTED_PROXIES to your proxies' addresses instead"
+            );
+        }
         let db = config.open_database().await?;
         let key = master_key(&config)?;
         let accounts = Arc::new(AccountService::new(

@@ -11,6 +11,8 @@ use spse_totp_domain::Policy;
 use spse_totp_projections::mail::{MailSettings, SmtpSettings, SmtpTls};
 use spse_totp_store::{Database, DatabaseError};
 
+use crate::client_address::TrustedProxies;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
@@ -48,6 +50,7 @@ struct FileConfig {
     window_back_steps: Option<u8>,
     number_matching: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    trusted_proxies: Option<String>,
     // Reset and recovery (issue 3).
     reset_ttl_minutes: Option<i64>,
     reset_max_per_hour: Option<u32>,
@@ -84,8 +87,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub policy: Policy,
-    /// Take the device's address from `X-Forwarded-For` (only behind a proxy that sets it).
+    /// Deprecated (`SPSE_TOTP_TRUST_FORWARDED_FOR`): trust every `X-Forwarded-For` hop, as if
+    /// every address were a trusted proxy. Set `trusted_proxies` instead; the server warns.
     pub trust_forwarded_for: bool,
+    /// `SPSE_TOTP_TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: TrustedProxies,
     pub reset: ResetConfig,
     pub mail: MailConfig,
 }
@@ -143,6 +149,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             policy: Policy::default(),
             trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
             reset: ResetConfig::default(),
             mail: MailConfig::default(),
         }
@@ -150,6 +157,18 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The proxies believed, the deprecated switch included.
+    pub fn proxies(&self) -> &TrustedProxies {
+        static EVERYTHING: std::sync::LazyLock<TrustedProxies> = std::sync::LazyLock::new(|| {
+            TrustedProxies::new(crate::client_address::Cidr::everything())
+        });
+        if self.trust_forwarded_for {
+            &EVERYTHING
+        } else {
+            &self.trusted_proxies
+        }
+    }
+
     /// Opens (creating and migrating) the configured database and event store.
     pub async fn open_database(&self) -> Result<Database, DatabaseError> {
         Database::open_with(&self.database_url, self.event_store_url.as_deref()).await
@@ -250,6 +269,10 @@ impl Config {
         if let Some(v) = f.trust_forwarded_for {
             self.trust_forwarded_for = v;
         }
+        if let Some(v) = f.trusted_proxies {
+            self.trusted_proxies = TrustedProxies::parse_list(&v)
+                .map_err(|e| invalid("SPSE_TOTP_TRUSTED_PROXIES", e))?;
+        }
         Ok(())
     }
 
@@ -343,6 +366,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         window_back_steps: parsed(env, "SPSE_TOTP_WINDOW_BACK_STEPS")?,
         number_matching: parsed(env, "SPSE_TOTP_NUMBER_MATCHING")?,
         trust_forwarded_for: parsed(env, "SPSE_TOTP_TRUST_FORWARDED_FOR")?,
+        trusted_proxies: env("SPSE_TOTP_TRUSTED_PROXIES"),
         reset_ttl_minutes: parsed(env, "SPSE_TOTP_RESET_TTL_MINUTES")?,
         reset_max_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_HOUR")?,
         reset_max_per_ip_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_IP_PER_HOUR")?,
@@ -452,5 +476,16 @@ mod tests {
         assert!(err.to_string().contains("SPSE_TOTP_LOGIN_TTL_SECONDS"));
         assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
         assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
+        let err = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
+        assert!(err.to_string().contains("SPSE_TOTP_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_networks() {
+        let config = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        assert_eq!(config.proxies().to_string(), "10.0.0.0/8,127.0.0.1/32");
+        assert!(with(&[]).unwrap().proxies().is_empty());
+        let alias = with(&[("SPSE_TOTP_TRUST_FORWARDED_FOR", "true")]).unwrap();
+        assert!(alias.proxies().trusts("192.0.2.1".parse().unwrap()));
     }
 }
