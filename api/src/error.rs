@@ -302,6 +302,57 @@ internal_from!(
 /// `Json` with this service's error shape for every rejection.
 pub struct ApiJson<T>(pub T);
 
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        "send the body as Content-Type: application/json",
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the body is larger than this service accepts",
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+        }
+    })
+}
+
+/// Two steps, so the error code says what is wrong: text that is not JSON at all is
+/// `malformed_json`; JSON of the wrong shape (unknown or missing fields, wrong types, invalid
+/// values) is `invalid_request`.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("the body does not fit this endpoint: {e}"),
+        )
+    })
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
@@ -309,49 +360,36 @@ where
 {
     type Rejection = ApiError;
 
-    /// Two steps, so the error code says what is wrong: text that is not JSON at all is
-    /// `malformed_json`; JSON of the wrong shape (unknown or missing fields, wrong types,
-    /// invalid values) is `invalid_request`.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as Content-Type: application/json",
-            ));
+        if !is_json(req.headers()) {
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the body is larger than this service accepts",
-                )
-            } else {
-                ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
-            }
-        })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                ErrorCode::MalformedJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        serde_json::from_value(value).map(ApiJson).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("the body does not fit this endpoint: {e}"),
-            )
-        })
+        let bytes = body_bytes(req, state).await?;
+        decode(&bytes).map(ApiJson)
+    }
+}
+
+/// [`ApiJson`] for an endpoint whose body may be left out altogether: no body is `None`, any
+/// body is held to the same rules.
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalApiJson(None));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        decode(&bytes).map(|v| OptionalApiJson(Some(v)))
     }
 }
 

@@ -119,3 +119,117 @@ async fn the_client_is_the_rightmost_address_no_trusted_proxy_wrote() {
         Some("127.0.0.1".to_owned())
     );
 }
+
+/// The outbox's messages with this subject, waiting for one.
+async fn mailed(s: &TestServer, subject: &str) -> Vec<String> {
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let found: Vec<String> = s
+            .outbox()
+            .into_iter()
+            .map(|data| ReceivedMail {
+                from: String::new(),
+                to: Vec::new(),
+                data: data.replace('\n', "\r\n").replace("\r\r\n", "\r\n"),
+            })
+            .filter(|m| m.header("Subject").as_deref() == Some(subject))
+            .map(|m| m.readable())
+            .collect();
+        if !found.is_empty() || Instant::now() > deadline {
+            return found;
+        }
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn relayed_calls_record_the_users_address_not_the_portals() {
+    let s = server_with_outbox().await;
+    // The login records the user's address; the code is relayed without one.
+    s.activate_with_email("non_penyedia", "ppk1").await;
+    let stream = "account-non_penyedia-PPK1";
+    let seen = recorded_addresses(&s, stream).await;
+    for kind in ["TotpActivated", "LoginApproved"] {
+        assert!(
+            seen.iter()
+                .any(|(t, ip)| t == kind && ip.as_deref() == Some(USER_IP)),
+            "{kind}: {seen:?}"
+        );
+    }
+    let notices = mailed(
+        &s,
+        spse_totp_projections::mail::message::ACTIVATION_NOTICE_SUBJECT,
+    )
+    .await;
+    assert_eq!(notices.len(), 1);
+    assert!(notices[0].contains(USER_IP), "{}", notices[0]);
+    assert!(!notices[0].contains("127.0.0.1"), "{}", notices[0]);
+
+    // A value the call gives wins; a cancel relays one too, or falls back to the login's.
+    let start = |ua: &'static str| {
+        let s = &s;
+        async move {
+            let (status, login) = s
+                .post(
+                    "/v1/logins",
+                    &s.portal_key,
+                    serde_json::json!({"user_type": "non_penyedia", "user_id": "ppk1",
+                        "client_ip": USER_IP, "user_agent": ua}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{login}");
+            login["login_id"].as_str().expect("id").to_owned()
+        }
+    };
+    let first = start("Firefox/128").await;
+    let (status, body) = s
+        .post(
+            &format!("/v1/logins/{first}/cancel"),
+            &s.portal_key,
+            serde_json::json!({"client_ip": "198.51.100.20", "user_agent": "Chrome/131"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let second = start("Firefox/128").await;
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/logins/{second}/cancel"),
+            Some(&s.portal_key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let cancels: Vec<(Option<String>, Option<String>)> = s
+        .services
+        .db
+        .events
+        .read_stream(stream, 1, 10_000)
+        .await
+        .expect("stream")
+        .into_iter()
+        .filter(|e| e.event_type == "LoginCancelled")
+        .map(|e| (e.metadata.client_ip, e.metadata.user_agent))
+        .collect();
+    assert_eq!(
+        cancels,
+        vec![
+            (
+                Some("198.51.100.20".to_owned()),
+                Some("Chrome/131".to_owned())
+            ),
+            (Some(USER_IP.to_owned()), Some("Firefox/128".to_owned())),
+        ]
+    );
+    let (status, body) = s
+        .post(
+            &format!("/v1/logins/{}/cancel", start("x").await),
+            &s.portal_key,
+            serde_json::json!({"client_ip": "not-an-address"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+}
