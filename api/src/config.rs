@@ -47,6 +47,7 @@ struct FileConfig {
     max_failed_attempts: Option<u32>,
     lock_minutes: Option<i64>,
     max_lock_minutes: Option<i64>,
+    max_locks: Option<u32>,
     window_back_steps: Option<u8>,
     number_matching: Option<bool>,
     trust_forwarded_for: Option<bool>,
@@ -254,6 +255,12 @@ impl Config {
         if let Some(v) = f.max_lock_minutes {
             p.max_lock = positive_seconds("SPSE_TOTP_MAX_LOCK_MINUTES", v.saturating_mul(60))?;
         }
+        if let Some(v) = f.max_locks {
+            if !(1..=1000).contains(&v) {
+                return Err(invalid("SPSE_TOTP_MAX_LOCKS", "must be from 1 to 1000"));
+            }
+            p.max_locks = v;
+        }
         if let Some(v) = f.window_back_steps {
             if v > 2 {
                 return Err(invalid(
@@ -363,6 +370,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         max_failed_attempts: parsed(env, "SPSE_TOTP_MAX_FAILED_ATTEMPTS")?,
         lock_minutes: parsed(env, "SPSE_TOTP_LOCK_MINUTES")?,
         max_lock_minutes: parsed(env, "SPSE_TOTP_MAX_LOCK_MINUTES")?,
+        max_locks: parsed(env, "SPSE_TOTP_MAX_LOCKS")?,
         window_back_steps: parsed(env, "SPSE_TOTP_WINDOW_BACK_STEPS")?,
         number_matching: parsed(env, "SPSE_TOTP_NUMBER_MATCHING")?,
         trust_forwarded_for: parsed(env, "SPSE_TOTP_TRUST_FORWARDED_FOR")?,

@@ -74,6 +74,7 @@ error_codes! {
     // What the domain refused.
     AccountNotFound = "account_not_found" => NOT_FOUND,
     AccountLocked = "account_locked" => LOCKED,
+    LockedUntilUnlock = "locked_until_unlock" => LOCKED,
     NotLocked = "not_locked" => CONFLICT,
     LoginNotFound = "login_not_found" => NOT_FOUND,
     LoginNotPending = "login_not_pending" => CONFLICT,
@@ -238,6 +239,7 @@ impl From<DomainError> for ApiError {
         match error {
             DomainError::AccountNotFound => ApiError::new(C::AccountNotFound, message),
             DomainError::AccountLocked { until } => ApiError::locked(until),
+            DomainError::LockedUntilUnlock => ApiError::new(C::LockedUntilUnlock, message),
             DomainError::LoginNotFound => ApiError::new(C::LoginNotFound, message),
             DomainError::LoginNotPending { status } => {
                 let mut e = ApiError::new(C::LoginNotPending, message);

@@ -82,7 +82,7 @@ pub struct ApproveRequest {
         (status = 400, body = super::ErrorBody), (status = 404, description = "Unknown enrollment", body = super::ErrorBody),
         (status = 409, description = "TOTP is already active on a device (reset first)", body = super::ErrorBody),
         (status = 410, description = "The QR code expired", body = super::ErrorBody),
-        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+        (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn activate(
     State(app): State<AppState>,
     ctx: RequestContext,
@@ -163,7 +163,7 @@ pub async fn pending(
     request_body = ApproveRequest, security(("device_token" = [])),
     responses((status = 200, body = LoginView), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody),
-        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+        (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn approve(
     State(app): State<AppState>,
     device: DeviceCaller,

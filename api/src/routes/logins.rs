@@ -217,7 +217,7 @@ pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
     responses(
         (status = 201, description = "Login started; activation holds the QR code when the account has no active device", body = StartLoginResponse),
         (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
-        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+        (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn start(
     State(app): State<AppState>,
     PortalCaller(caller): PortalCaller,
@@ -321,7 +321,7 @@ pub async fn status(
         (status = 409, description = "No longer pending", body = super::ErrorBody),
         (status = 410, description = "Expired", body = super::ErrorBody),
         (status = 422, description = "Wrong code; attempts_left says how many remain", body = super::ErrorBody),
-        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+        (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn submit_code(
     State(app): State<AppState>,
     PortalCaller(caller): PortalCaller,

@@ -10,6 +10,10 @@ pub enum DomainError {
     AccountNotFound,
     #[error("the account is locked after too many failed attempts until {until}")]
     AccountLocked { until: DateTime<Utc> },
+    #[error(
+        "the account is locked after too many locks in a row: only the helpdesk can unlock it"
+    )]
+    LockedUntilUnlock,
     #[error("no such login for this account")]
     LoginNotFound,
     #[error("the login is no longer pending (it is {status})")]

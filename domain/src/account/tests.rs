@@ -241,6 +241,7 @@ fn locked(until: DateTime<Utc>, lock_number: u32, at: DateTime<Utc>) -> AccountE
     AccountEvent::AccountLocked {
         until,
         lock_number,
+        until_unlock: false,
         at,
     }
 }
@@ -1268,6 +1269,74 @@ fn after_a_lock_passes_five_more_failures_lock_for_twice_as_long() {
                 locked(until, 2, later),
             ],
         );
+}
+
+#[test]
+fn after_the_last_lock_in_a_row_only_a_helpdesk_unlock_lets_codes_in_again() {
+    let policy = Policy {
+        max_locks: 2,
+        base_lock: minutes(1),
+        ..Policy::default()
+    };
+    let mut story = active_with(policy, t0() - minutes(5));
+    story.accept(start_login(login(2), None), t0());
+    story.lock(login(2), t0());
+    let later = t0() + minutes(2);
+    story.accept(start_login(login(3), None), later);
+    story.fail(login(3), 4, later);
+    story
+        .given()
+        .when(
+            submit(login(3), wrong_code(&secret(), later), first_secret()),
+            later,
+        )
+        .then_rejected_recording(
+            DomainError::LockedUntilUnlock,
+            vec![
+                rejected(login(3), Method::Code, RejectReason::WrongCode, 5, later),
+                AccountEvent::AccountLocked {
+                    until: later + minutes(2),
+                    lock_number: 2,
+                    until_unlock: true,
+                    at: later,
+                },
+            ],
+        );
+    story.fail(login(3), 1, later);
+    // After the lock would have ended, even the right code is refused, recording nothing.
+    let past_its_end = later + minutes(5);
+    story
+        .given()
+        .when(
+            submit(login(3), code_now(&secret(), past_its_end), first_secret()),
+            past_its_end,
+        )
+        .then_err(DomainError::LockedUntilUnlock);
+    let much_later = later + Duration::days(30);
+    story
+        .given()
+        .when(start_login(login(4), None), much_later)
+        .then_err(DomainError::LockedUntilUnlock);
+    story.accept(
+        Unlock {
+            reason: "owner verified by phone".to_owned(),
+        },
+        much_later,
+    );
+    assert_eq!(story.state().lockout, Lockout::default());
+    story.accept(start_login(login(4), None), much_later);
+    story
+        .given()
+        .when(
+            submit(login(4), code_now(&secret(), much_later), first_secret()),
+            much_later,
+        )
+        .then(vec![approved(
+            login(4),
+            Method::Code,
+            step(much_later),
+            much_later,
+        )]);
 }
 
 #[test]

@@ -1,0 +1,100 @@
+//! Issue 13, section 2: the lockout ends somewhere, and each refusal says what happened.
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use spse_totp_tests::{wrong_code, Authenticator, TestServer};
+
+const NP: &str = "non_penyedia";
+
+fn code_of(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+async fn type_code(s: &TestServer, login_id: &str, code: &str) -> reqwest::Response {
+    s.client
+        .post(s.url(&format!("/v1/logins/{login_id}/code")))
+        .bearer_auth(&s.portal_key)
+        .json(&json!({ "code": code }))
+        .send()
+        .await
+        .expect("answered")
+}
+
+/// A new login for ppk1 and five wrong codes: the last answer.
+async fn five_wrong(s: &TestServer, phone: &Authenticator) -> reqwest::Response {
+    let (status, login) = s.start_login(NP, "ppk1").await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let id = login["login_id"].as_str().expect("id").to_owned();
+    for _ in 0..4 {
+        let response = type_code(s, &id, &wrong_code(phone, s.now())).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    type_code(s, &id, &wrong_code(phone, s.now())).await
+}
+
+async fn helpdesk(
+    s: &TestServer,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = s
+        .client
+        .request(method, s.url(path))
+        .bearer_auth(&s.helpdesk_key)
+        .header("x-operator", "Siti (helpdesk LPSE)");
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("answered");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn after_max_locks_in_a_row_only_a_helpdesk_unlock_ends_the_lock() {
+    let s = TestServer::start_with(|c| c.policy.max_locks = 2).await;
+    let (phone, _) = s.activate_by_code(NP, "ppk1").await;
+    s.advance(Duration::seconds(30));
+
+    let first = five_wrong(&s, &phone).await;
+    assert_eq!(first.status(), StatusCode::LOCKED);
+    let body: Value = first.json().await.expect("json");
+    assert_eq!(code_of(&body), "account_locked");
+
+    s.advance(Duration::minutes(16));
+    let second = five_wrong(&s, &phone).await;
+    assert_eq!(second.status(), StatusCode::LOCKED);
+    assert!(second.headers().get("retry-after").is_none());
+    let body: Value = second.json().await.expect("json");
+    assert_eq!(code_of(&body), "locked_until_unlock", "{body}");
+
+    // Long after the second lock would have ended, nothing gets in.
+    s.advance(Duration::days(3));
+    let (status, body) = s.start_login(NP, "ppk1").await;
+    assert_eq!(
+        (status, code_of(&body)),
+        (StatusCode::LOCKED, "locked_until_unlock")
+    );
+    let (_, account) = s.get("/v1/accounts/non_penyedia/ppk1", &s.portal_key).await;
+    assert_eq!(account["locked_until_unlock"], true, "{account}");
+    let path = "/v1/helpdesk/accounts/non_penyedia/ppk1";
+    let (_, view) = helpdesk(&s, reqwest::Method::GET, path, None).await;
+    assert_eq!(view["locked_until_unlock"], true, "{view}");
+
+    let (status, view) = helpdesk(
+        &s,
+        reqwest::Method::POST,
+        &format!("{path}/unlock"),
+        Some(json!({"reason": "owner verified by phone"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    assert!(view.get("locked_until_unlock").is_none(), "{view}");
+    let (status, login) = s.start_login(NP, "ppk1").await;
+    assert_eq!(status, StatusCode::CREATED, "{login}");
+    let id = login["login_id"].as_str().expect("id").to_owned();
+    let response = type_code(&s, &id, &phone.code_at(s.now())).await;
+    assert_eq!(response.status(), StatusCode::OK);
+}
