@@ -80,6 +80,8 @@ error_codes! {
     LoginNotPending = "login_not_pending" => CONFLICT,
     LoginExpired = "login_expired" => GONE,
     InvalidCode = "invalid_code" => UNPROCESSABLE_ENTITY,
+    CodeAlreadyUsed = "code_already_used" => UNPROCESSABLE_ENTITY,
+    NumberRequired = "number_required" => BAD_REQUEST,
     TotpAlreadyActive = "totp_already_active" => CONFLICT,
     TotpNotActive = "totp_not_active" => CONFLICT,
     EnrollmentNotFound = "enrollment_not_found" => NOT_FOUND,
@@ -108,7 +110,7 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people; may change.
     pub message: String,
-    /// With `invalid_code`: failures left before the account locks.
+    /// With `invalid_code` and `code_already_used`: failures left before the account locks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u32>,
     /// With `account_locked`: when codes are checked again (also in `Retry-After`).
@@ -251,6 +253,14 @@ impl From<DomainError> for ApiError {
                 let mut e = ApiError::new(C::InvalidCode, message);
                 e.body.attempts_left = Some(attempts_left);
                 e
+            }
+            DomainError::CodeAlreadyUsed { attempts_left } => {
+                let mut e = ApiError::new(C::CodeAlreadyUsed, message);
+                e.body.attempts_left = Some(attempts_left);
+                e
+            }
+            DomainError::NumberRequired => {
+                ApiError::new(C::NumberRequired, message).field("number")
             }
             DomainError::AlreadyActive => ApiError::new(C::TotpAlreadyActive, message),
             DomainError::NotActive => ApiError::new(C::TotpNotActive, message),

@@ -320,7 +320,7 @@ pub async fn status(
         (status = 404, body = super::ErrorBody),
         (status = 409, description = "No longer pending", body = super::ErrorBody),
         (status = 410, description = "Expired", body = super::ErrorBody),
-        (status = 422, description = "Wrong code; attempts_left says how many remain", body = super::ErrorBody),
+        (status = 422, description = "invalid_code (wrong code) or code_already_used (its step was already accepted); both counted, attempts_left says how many remain", body = super::ErrorBody),
         (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn submit_code(
     State(app): State<AppState>,

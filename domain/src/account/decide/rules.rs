@@ -168,7 +168,13 @@ pub(super) fn failure(
         Rejection::recorded(error, record)
     } else {
         let attempts_left = policy.max_failed_attempts - failed_attempts;
-        Rejection::recorded(DomainError::InvalidCode { attempts_left }, record)
+        let error = match reason {
+            RejectReason::Replayed => DomainError::CodeAlreadyUsed { attempts_left },
+            RejectReason::WrongCode | RejectReason::NumberMismatch => {
+                DomainError::InvalidCode { attempts_left }
+            }
+        };
+        Rejection::recorded(error, record)
     }
 }
 
