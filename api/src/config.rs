@@ -175,6 +175,12 @@ impl Config {
         Database::open_with(&self.database_url, self.event_store_url.as_deref()).await
     }
 
+    /// Opens the configured database for a command that only reads: one that does not exist is
+    /// an error naming where it was looked for, never created.
+    pub async fn open_existing_database(&self) -> Result<Database, DatabaseError> {
+        Database::open_existing(&self.database_url, self.event_store_url.as_deref()).await
+    }
+
     /// Defaults, then the file named by `SPSE_TOTP_CONFIG` (or `./spse-totp.toml` if present),
     /// then the environment.
     pub fn load() -> Result<Self, ConfigError> {
@@ -234,26 +240,26 @@ impl Config {
             self.max_body_bytes = v;
         }
         let p = &mut self.policy;
+        // An hour at most: a login or a QR code that waits longer is one an attacker can reuse.
         if let Some(v) = f.login_ttl_seconds {
-            p.login_ttl = positive_seconds("SPSE_TOTP_LOGIN_TTL_SECONDS", v)?;
+            p.login_ttl = Duration::seconds(bounded("SPSE_TOTP_LOGIN_TTL_SECONDS", v, 1, 3600)?);
         }
         if let Some(v) = f.enrollment_ttl_seconds {
-            p.enrollment_ttl = positive_seconds("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", v)?;
+            let v = bounded("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", v, 1, 3600)?;
+            p.enrollment_ttl = Duration::seconds(v);
         }
         if let Some(v) = f.max_failed_attempts {
-            if v == 0 {
-                return Err(invalid(
-                    "SPSE_TOTP_MAX_FAILED_ATTEMPTS",
-                    "must be at least 1",
-                ));
-            }
-            p.max_failed_attempts = v;
+            p.max_failed_attempts = bounded("SPSE_TOTP_MAX_FAILED_ATTEMPTS", v, 1, 20)?;
         }
+        // A lock's end is computed as now + its length, which must stay a representable instant
+        // whatever the operator writes: a year is far beyond any sane lock and far within it.
         if let Some(v) = f.lock_minutes {
-            p.base_lock = positive_seconds("SPSE_TOTP_LOCK_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_LOCK_MINUTES", v, 1, MAX_LOCK_MINUTES)?;
+            p.base_lock = Duration::minutes(v);
         }
         if let Some(v) = f.max_lock_minutes {
-            p.max_lock = positive_seconds("SPSE_TOTP_MAX_LOCK_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_MAX_LOCK_MINUTES", v, 1, MAX_LOCK_MINUTES)?;
+            p.max_lock = Duration::minutes(v);
         }
         if let Some(v) = f.max_locks {
             if !(1..=1000).contains(&v) {
@@ -285,8 +291,8 @@ impl Config {
 
     fn apply_reset(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
         if let Some(v) = f.reset_ttl_minutes {
-            self.policy.reset_ttl =
-                positive_seconds("SPSE_TOTP_RESET_TTL_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_RESET_TTL_MINUTES", v, 1, 7 * 24 * 60)?;
+            self.policy.reset_ttl = Duration::minutes(v);
         }
         if let Some(v) = f.reset_max_per_hour {
             self.policy.reset_max_per_hour = v;
@@ -396,11 +402,20 @@ fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-fn positive_seconds(name: &'static str, seconds: i64) -> Result<Duration, ConfigError> {
-    if seconds <= 0 {
-        return Err(invalid(name, "must be positive"));
+/// A year: the longest lock the configuration takes.
+const MAX_LOCK_MINUTES: i64 = 366 * 24 * 60;
+
+fn bounded<T>(name: &'static str, value: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if value < min || value > max {
+        return Err(invalid(
+            name,
+            format!("must be from {min} to {max}, not {value}"),
+        ));
     }
-    Ok(Duration::seconds(seconds))
+    Ok(value)
 }
 
 fn url_check(v: &str) -> Result<(), ConfigError> {
@@ -484,6 +499,31 @@ mod tests {
         assert!(err.to_string().contains("SPSE_TOTP_LOGIN_TTL_SECONDS"));
         assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
         assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
+        for (name, value) in [
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "3601"),
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "0"),
+            ("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", "86400"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "0"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "21"),
+            ("SPSE_TOTP_LOCK_MINUTES", "9223372036854775807"),
+            ("SPSE_TOTP_LOCK_MINUTES", "-5"),
+            ("SPSE_TOTP_MAX_LOCK_MINUTES", "153722867280912930"),
+            ("SPSE_TOTP_RESET_TTL_MINUTES", "9223372036854775807"),
+            ("SPSE_TOTP_MAX_LOCKS", "0"),
+        ] {
+            let err = with(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let config = with(&[
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "3600"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "20"),
+            ("SPSE_TOTP_LOCK_MINUTES", "527040"),
+            ("SPSE_TOTP_MAX_LOCK_MINUTES", "527040"),
+        ])
+        .unwrap();
+        // The longest lock still ends at an instant the clock can hold.
+        let far = chrono::Utc::now() + config.policy.lock_duration(u32::MAX);
+        assert!(far > chrono::Utc::now());
         let err = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
         assert!(err.to_string().contains("SPSE_TOTP_TRUSTED_PROXIES"));
     }

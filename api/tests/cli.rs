@@ -193,6 +193,8 @@ fn projections_rebuild_works_on_a_fresh_folder() {
 #[test]
 fn history_of_an_unknown_account_says_so() {
     let dir = TempDir::new().unwrap();
+    // `history` only reads: the database must exist (issue 13).
+    assert!(run(dir.path(), &["migrate"]).status.success());
     let output = run(dir.path(), &["history", "non_penyedia", "nobody"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("no history"));
