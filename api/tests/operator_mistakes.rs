@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use spse_totp_commands::vault::MasterKey;
@@ -30,16 +31,37 @@ async fn seal_a_secret(dir: &Path, envs: &[(&str, &str)]) {
     assert!(served.terminate(), "stopped: {}", served.stderr());
 }
 
-/// `spse-totp serve` that must stop by itself: its exit code and what it wrote on stderr.
+/// `spse-totp serve` that must stop by itself: its exit code and what it wrote on stderr. One
+/// still running after 20 s is killed and the test fails, rather than hang.
 fn serve_expecting_exit(dir: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String) {
     let port = support::free_port();
-    let output = command(dir, &["serve"])
+    let stderr_path = dir.join("expected-exit.stderr");
+    let mut child = command(dir, &["serve"])
         .envs(envs.iter().copied())
         .env("SPSE_TOTP_LISTEN", format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).expect("a log file"))
+        .spawn()
         .expect("spse-totp runs");
-    (output.status.code(), text(&output.stderr))
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child's status") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "spse-totp serve kept running: {}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&stderr_path);
+    (status.code(), stderr)
 }
 
 fn fingerprint(key_file: &Path) -> String {
