@@ -256,6 +256,13 @@ async fn audit_verify_exits_non_zero_naming_the_altered_event_and_history_folds_
             .fetch_one(&pool)
             .await
             .unwrap();
+    // The event log refuses UPDATE: an insider drops the guard first.
+    for trigger in ["events_no_update", "events_no_delete"] {
+        sqlx::query(&format!("DROP TRIGGER {trigger}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     sqlx::query("UPDATE events SET recorded_at = recorded_at + 1 WHERE position = $1")
         .bind(position)
         .execute(&pool)
