@@ -209,3 +209,38 @@ async fn an_expired_qr_code_answers_410_also_after_the_sweeps() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn the_openapi_document_carries_the_new_contract() {
+    let s = TestServer::start().await;
+    let (status, doc) = s
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = doc.to_string();
+    for code in [
+        "code_already_used",
+        "number_required",
+        "locked_until_unlock",
+        "enrollment_expired",
+    ] {
+        assert!(
+            text.contains(&format!("\"{code}\"")),
+            "{code} is not listed"
+        );
+    }
+    let schemas = &doc["components"]["schemas"];
+    for field in ["client_ip", "user_agent"] {
+        assert!(
+            schemas["CodeRequest"]["properties"].get(field).is_some(),
+            "CodeRequest.{field}"
+        );
+        assert!(
+            schemas["CancelRequest"]["properties"].get(field).is_some(),
+            "CancelRequest.{field}"
+        );
+    }
+    assert!(schemas["AccountView"]["properties"]
+        .get("locked_until_unlock")
+        .is_some());
+}
