@@ -16,7 +16,7 @@ use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
-use spse_totp_commands::vault::{MasterKey, Vault, VaultError};
+use spse_totp_commands::vault::{self, MasterKey, Vault, VaultError};
 use spse_totp_commands::Clock;
 use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
@@ -80,6 +80,24 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
     Ok(key)
 }
 
+/// The master key for `db`: as [`master_key`], but a key file is created only while the database
+/// has sealed nothing, and a key that is not the one the database's secrets are sealed under is
+/// refused ([`VaultError::is_wrong_key`]: the binary exits with status 2).
+pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey, VaultError> {
+    let recorded = vault::recorded_key_id(db).await?;
+    if let Some(expected) = &recorded {
+        if config.master_key.is_none() && !config.master_key_file.exists() {
+            return Err(VaultError::KeyMissing {
+                expected: expected.clone(),
+                path: config.master_key_file.display().to_string(),
+            });
+        }
+    }
+    let key = master_key(config)?;
+    vault::check_key(db, &key).await?;
+    Ok(key)
+}
+
 /// Captchas, rate limits, reset tokens and the mail sender (issue 3).
 fn reset_services(
     config: &Config,
@@ -123,8 +141,14 @@ fn reset_services(
 
 impl App {
     pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<App, StartError> {
+        if config.trust_forwarded_for {
+            tracing::warn!(
+                "SPSE_TOTP_TRUST_FORWARDED_FOR is deprecated and believes every X-Forwarded-For hop, \
+                 which a client can forge: set SPSE_TOTP_TRUSTED_PROXIES to your proxies' addresses instead"
+            );
+        }
         let db = config.open_database().await?;
-        let key = master_key(&config)?;
+        let key = master_key_for(&config, &db).await?;
         let accounts = Arc::new(AccountService::new(
             Arc::clone(&db.events),
             Vault::new(&db, &key),

@@ -1,10 +1,13 @@
 //! `spse-totp`: serve, migrate, create API keys, rebuild projections, print an account's history,
 //! export and import the log.
-//! Every command works on a fresh folder: opening the database creates and migrates it.
+//! Every command that writes works on a fresh folder: opening the database creates and migrates
+//! it. The commands that only read (`history`, `audit verify`, `export`) never create one: run
+//! from the wrong folder they fail, naming the path they looked at.
 
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use spse_totp_commands::vault::VaultError;
 use spse_totp_commands::{apikeys, SystemClock};
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
@@ -145,11 +148,31 @@ pub enum ProjectionsCommand {
     Rebuild,
 }
 
+/// The exit status for a failed command: 2 for what the operator must fix in the configuration
+/// before anything can run (a master key that is not the database's), 1 for everything else.
+pub fn exit_status(error: &anyhow::Error) -> u8 {
+    let wrong_key = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<VaultError>()
+            .is_some_and(VaultError::is_wrong_key)
+            || cause.downcast_ref::<crate::app::StartError>().is_some_and(
+                |e| matches!(e, crate::app::StartError::MasterKey(v) if v.is_wrong_key()),
+            )
+    });
+    if wrong_key {
+        2
+    } else {
+        1
+    }
+}
+
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    // Colour codes only for a person at a terminal: in a file or a journal they are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -200,7 +223,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Export { output } => {
-            let db = config.open_database().await?;
+            let db = config.open_existing_database().await?;
             let counts = match output {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
@@ -218,12 +241,27 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Import { input } => {
+            let from_stdin = input.as_os_str() == "-";
+            // A file is read twice: first for the keys its secrets are sealed under, so the wrong
+            // key is refused before anything is written.
+            if !from_stdin {
+                let sealed_under = transfer::sealed_key_ids(std::io::BufReader::new(
+                    std::fs::File::open(&input)?,
+                ))?;
+                if let Some(expected) = sealed_under.iter().next() {
+                    check_import_key(&config, expected)?;
+                }
+            }
             let db = config.open_database().await?;
             let counts = if input.as_os_str() == "-" {
                 transfer::import(&db, std::io::stdin().lock()).await?
             } else {
                 transfer::import(&db, std::io::BufReader::new(std::fs::File::open(&input)?)).await?
             };
+            // From standard input the keys are known only now.
+            if let Some(expected) = spse_totp_commands::vault::recorded_key_id(&db).await? {
+                check_import_key(&config, &expected)?;
+            }
             let position = ProjectionRunner::new(&db, all_projectors())?
                 .rebuild()
                 .await?;
@@ -239,7 +277,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             as_of,
         } => {
             let key = AccountKey::new(user_type.parse::<UserType>()?, UserId::parse(&user_id)?);
-            let db = config.open_database().await?;
+            let db = config.open_existing_database().await?;
             print_history(&db, &key, as_of).await?;
             if let Some(as_of) = as_of {
                 print_state_as_of(&db, &key, as_of).await?;
@@ -273,7 +311,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Audit {
             command: AuditCommand::Verify,
         } => {
-            let db = config.open_database().await?;
+            let db = config.open_existing_database().await?;
             let report = audit::verify(db.log_source()).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             match &report.broken {
@@ -298,10 +336,45 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot listen on {address}: {source}; another process may hold the port, or set \
+     SPSE_TOTP_LISTEN to another address"
+)]
+pub struct ListenError {
+    pub address: std::net::SocketAddr,
+    pub source: std::io::Error,
+}
+
+/// The configured master key must be the one an export's secrets are sealed under; none is ever
+/// created for an import.
+fn check_import_key(config: &Config, expected: &str) -> Result<(), VaultError> {
+    if config.master_key.is_none() && !config.master_key_file.exists() {
+        return Err(VaultError::KeyMissing {
+            expected: expected.to_owned(),
+            path: config.master_key_file.display().to_string(),
+        });
+    }
+    let key = crate::app::master_key(config)?;
+    if key.key_id() != expected {
+        return Err(VaultError::KeyMismatch {
+            expected: expected.to_owned(),
+            actual: key.key_id(),
+        });
+    }
+    Ok(())
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    // The port first: a busy one must stop the start before it creates a database or a key file.
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ListenError {
+            address: listen,
+            source: e,
+        })?;
     let app = App::start(config, Arc::new(SystemClock)).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(address = %listen, "serving");
     app.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");

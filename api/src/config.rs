@@ -11,6 +11,8 @@ use spse_totp_domain::Policy;
 use spse_totp_projections::mail::{MailSettings, SmtpSettings, SmtpTls};
 use spse_totp_store::{Database, DatabaseError};
 
+use crate::client_address::TrustedProxies;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read the configuration file {path}: {source}")]
@@ -45,9 +47,11 @@ struct FileConfig {
     max_failed_attempts: Option<u32>,
     lock_minutes: Option<i64>,
     max_lock_minutes: Option<i64>,
+    max_locks: Option<u32>,
     window_back_steps: Option<u8>,
     number_matching: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    trusted_proxies: Option<String>,
     // Reset and recovery (issue 3).
     reset_ttl_minutes: Option<i64>,
     reset_max_per_hour: Option<u32>,
@@ -88,8 +92,11 @@ pub struct Config {
     pub log_format: LogFormat,
     pub max_body_bytes: usize,
     pub policy: Policy,
-    /// Take the device's address from `X-Forwarded-For` (only behind a proxy that sets it).
+    /// Deprecated (`SPSE_TOTP_TRUST_FORWARDED_FOR`): trust every `X-Forwarded-For` hop, as if
+    /// every address were a trusted proxy. Set `trusted_proxies` instead; the server warns.
     pub trust_forwarded_for: bool,
+    /// `SPSE_TOTP_TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` entries are believed.
+    pub trusted_proxies: TrustedProxies,
     pub reset: ResetConfig,
     pub mail: MailConfig,
     pub demo: DemoConfig,
@@ -172,6 +179,7 @@ impl Default for Config {
             max_body_bytes: 16 * 1024,
             policy: Policy::default(),
             trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
             reset: ResetConfig::default(),
             mail: MailConfig::default(),
             demo: DemoConfig {
@@ -183,9 +191,27 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The proxies believed, the deprecated switch included.
+    pub fn proxies(&self) -> &TrustedProxies {
+        static EVERYTHING: std::sync::LazyLock<TrustedProxies> = std::sync::LazyLock::new(|| {
+            TrustedProxies::new(crate::client_address::Cidr::everything())
+        });
+        if self.trust_forwarded_for {
+            &EVERYTHING
+        } else {
+            &self.trusted_proxies
+        }
+    }
+
     /// Opens (creating and migrating) the configured database and event store.
     pub async fn open_database(&self) -> Result<Database, DatabaseError> {
         Database::open_with(&self.database_url, self.event_store_url.as_deref()).await
+    }
+
+    /// Opens the configured database for a command that only reads: one that does not exist is
+    /// an error naming where it was looked for, never created.
+    pub async fn open_existing_database(&self) -> Result<Database, DatabaseError> {
+        Database::open_existing(&self.database_url, self.event_store_url.as_deref()).await
     }
 
     /// Defaults, then the file named by `SPSE_TOTP_CONFIG` (or `./spse-totp.toml` if present),
@@ -248,26 +274,32 @@ impl Config {
             self.max_body_bytes = v;
         }
         let p = &mut self.policy;
+        // An hour at most: a login or a QR code that waits longer is one an attacker can reuse.
         if let Some(v) = f.login_ttl_seconds {
-            p.login_ttl = positive_seconds("SPSE_TOTP_LOGIN_TTL_SECONDS", v)?;
+            p.login_ttl = Duration::seconds(bounded("SPSE_TOTP_LOGIN_TTL_SECONDS", v, 1, 3600)?);
         }
         if let Some(v) = f.enrollment_ttl_seconds {
-            p.enrollment_ttl = positive_seconds("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", v)?;
+            let v = bounded("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", v, 1, 3600)?;
+            p.enrollment_ttl = Duration::seconds(v);
         }
         if let Some(v) = f.max_failed_attempts {
-            if v == 0 {
-                return Err(invalid(
-                    "SPSE_TOTP_MAX_FAILED_ATTEMPTS",
-                    "must be at least 1",
-                ));
-            }
-            p.max_failed_attempts = v;
+            p.max_failed_attempts = bounded("SPSE_TOTP_MAX_FAILED_ATTEMPTS", v, 1, 20)?;
         }
+        // A lock's end is computed as now + its length, which must stay a representable instant
+        // whatever the operator writes: a year is far beyond any sane lock and far within it.
         if let Some(v) = f.lock_minutes {
-            p.base_lock = positive_seconds("SPSE_TOTP_LOCK_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_LOCK_MINUTES", v, 1, MAX_LOCK_MINUTES)?;
+            p.base_lock = Duration::minutes(v);
         }
         if let Some(v) = f.max_lock_minutes {
-            p.max_lock = positive_seconds("SPSE_TOTP_MAX_LOCK_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_MAX_LOCK_MINUTES", v, 1, MAX_LOCK_MINUTES)?;
+            p.max_lock = Duration::minutes(v);
+        }
+        if let Some(v) = f.max_locks {
+            if !(1..=1000).contains(&v) {
+                return Err(invalid("SPSE_TOTP_MAX_LOCKS", "must be from 1 to 1000"));
+            }
+            p.max_locks = v;
         }
         if let Some(v) = f.window_back_steps {
             if v > 2 {
@@ -283,6 +315,10 @@ impl Config {
         }
         if let Some(v) = f.trust_forwarded_for {
             self.trust_forwarded_for = v;
+        }
+        if let Some(v) = f.trusted_proxies {
+            self.trusted_proxies = TrustedProxies::parse_list(&v)
+                .map_err(|e| invalid("SPSE_TOTP_TRUSTED_PROXIES", e))?;
         }
         Ok(())
     }
@@ -301,8 +337,8 @@ impl Config {
 
     fn apply_reset(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
         if let Some(v) = f.reset_ttl_minutes {
-            self.policy.reset_ttl =
-                positive_seconds("SPSE_TOTP_RESET_TTL_MINUTES", v.saturating_mul(60))?;
+            let v = bounded("SPSE_TOTP_RESET_TTL_MINUTES", v, 1, 7 * 24 * 60)?;
+            self.policy.reset_ttl = Duration::minutes(v);
         }
         if let Some(v) = f.reset_max_per_hour {
             self.policy.reset_max_per_hour = v;
@@ -386,9 +422,11 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         max_failed_attempts: parsed(env, "SPSE_TOTP_MAX_FAILED_ATTEMPTS")?,
         lock_minutes: parsed(env, "SPSE_TOTP_LOCK_MINUTES")?,
         max_lock_minutes: parsed(env, "SPSE_TOTP_MAX_LOCK_MINUTES")?,
+        max_locks: parsed(env, "SPSE_TOTP_MAX_LOCKS")?,
         window_back_steps: parsed(env, "SPSE_TOTP_WINDOW_BACK_STEPS")?,
         number_matching: parsed(env, "SPSE_TOTP_NUMBER_MATCHING")?,
         trust_forwarded_for: parsed(env, "SPSE_TOTP_TRUST_FORWARDED_FOR")?,
+        trusted_proxies: env("SPSE_TOTP_TRUSTED_PROXIES"),
         reset_ttl_minutes: parsed(env, "SPSE_TOTP_RESET_TTL_MINUTES")?,
         reset_max_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_HOUR")?,
         reset_max_per_ip_per_hour: parsed(env, "SPSE_TOTP_RESET_MAX_PER_IP_PER_HOUR")?,
@@ -413,11 +451,20 @@ fn invalid(name: &'static str, reason: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-fn positive_seconds(name: &'static str, seconds: i64) -> Result<Duration, ConfigError> {
-    if seconds <= 0 {
-        return Err(invalid(name, "must be positive"));
+/// A year: the longest lock the configuration takes.
+const MAX_LOCK_MINUTES: i64 = 366 * 24 * 60;
+
+fn bounded<T>(name: &'static str, value: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    if value < min || value > max {
+        return Err(invalid(
+            name,
+            format!("must be from {min} to {max}, not {value}"),
+        ));
     }
-    Ok(Duration::seconds(seconds))
+    Ok(value)
 }
 
 fn url_check(v: &str) -> Result<(), ConfigError> {
@@ -502,6 +549,33 @@ mod tests {
         assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
         assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
         assert!(with(&[("SPSE_TOTP_DEMO", "yes")]).is_err());
+        for (name, value) in [
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "3601"),
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "0"),
+            ("SPSE_TOTP_ENROLLMENT_TTL_SECONDS", "86400"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "0"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "21"),
+            ("SPSE_TOTP_LOCK_MINUTES", "9223372036854775807"),
+            ("SPSE_TOTP_LOCK_MINUTES", "-5"),
+            ("SPSE_TOTP_MAX_LOCK_MINUTES", "153722867280912930"),
+            ("SPSE_TOTP_RESET_TTL_MINUTES", "9223372036854775807"),
+            ("SPSE_TOTP_MAX_LOCKS", "0"),
+        ] {
+            let err = with(&[(name, value)]).expect_err(value);
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let config = with(&[
+            ("SPSE_TOTP_LOGIN_TTL_SECONDS", "3600"),
+            ("SPSE_TOTP_MAX_FAILED_ATTEMPTS", "20"),
+            ("SPSE_TOTP_LOCK_MINUTES", "527040"),
+            ("SPSE_TOTP_MAX_LOCK_MINUTES", "527040"),
+        ])
+        .unwrap();
+        // The longest lock still ends at an instant the clock can hold.
+        let far = chrono::Utc::now() + config.policy.lock_duration(u32::MAX);
+        assert!(far > chrono::Utc::now());
+        let err = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
+        assert!(err.to_string().contains("SPSE_TOTP_TRUSTED_PROXIES"));
     }
 
     #[test]
@@ -516,5 +590,14 @@ mod tests {
         assert!(config.demo.enabled);
         assert_eq!(config.demo.users_file, PathBuf::from("/tmp/users.toml"));
         assert!(!format!("{config:?}").contains("spse_key_secret"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_a_list_of_networks() {
+        let config = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1")]).unwrap();
+        assert_eq!(config.proxies().to_string(), "10.0.0.0/8,127.0.0.1/32");
+        assert!(with(&[]).unwrap().proxies().is_empty());
+        let alias = with(&[("SPSE_TOTP_TRUST_FORWARDED_FOR", "true")]).unwrap();
+        assert!(alias.proxies().trusts("192.0.2.1".parse().unwrap()));
     }
 }

@@ -77,11 +77,14 @@ error_codes! {
     // What the domain refused.
     AccountNotFound = "account_not_found" => NOT_FOUND,
     AccountLocked = "account_locked" => LOCKED,
+    LockedUntilUnlock = "locked_until_unlock" => LOCKED,
     NotLocked = "not_locked" => CONFLICT,
     LoginNotFound = "login_not_found" => NOT_FOUND,
     LoginNotPending = "login_not_pending" => CONFLICT,
     LoginExpired = "login_expired" => GONE,
     InvalidCode = "invalid_code" => UNPROCESSABLE_ENTITY,
+    CodeAlreadyUsed = "code_already_used" => UNPROCESSABLE_ENTITY,
+    NumberRequired = "number_required" => BAD_REQUEST,
     TotpAlreadyActive = "totp_already_active" => CONFLICT,
     TotpNotActive = "totp_not_active" => CONFLICT,
     EnrollmentNotFound = "enrollment_not_found" => NOT_FOUND,
@@ -110,7 +113,7 @@ pub struct ErrorDetail {
     pub code: ErrorCode,
     /// For people; may change.
     pub message: String,
-    /// With `invalid_code`: failures left before the account locks.
+    /// With `invalid_code` and `code_already_used`: failures left before the account locks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u32>,
     /// With `account_locked`: when codes are checked again (also in `Retry-After`).
@@ -241,6 +244,7 @@ impl From<DomainError> for ApiError {
         match error {
             DomainError::AccountNotFound => ApiError::new(C::AccountNotFound, message),
             DomainError::AccountLocked { until } => ApiError::locked(until),
+            DomainError::LockedUntilUnlock => ApiError::new(C::LockedUntilUnlock, message),
             DomainError::LoginNotFound => ApiError::new(C::LoginNotFound, message),
             DomainError::LoginNotPending { status } => {
                 let mut e = ApiError::new(C::LoginNotPending, message);
@@ -252,6 +256,14 @@ impl From<DomainError> for ApiError {
                 let mut e = ApiError::new(C::InvalidCode, message);
                 e.body.attempts_left = Some(attempts_left);
                 e
+            }
+            DomainError::CodeAlreadyUsed { attempts_left } => {
+                let mut e = ApiError::new(C::CodeAlreadyUsed, message);
+                e.body.attempts_left = Some(attempts_left);
+                e
+            }
+            DomainError::NumberRequired => {
+                ApiError::new(C::NumberRequired, message).field("number")
             }
             DomainError::AlreadyActive => ApiError::new(C::TotpAlreadyActive, message),
             DomainError::NotActive => ApiError::new(C::TotpNotActive, message),
@@ -305,6 +317,57 @@ internal_from!(
 /// `Json` with this service's error shape for every rejection.
 pub struct ApiJson<T>(pub T);
 
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+fn not_json() -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedMediaType,
+        "send the body as Content-Type: application/json",
+    )
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the body is larger than this service accepts",
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+        }
+    })
+}
+
+/// Two steps, so the error code says what is wrong: text that is not JSON at all is
+/// `malformed_json`; JSON of the wrong shape (unknown or missing fields, wrong types, invalid
+/// values) is `invalid_request`.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedJson,
+            format!("the body is not valid JSON: {e}"),
+        )
+    })?;
+    serde_json::from_value(value).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("the body does not fit this endpoint: {e}"),
+        )
+    })
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     T: DeserializeOwned,
@@ -312,49 +375,36 @@ where
 {
     type Rejection = ApiError;
 
-    /// Two steps, so the error code says what is wrong: text that is not JSON at all is
-    /// `malformed_json`; JSON of the wrong shape (unknown or missing fields, wrong types,
-    /// invalid values) is `invalid_request`.
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(';').next())
-            .map(|mime| {
-                let mime = mime.trim().to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as Content-Type: application/json",
-            ));
+        if !is_json(req.headers()) {
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    "the body is larger than this service accepts",
-                )
-            } else {
-                ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
-            }
-        })?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(
-                ErrorCode::MalformedJson,
-                format!("the body is not valid JSON: {e}"),
-            )
-        })?;
-        serde_json::from_value(value).map(ApiJson).map_err(|e| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("the body does not fit this endpoint: {e}"),
-            )
-        })
+        let bytes = body_bytes(req, state).await?;
+        decode(&bytes).map(ApiJson)
+    }
+}
+
+/// [`ApiJson`] for an endpoint whose body may be left out altogether: no body is `None`, any
+/// body is held to the same rules.
+pub struct OptionalApiJson<T>(pub Option<T>);
+
+impl<S, T> FromRequest<S> for OptionalApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(req.headers());
+        let bytes = body_bytes(req, state).await?;
+        if bytes.is_empty() {
+            return Ok(OptionalApiJson(None));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        decode(&bytes).map(|v| OptionalApiJson(Some(v)))
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod client_address;
 pub mod config;
 pub mod console;
 pub mod demo;

@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("spse-totp: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(spse_totp_api::cli::exit_status(&e))
         }
     }
 }

@@ -2,7 +2,7 @@
 //! metadata, run a command, wait until the projections show it.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,18 +190,14 @@ impl FromRequestParts<AppState> for RequestContext {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let forwarded = app
-            .config
-            .trust_forwarded_for
-            .then(|| header(&parts.headers, "x-forwarded-for", 256))
-            .flatten()
-            .and_then(|v| {
-                v.split(',')
-                    .next()
-                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-            });
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok());
+        let client = app.config.proxies().client_address(peer, forwarded);
         Ok(RequestContext {
-            client_ip: forwarded.or(peer).map(|ip| ip.to_string()),
+            client_ip: client.map(|ip| ip.to_string()),
             user_agent: header(&parts.headers, "user-agent", 512),
             correlation_id: header(&parts.headers, "x-correlation-id", 128),
             request_id: header(&parts.headers, "x-request-id", 128),

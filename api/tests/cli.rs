@@ -193,6 +193,8 @@ fn projections_rebuild_works_on_a_fresh_folder() {
 #[test]
 fn history_of_an_unknown_account_says_so() {
     let dir = TempDir::new().unwrap();
+    // `history` only reads: the database must exist (issue 13).
+    assert!(run(dir.path(), &["migrate"]).status.success());
     let output = run(dir.path(), &["history", "non_penyedia", "nobody"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("no history"));
@@ -254,6 +256,13 @@ async fn audit_verify_exits_non_zero_naming_the_altered_event_and_history_folds_
             .fetch_one(&pool)
             .await
             .unwrap();
+    // The event log refuses UPDATE: an insider drops the guard first.
+    for trigger in ["events_no_update", "events_no_delete"] {
+        sqlx::query(&format!("DROP TRIGGER {trigger}"))
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
     sqlx::query("UPDATE events SET recorded_at = recorded_at + 1 WHERE position = $1")
         .bind(position)
         .execute(&pool)

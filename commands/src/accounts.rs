@@ -528,7 +528,7 @@ impl AccountService {
             login_id,
             client_ip,
             user_agent,
-            approval_number: ApprovalNumber::from_random(random_bytes::<1>()[0]),
+            approval_number: ApprovalNumber::draw(|| random_bytes::<1>()[0]),
         });
         let (executed, prepared) = self.run(key, command, metadata).await?;
         let login = executed

@@ -33,8 +33,60 @@ pub enum VaultError {
     Unseal(EnrollmentId),
     #[error("sealing failed")]
     Seal,
+    #[error(
+        "the master key does not match this database: its secrets are sealed under the key with \
+         fingerprint {expected}, and SPSE_TOTP_MASTER_KEY / SPSE_TOTP_MASTER_KEY_FILE gives the key \
+         with fingerprint {actual}; set the key this database was created with"
+    )]
+    KeyMismatch { expected: String, actual: String },
+    #[error(
+        "no master key: this database holds secrets sealed under the key with fingerprint \
+         {expected}, but SPSE_TOTP_MASTER_KEY is not set and SPSE_TOTP_MASTER_KEY_FILE ({path}) \
+         does not exist; set the key this database was created with (a new key would open none \
+         of its secrets, so none is created)"
+    )]
+    KeyMissing { expected: String, path: String },
     #[error("vault: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl VaultError {
+    /// A master key that is not this database's: the operator's to fix before anything runs.
+    pub fn is_wrong_key(&self) -> bool {
+        matches!(
+            self,
+            VaultError::KeyMismatch { .. } | VaultError::KeyMissing { .. }
+        )
+    }
+}
+
+/// The fingerprint of the master key this database's secrets are sealed under: the one recorded
+/// with its first sealed secret, or, for a database from before that record, the one its sealed
+/// secrets name. `None` while nothing was ever sealed.
+pub async fn recorded_key_id(db: &Database) -> Result<Option<String>, VaultError> {
+    let recorded: Option<String> =
+        sqlx::query_scalar("SELECT fingerprint FROM master_key WHERE id = 1")
+            .fetch_optional(&db.pool)
+            .await?;
+    if recorded.is_some() {
+        return Ok(recorded);
+    }
+    Ok(
+        sqlx::query_scalar("SELECT key_id FROM vault_secrets ORDER BY created_at LIMIT 1")
+            .fetch_optional(&db.pool)
+            .await?,
+    )
+}
+
+/// Refuses `key` when the database's secrets are sealed under another.
+pub async fn check_key(db: &Database, key: &MasterKey) -> Result<(), VaultError> {
+    match recorded_key_id(db).await? {
+        Some(expected) if expected != key.key_id() => Err(VaultError::KeyMismatch {
+            expected,
+            actual: key.key_id(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// The 256-bit key every secret is sealed under. Never printed.
@@ -152,6 +204,9 @@ pub struct Vault {
     db: Database,
     cipher: XChaCha20Poly1305,
     key_id: String,
+    /// Whether this database's fingerprint is known to be this key's, so sealing need not
+    /// record it again.
+    fingerprint_recorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Vault {
@@ -160,7 +215,40 @@ impl Vault {
             db: db.clone(),
             cipher: XChaCha20Poly1305::new((&key.0).into()),
             key_id: key.key_id(),
+            fingerprint_recorded: Default::default(),
         }
+    }
+
+    /// Records this key's fingerprint with the first sealed secret, and refuses to seal under a
+    /// key another instance recorded first: its secrets would open nowhere else.
+    async fn record_fingerprint(&self, now: DateTime<Utc>) -> Result<(), VaultError> {
+        use std::sync::atomic::Ordering;
+        if self.fingerprint_recorded.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        {
+            let pool = self.db.write().await;
+            sqlx::query(
+                "INSERT INTO master_key (id, fingerprint, recorded_at) VALUES (1, $1, $2) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&self.key_id)
+            .bind(now.timestamp_micros())
+            .execute(&*pool)
+            .await?;
+        }
+        let recorded: String =
+            sqlx::query_scalar("SELECT fingerprint FROM master_key WHERE id = 1")
+                .fetch_one(&self.db.pool)
+                .await?;
+        if recorded != self.key_id {
+            return Err(VaultError::KeyMismatch {
+                expected: recorded,
+                actual: self.key_id.clone(),
+            });
+        }
+        self.fingerprint_recorded.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     fn associated_data(enrollment_id: EnrollmentId, stream: &str) -> Vec<u8> {
@@ -175,6 +263,7 @@ impl Vault {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<TotpSecret, VaultError> {
+        self.record_fingerprint(now).await?;
         let secret = TotpSecret::from_bytes(random_bytes::<SECRET_BYTES>().to_vec());
         let nonce = random_bytes::<24>();
         let aad = Self::associated_data(enrollment_id, stream);

@@ -178,7 +178,7 @@ async fn a_code_used_through_one_service_is_a_replay_through_the_other() {
         matches!(
             replay,
             Err(CommandError::Rejected {
-                error: DomainError::InvalidCode { .. },
+                error: DomainError::CodeAlreadyUsed { .. },
                 ..
             })
         ),

@@ -55,9 +55,20 @@ impl ApprovalNumber {
         }
     }
 
-    /// Maps any byte onto the two-digit range; the caller supplies the randomness.
-    pub fn from_random(byte: u8) -> Self {
-        ApprovalNumber(10 + byte % 90)
+    /// The 90 two-digit numbers, each as likely as the others, drawn from the caller's random
+    /// bytes. A byte mod 90 would favour 10 to 85 (256 is not a multiple of 90), so a byte of
+    /// 180 or more is thrown away and the next one taken: 180 is two whole rounds of 90.
+    pub fn draw(mut random_byte: impl FnMut() -> u8) -> Self {
+        loop {
+            if let Some(number) = Self::from_random(random_byte()) {
+                return number;
+            }
+        }
+    }
+
+    /// The number one random byte gives, or `None` for a byte that would bias the draw.
+    pub fn from_random(byte: u8) -> Option<Self> {
+        (byte < 180).then(|| ApprovalNumber(10 + byte % 90))
     }
 
     pub fn value(self) -> u8 {
@@ -109,8 +120,24 @@ mod tests {
         assert!(ApprovalNumber::new(9).is_err());
         assert!(ApprovalNumber::new(100).is_err());
         for byte in 0..=255u8 {
-            let n = ApprovalNumber::from_random(byte).value();
-            assert!((10..=99).contains(&n));
+            if let Some(n) = ApprovalNumber::from_random(byte) {
+                assert!((10..=99).contains(&n.value()));
+            }
         }
+    }
+
+    #[test]
+    fn every_number_is_drawn_from_as_many_bytes_as_every_other() {
+        let mut counts = [0u32; 100];
+        for byte in 0..=255u8 {
+            if let Some(n) = ApprovalNumber::from_random(byte) {
+                counts[usize::from(n.value())] += 1;
+            }
+        }
+        assert!(counts[10..].iter().all(|c| *c == 2), "{counts:?}");
+        // Bytes that would bias the draw are skipped, not folded.
+        let mut bytes = [250u8, 180, 255, 7].into_iter();
+        let n = ApprovalNumber::draw(|| bytes.next().unwrap_or(0));
+        assert_eq!(n.value(), 17);
     }
 }

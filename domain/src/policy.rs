@@ -11,6 +11,10 @@ pub struct Policy {
     pub base_lock: Duration,
     /// The doubling stops here, so a forgotten account is never locked for years.
     pub max_lock: Duration,
+    /// Locks in a row without a success after which the account stays locked until a helpdesk
+    /// unlock (NIST SP 800-63B-4: throttling must bound the guesses an attacker gets in total).
+    #[serde(default = "default_max_locks")]
+    pub max_locks: u32,
     /// How long a login waits for approval or activation. The guide's acceptor page counts down
     /// from about 17 minutes; DESIGN.md sets 10 by default.
     pub login_ttl: Duration,
@@ -35,6 +39,10 @@ pub struct Policy {
     pub reset_max_per_hour: u32,
 }
 
+fn default_max_locks() -> u32 {
+    10
+}
+
 fn default_reset_ttl() -> Duration {
     Duration::minutes(60)
 }
@@ -49,6 +57,7 @@ impl Default for Policy {
             max_failed_attempts: 5,
             base_lock: Duration::minutes(15),
             max_lock: Duration::hours(24),
+            max_locks: default_max_locks(),
             login_ttl: Duration::minutes(10),
             enrollment_ttl: Duration::minutes(10),
             window_back_steps: 1,

@@ -53,13 +53,13 @@ impl Projector for AccountsProjector {
                 at,
                 stream,
             ),
-            AccountEvent::TotpActivated { .. } => set("totp_status = 'active', failed_attempts = 0, locked_until = NULL"),
+            AccountEvent::TotpActivated { .. } => set("totp_status = 'active', failed_attempts = 0, locked_until = NULL, locked_until_unlock = 0"),
             AccountEvent::TotpDisabled { .. } => set("totp_status = 'disabled'"),
             AccountEvent::TotpReset { .. } => set("totp_status = 'inactive'"),
-            AccountEvent::AccountUnlocked { .. } => set("failed_attempts = 0, locked_until = NULL"),
+            AccountEvent::AccountUnlocked { .. } => set("failed_attempts = 0, locked_until = NULL, locked_until_unlock = 0"),
             // A success clears the failure count and any lock; skip the write when nothing to clear.
             AccountEvent::LoginApproved { .. } => sql!(
-                "UPDATE accounts SET failed_attempts = 0, locked_until = NULL, updated_at = $1 \
+                "UPDATE accounts SET failed_attempts = 0, locked_until = NULL, locked_until_unlock = 0, updated_at = $1 \
                  WHERE stream = $2 AND (failed_attempts <> 0 OR locked_until IS NOT NULL)",
                 at,
                 stream,
@@ -70,9 +70,11 @@ impl Projector for AccountsProjector {
                 at,
                 stream,
             ),
-            AccountEvent::AccountLocked { until, .. } => sql!(
-                "UPDATE accounts SET failed_attempts = 0, locked_until = $1, updated_at = $2 WHERE stream = $3",
+            AccountEvent::AccountLocked { until, until_unlock, .. } => sql!(
+                "UPDATE accounts SET failed_attempts = 0, locked_until = $1, locked_until_unlock = $2, updated_at = $3 \
+                 WHERE stream = $4",
                 to_db(*until),
+                i64::from(*until_unlock),
                 at,
                 stream,
             ),
@@ -104,6 +106,8 @@ pub struct AccountRow {
     pub locked_until: Option<DateTime<Utc>>,
     #[sqlx(try_from = "Micros")]
     pub registered_at: DateTime<Utc>,
+    /// 1 while only a helpdesk unlock lifts the lock.
+    pub locked_until_unlock: i64,
 }
 
 impl AccountRow {
@@ -111,11 +115,16 @@ impl AccountRow {
     pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.locked_until.filter(|until| *until > now)
     }
+
+    pub fn is_locked_until_unlock(&self) -> bool {
+        self.locked_until_unlock != 0
+    }
 }
 
 pub async fn get(pool: &AnyPool, key: &AccountKey) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT user_type, user_id, email, name, totp_status, failed_attempts, locked_until, registered_at \
+        "SELECT user_type, user_id, email, name, totp_status, failed_attempts, locked_until, registered_at, \
+         locked_until_unlock \
          FROM accounts WHERE stream = $1",
     )
     .bind(key.stream_name())

@@ -188,6 +188,11 @@ fn account_summary(user: &str, event: &AccountEvent) -> String {
             )
         }
         AccountEvent::AccountLocked {
+            lock_number,
+            until_unlock: true,
+            ..
+        } => format!("Account locked until a helpdesk unlock (lock {lock_number} in a row)"),
+        AccountEvent::AccountLocked {
             until, lock_number, ..
         } => {
             format!(

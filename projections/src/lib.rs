@@ -1,7 +1,8 @@
 //! The SPSE TOTP read side.
 //!
 //! Projectors turn the event log into the tables the API reads (`accounts`, `device_bindings`,
-//! `login_sessions`, `audit_log`, `api_keys`, `reset_requests`, `operators`), and each module holds both the projector and the
+//! `login_sessions`, `audit_log`, `api_keys`, `reset_requests`, `operators`, `enrollments`), and each
+//! module holds both the projector and the
 //! queries of its table. The [`runner::ProjectionRunner`] feeds them from the event store and
 //! advances each projector's checkpoint in the same transaction as its writes, so a crash
 //! repeats nothing and loses nothing; `rebuild` replays the log from zero into the same tables.
@@ -18,6 +19,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod audit_log;
 pub mod device_bindings;
+pub mod enrollments;
 pub mod event;
 pub mod follower;
 mod inline;
@@ -48,5 +50,6 @@ pub fn all_projectors() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(api_keys::ApiKeysProjector),
         std::sync::Arc::new(reset_requests::ResetRequestsProjector),
         std::sync::Arc::new(operators::OperatorsProjector),
+        std::sync::Arc::new(enrollments::EnrollmentsProjector),
     ]
 }

@@ -22,10 +22,16 @@ fn event(n: u32) -> NewEvent {
     }
 }
 
+/// A database whose event log an insider may edit: the triggers that refuse UPDATE and DELETE
+/// of events are dropped, so these tests can check what the hash chain alone detects.
 async fn open(dir: &TempDir) -> Database {
-    Database::open(&format!("sqlite://{}/verify.db", dir.path().display()))
+    let db = Database::open(&format!("sqlite://{}/verify.db", dir.path().display()))
         .await
-        .expect("open")
+        .expect("open");
+    spse_totp_store::test_database::drop_append_only_guard(&db)
+        .await
+        .expect("drop the guard");
+    db
 }
 
 #[tokio::test]

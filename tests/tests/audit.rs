@@ -481,7 +481,11 @@ async fn verify(server: &TestServer) -> Value {
 }
 
 async fn alter(server: &TestServer, sql: &str, position: u64) {
-    // Straight into the database, past the service, as someone with access to it would.
+    // Straight into the database, past the service, as someone with access to it would: first
+    // dropping the triggers that refuse any UPDATE or DELETE of an event.
+    spse_totp_store::test_database::drop_append_only_guard(&server.services.db)
+        .await
+        .expect("drop the guard");
     let pool = server.services.db.pool.clone();
     let done = sqlx::query(sql)
         .bind(i64::try_from(position).expect("i64"))
@@ -556,6 +560,9 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
         },
     );
     // Straight into the database, past the service, as someone with access to it would.
+    spse_totp_store::test_database::drop_append_only_guard(&server.services.db)
+        .await
+        .expect("drop the guard");
     let pool = server.services.db.pool.clone();
     sqlx::query("UPDATE events SET metadata = $1, hash = $2 WHERE position = $3")
         .bind(metadata.to_string())

@@ -433,7 +433,7 @@ async fn a_login_cancelled_by_the_portal_refuses_a_later_code() {
 }
 
 #[tokio::test]
-async fn a_wrong_or_missing_approval_number_is_refused_and_counted() {
+async fn a_wrong_approval_number_is_refused_and_counted_a_missing_one_refused_uncounted() {
     let server = TestServer::start().await;
     let (phone, _) = server.activate_by_device(NP, "ppk1").await;
     next_step(&server);
@@ -453,9 +453,18 @@ async fn a_wrong_or_missing_approval_number_is_refused_and_counted() {
     assert_eq!(error_code(&body), "invalid_code");
     assert_eq!(body["error"]["attempts_left"], 4);
 
+    // Issue 13: a missing number is the app's mistake, not a guess: 400, not counted.
     let (status, body) = device_approve(&server, &phone, &id, json!({"code": code})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "number_required");
+    let (status, body) = device_approve(
+        &server,
+        &phone,
+        &id,
+        json!({"code": code, "number": other_number(shown)}),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(error_code(&body), "invalid_code");
     assert_eq!(body["error"]["attempts_left"], 3);
 
     assert_eq!(status_of(&server, &id).await["status"], "awaiting_approval");
@@ -583,7 +592,7 @@ async fn a_code_that_approved_one_login_cannot_approve_another_in_the_same_step(
     let second = login_id(&second);
     let (status, body) = type_code(&server, &second, &code).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(error_code(&body), "invalid_code");
+    assert_eq!(error_code(&body), "code_already_used");
     assert_eq!(body["error"]["attempts_left"], 4);
     assert_eq!(
         status_of(&server, &second).await["status"],

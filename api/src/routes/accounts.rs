@@ -46,6 +46,10 @@ pub struct AccountView {
     pub device: Option<AccountDevice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<DateTime<Utc>>,
+    /// Present (true) while the account is locked until a helpdesk unlock, after
+    /// `SPSE_TOTP_MAX_LOCKS` locks in a row.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub locked_until_unlock: bool,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -70,6 +74,7 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError>
         totp_status: row.totp_status.clone(),
         device: device.map(AccountDevice::from),
         locked_until: row.locked_at(app.now()),
+        locked_until_unlock: row.is_locked_until_unlock(),
     })
 }
 
@@ -95,7 +100,7 @@ pub async fn get(
     responses((status = 200, body = AccountView), (status = 400, body = super::ErrorBody),
         (status = 403, description = "No approved login of this account in the last 10 minutes", body = super::ErrorBody),
         (status = 409, description = "TOTP is not active", body = super::ErrorBody),
-        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+        (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn disable(
     State(app): State<AppState>,
     PortalCaller(caller): PortalCaller,

@@ -9,9 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use spse_totp_commands::accounts::CommandError;
 use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
+use spse_totp_domain::DomainError;
 use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
-use spse_totp_projections::login_sessions;
+use spse_totp_projections::{enrollments, login_sessions};
 use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
@@ -73,7 +75,8 @@ pub struct PendingLogins {
 pub struct ApproveRequest {
     /// A fresh code from the device: it still holds the secret.
     pub code: String,
-    /// The two-digit number the portal shows (required when number matching is on).
+    /// The two-digit number the portal shows. Required while number matching is on: without it
+    /// the answer is 400 `number_required`, not counted as a failed attempt.
     pub number: Option<u8>,
 }
 
@@ -83,8 +86,8 @@ pub struct ApproveRequest {
         (status = 201, body = ActivationResponse),
         (status = 400, body = super::ErrorBody), (status = 404, description = "Unknown enrollment", body = super::ErrorBody),
         (status = 409, description = "TOTP is already active on a device (reset first)", body = super::ErrorBody),
-        (status = 410, description = "The QR code expired", body = super::ErrorBody),
-        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+        (status = 410, description = "The QR code expired (enrollment_expired), for as long as its id is known", body = super::ErrorBody),
+        (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn activate(
     State(app): State<AppState>,
     ctx: RequestContext,
@@ -99,18 +102,36 @@ pub async fn activate(
     let metadata = ctx.metadata(Actor::Device {
         device_id: device_id.0,
     });
-    let activated = app
-        .command(
-            "activate_device",
-            app.accounts.activate_device(
-                body.enrollment_id,
-                device_id,
-                code,
-                label,
-                platform,
-                metadata,
-            ),
+    let outcome = app
+        .accounts
+        .activate_device(
+            body.enrollment_id,
+            device_id,
+            code,
+            label,
+            platform,
+            metadata,
         )
+        .await;
+    let outcome = match outcome {
+        // The vault destroys an expired QR code's secret and the account forgets the enrollment
+        // once its login ends; the log still knows it was handed out and until when.
+        Err(CommandError::Rejected {
+            error: DomainError::EnrollmentNotFound,
+            position,
+        }) if enrollments::expires_at(&app.db.pool, body.enrollment_id)
+            .await?
+            .is_some_and(|until| until <= app.now()) =>
+        {
+            Err(CommandError::Rejected {
+                error: DomainError::EnrollmentExpired,
+                position,
+            })
+        }
+        other => other,
+    };
+    let activated = app
+        .command("activate_device", std::future::ready(outcome))
         .await?;
     let device = activated
         .account
@@ -185,9 +206,9 @@ pub async fn pending(
 /// Approve a login from the device ("Authorize Login").
 #[utoipa::path(post, path = "/v1/device/logins/{login_id}/approve", tag = "device", params(("login_id" = String, Path)),
     request_body = ApproveRequest, security(("device_token" = [])),
-    responses((status = 200, body = LoginView), (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody),
+    responses((status = 200, body = LoginView), (status = 400, description = "invalid_code_format, invalid_request, or number_required (no number while number matching is on; not counted)", body = super::ErrorBody), (status = 401, body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody),
-        (status = 422, body = super::ErrorBody), (status = 423, body = super::ErrorBody)))]
+        (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn approve(
     State(app): State<AppState>,
     device: DeviceCaller,

@@ -72,6 +72,10 @@ pub struct HelpdeskAccountView {
     pub device: Option<AccountDevice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub locked_until: Option<DateTime<Utc>>,
+    /// Present (true) while the account is locked until a helpdesk unlock, after
+    /// `SPSE_TOTP_MAX_LOCKS` locks in a row.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub locked_until_unlock: bool,
     pub failed_attempts: i64,
     /// Newest first.
     pub last_logins: Vec<HelpdeskLogin>,
@@ -116,6 +120,7 @@ pub(crate) async fn view(
         totp_status: row.totp_status.clone(),
         device: device.map(AccountDevice::from),
         locked_until: row.locked_at(now),
+        locked_until_unlock: row.is_locked_until_unlock(),
         failed_attempts: row.failed_attempts,
         last_logins: logins
             .iter()

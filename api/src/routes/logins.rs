@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::{clean_text, AccountRef};
 use crate::auth::PortalCaller;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode, OptionalApiJson};
 use crate::state::{AppState, RequestContext};
 
 /// The longest a status poll may wait.
@@ -139,6 +139,20 @@ pub struct WaitQuery {
 pub struct CodeRequest {
     /// The six digits the user typed.
     pub code: String,
+    /// The user's browser address, as the portal sees it. Omitted: the login's recorded one.
+    pub client_ip: Option<String>,
+    /// The user's browser. Omitted: the login's recorded one.
+    pub user_agent: Option<String>,
+}
+
+/// The optional body of a cancel: who the portal relays it for.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    /// The user's browser address, as the portal sees it. Omitted: the login's recorded one.
+    pub client_ip: Option<String>,
+    /// The user's browser. Omitted: the login's recorded one.
+    pub user_agent: Option<String>,
 }
 
 fn no_store(mut response: Response) -> Response {
@@ -146,6 +160,51 @@ fn no_store(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+fn relayed_ip(value: Option<String>) -> Result<Option<String>, ApiError> {
+    match clean_text("client_ip", value, 64)? {
+        Some(ip) => Ok(Some(
+            ip.parse::<IpAddr>()
+                .map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidRequest, "client_ip is not an IP address")
+                })?
+                .to_string(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// A browser's user agent can be long; what matters fits in 512 characters.
+fn relayed_agent(value: Option<String>) -> Option<String> {
+    value
+        .map(|ua| {
+            ua.chars()
+                .filter(|c| !c.is_control())
+                .take(512)
+                .collect::<String>()
+        })
+        .filter(|ua| !ua.trim().is_empty())
+}
+
+/// The metadata of a call the portal relays for the user: the user's address and browser as the
+/// call gives them, else as the login recorded them, so the log and the notice email name the
+/// user and not the portal's own address.
+fn on_behalf_of_user(
+    ctx: &RequestContext,
+    actor: spse_totp_store::Actor,
+    row: &LoginRow,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+) -> Result<spse_totp_store::EventMetadata, ApiError> {
+    let mut metadata = ctx.metadata(actor);
+    if let Some(ip) = relayed_ip(client_ip)?.or_else(|| row.client_ip.clone()) {
+        metadata.client_ip = Some(ip);
+    }
+    if let Some(agent) = relayed_agent(user_agent).or_else(|| row.user_agent.clone()) {
+        metadata.user_agent = Some(agent);
+    }
+    Ok(metadata)
 }
 
 pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
@@ -158,7 +217,7 @@ pub fn parse_code(raw: &str) -> Result<TotpCode, ApiError> {
     responses(
         (status = 201, description = "Login started; activation holds the QR code when the account has no active device", body = StartLoginResponse),
         (status = 400, body = super::ErrorBody), (status = 401, body = super::ErrorBody), (status = 403, body = super::ErrorBody),
-        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+        (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn start(
     State(app): State<AppState>,
     PortalCaller(caller): PortalCaller,
@@ -176,20 +235,8 @@ pub async fn start(
         ));
     }
     let name = clean_text("name", body.name, 200)?;
-    let client_ip = match clean_text("client_ip", body.client_ip, 64)? {
-        Some(ip) => Some(
-            ip.parse::<IpAddr>()
-                .map_err(|_| {
-                    ApiError::new(ErrorCode::InvalidRequest, "client_ip is not an IP address")
-                })?
-                .to_string(),
-        ),
-        None => None,
-    };
-    // A browser's user agent can be long; what matters fits in 512 characters.
-    let user_agent = body
-        .user_agent
-        .map(|ua| ua.chars().filter(|c| !c.is_control()).take(512).collect());
+    let client_ip = relayed_ip(body.client_ip)?;
+    let user_agent = relayed_agent(body.user_agent);
     let key = AccountKey::new(body.user_type, body.user_id);
     let metadata = ctx.metadata(caller.actor());
     let started = app
@@ -273,8 +320,8 @@ pub async fn status(
         (status = 404, body = super::ErrorBody),
         (status = 409, description = "No longer pending", body = super::ErrorBody),
         (status = 410, description = "Expired", body = super::ErrorBody),
-        (status = 422, description = "Wrong code; attempts_left says how many remain", body = super::ErrorBody),
-        (status = 423, description = "Locked; see Retry-After", body = super::ErrorBody)))]
+        (status = 422, description = "invalid_code (wrong code) or code_already_used (its step was already accepted); both counted, attempts_left says how many remain", body = super::ErrorBody),
+        (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn submit_code(
     State(app): State<AppState>,
     PortalCaller(caller): PortalCaller,
@@ -285,20 +332,14 @@ pub async fn submit_code(
     let row = find(&app, login_id).await?;
     let code = parse_code(&body.code)?;
     let key = account_of(&row)?;
+    let metadata = on_behalf_of_user(&ctx, caller.actor(), &row, body.client_ip, body.user_agent)?;
     let command = AccountCommand::SubmitCode(SubmitCode { login_id, code });
-    decided(
-        &app,
-        &key,
-        command,
-        "submit_code",
-        ctx.metadata(caller.actor()),
-        login_id,
-    )
-    .await
+    decided(&app, &key, command, "submit_code", metadata, login_id).await
 }
 
 /// The portal gives up on a login.
 #[utoipa::path(post, path = "/v1/logins/{login_id}/cancel", tag = "logins", params(("login_id" = String, Path)),
+    request_body(content = Option<CancelRequest>, description = "Optional: the user's address and browser, as the portal relays them"),
     security(("api_key" = [])),
     responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]
 pub async fn cancel(
@@ -306,15 +347,18 @@ pub async fn cancel(
     PortalCaller(caller): PortalCaller,
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
+    OptionalApiJson(body): OptionalApiJson<CancelRequest>,
 ) -> Result<Json<LoginView>, ApiError> {
     let row = find(&app, login_id).await?;
     let key = account_of(&row)?;
+    let body = body.unwrap_or_default();
+    let metadata = on_behalf_of_user(&ctx, caller.actor(), &row, body.client_ip, body.user_agent)?;
     decided(
         &app,
         &key,
         AccountCommand::CancelLogin(CancelLogin { login_id }),
         "cancel_login",
-        ctx.metadata(caller.actor()),
+        metadata,
         login_id,
     )
     .await

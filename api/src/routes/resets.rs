@@ -20,9 +20,11 @@ use crate::auth::PortalCaller;
 use crate::error::{ApiError, ApiJson, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
-/// Confirmations per client address per hour. A token cannot be guessed (it carries a MAC), so
-/// this only keeps a flood of junk from costing database work.
-const CONFIRMS_PER_IP_PER_HOUR: i64 = 60;
+/// Invalid tokens per client address per hour. A token cannot be guessed (it carries a MAC), so
+/// this only keeps a flood of junk from costing database work. Only invalid tokens count: a valid,
+/// unused link always resets, so junk sent from an address that many users share (the proxy)
+/// cannot block anybody's confirmation.
+const INVALID_CONFIRMS_PER_IP_PER_HOUR: i64 = 60;
 const EMAIL_MAX: usize = 254;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -190,33 +192,33 @@ fn invalid_token() -> ApiError {
 #[utoipa::path(post, path = "/v1/resets/confirm", tag = "resets", request_body = ConfirmBody,
     responses((status = 200, body = ConfirmedView), (status = 404, description = "Not a valid token", body = super::ErrorBody),
         (status = 410, description = "Used, replaced or expired", body = super::ErrorBody),
-        (status = 429, body = super::ErrorBody)))]
+        (status = 429, description = "Too many invalid tokens from this address; a valid token is never refused so", body = super::ErrorBody)))]
 pub async fn confirm(
     State(app): State<AppState>,
     ctx: RequestContext,
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<Json<ConfirmedView>, ApiError> {
-    let bucket = format!(
-        "reset-confirm-ip:{}",
-        ctx.client_ip.as_deref().unwrap_or("unknown")
-    );
-    let hits = app
-        .resets
-        .rate_limits
-        .hit(&bucket, Duration::hours(1), app.now())
-        .await?;
-    if hits > CONFIRMS_PER_IP_PER_HOUR {
-        return Err(ApiError::new(
-            ErrorCode::TooManyRequests,
-            "too many reset confirmations from this address; try again later",
-        )
-        .retry_after_seconds(3600));
-    }
-    let request_id = app
-        .resets
-        .tokens
-        .verify(&body.token)
-        .ok_or_else(invalid_token)?;
+    // The MAC is checked before anything is counted or read: it costs no database work, and a
+    // valid link must never wait behind someone else's junk.
+    let Some(request_id) = app.resets.tokens.verify(&body.token) else {
+        let bucket = format!(
+            "reset-confirm-invalid-ip:{}",
+            ctx.client_ip.as_deref().unwrap_or("unknown")
+        );
+        let hits = app
+            .resets
+            .rate_limits
+            .hit(&bucket, Duration::hours(1), app.now())
+            .await?;
+        if hits > INVALID_CONFIRMS_PER_IP_PER_HOUR {
+            return Err(ApiError::new(
+                ErrorCode::TooManyRequests,
+                "too many invalid reset links from this address; try again later",
+            )
+            .retry_after_seconds(3600));
+        }
+        return Err(invalid_token());
+    };
     let key = account_of(&app, request_id)
         .await?
         .ok_or_else(invalid_token)?;

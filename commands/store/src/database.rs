@@ -49,6 +49,10 @@ pub enum DatabaseError {
     EventStoreDbNotBuilt,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A command that only reads found nothing to read: it never creates a database, so that,
+    /// run from the wrong folder, it cannot report on an empty new one as if all were well.
+    #[error("no database at {0}: check SPSE_TOTP_DATABASE_URL and the working directory")]
+    Missing(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -226,6 +230,39 @@ impl Database {
         Err(DatabaseError::EventStoreDbNotBuilt)
     }
 
+    /// As [`Database::open_with`], for a command that only reads: a database that does not exist
+    /// yet is [`DatabaseError::Missing`] instead of created. One that exists is migrated as usual.
+    pub async fn open_existing(
+        url: &str,
+        event_store_url: Option<&str>,
+    ) -> Result<Self, DatabaseError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?;
+            let path = options.get_filename();
+            if !path.is_file() {
+                // Absolute, so an operator whose cron job ran elsewhere sees where it looked.
+                let looked_at = std::env::current_dir()
+                    .map(|dir| dir.join(path))
+                    .unwrap_or_else(|_| path.to_path_buf());
+                return Err(DatabaseError::Missing(looked_at.display().to_string()));
+            }
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect_with(
+                &PgConnectOptions::from_str(url)?,
+            )
+            .await?;
+            let migrated: bool =
+                sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+                    .fetch_one(&mut connection)
+                    .await?;
+            if !migrated {
+                return Err(DatabaseError::Missing(redacted(url)));
+            }
+        }
+        Self::open_with(url, event_store_url).await
+    }
+
     /// Opens (creating if need be) and migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Self, DatabaseError> {
         sqlx::any::install_default_drivers();
@@ -333,6 +370,20 @@ impl Database {
 /// Connections per pool and instance. Two pools (the event store's and the shared one), so an
 /// instance holds at most twice this; PostgreSQL's default of 100 connections fits several.
 const POSTGRES_POOL: u32 = 16;
+
+/// A database URL as it may be printed: without its password.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
 
 fn create_folder(folder: &Path) -> Result<(), DatabaseError> {
     std::fs::create_dir_all(folder).map_err(|source| DatabaseError::Folder {

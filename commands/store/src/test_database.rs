@@ -44,3 +44,23 @@ pub async fn fresh_postgres_url() -> Result<Option<String>, sqlx::Error> {
         "{base}{separator}options=-c%20search_path%3D{schema}"
     )))
 }
+
+/// Plays the insider with SQL access who drops the triggers that keep the event log append-only
+/// (migration `..._events_append_only.sql`), so a test can then tamper with events and check that
+/// the hash chain still names what changed.
+pub async fn drop_append_only_guard(db: &crate::Database) -> Result<(), sqlx::Error> {
+    let statements: &[&str] = match db.engine {
+        crate::database::Engine::Sqlite => &[
+            "DROP TRIGGER events_no_update",
+            "DROP TRIGGER events_no_delete",
+        ],
+        crate::database::Engine::Postgres => &[
+            "DROP TRIGGER events_no_update_or_delete ON events",
+            "DROP TRIGGER events_no_truncate ON events",
+        ],
+    };
+    for statement in statements {
+        sqlx::query(statement).execute(&db.pool).await?;
+    }
+    Ok(())
+}

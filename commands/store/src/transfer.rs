@@ -161,6 +161,36 @@ pub async fn export(
     Ok(counts)
 }
 
+/// The master key fingerprints (`key_id`) the sealed secrets of an export are sealed under, read
+/// without importing anything, so an import under the wrong key is refused before it writes.
+pub fn sealed_key_ids(
+    input: impl BufRead,
+) -> Result<std::collections::BTreeSet<String>, TransferError> {
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        kind: String,
+        #[serde(default)]
+        key_id: Option<String>,
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for (index, line) in input.lines().enumerate() {
+        let line = line?;
+        // Only sealed-secret lines name a key; the events need no parsing.
+        if !line.contains("\"sealed_secret\"") {
+            continue;
+        }
+        let record: KeyOnly =
+            serde_json::from_str(&line).map_err(|e| TransferError::Malformed {
+                line: index + 1,
+                reason: e.to_string(),
+            })?;
+        if record.kind == "sealed_secret" {
+            ids.extend(record.key_id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Appends an export into `db`, whose log must be empty. Each stream gets its events back at
 /// the same versions, with the same ids, times and metadata, in the same order across streams;
 /// global positions are the target's own. Consecutive events of one stream go in one append.

@@ -10,6 +10,10 @@ pub enum DomainError {
     AccountNotFound,
     #[error("the account is locked after too many failed attempts until {until}")]
     AccountLocked { until: DateTime<Utc> },
+    #[error(
+        "the account is locked after too many locks in a row: only the helpdesk can unlock it"
+    )]
+    LockedUntilUnlock,
     #[error("no such login for this account")]
     LoginNotFound,
     #[error("the login is no longer pending (it is {status})")]
@@ -18,6 +22,14 @@ pub enum DomainError {
     LoginExpired,
     #[error("the code is not valid")]
     InvalidCode { attempts_left: u32 },
+    /// The right code, but its 30-second step was already used (RFC 6238 section 5.2): wait for
+    /// the app's next code. Counted like a wrong code, since a replay is what an attacker does.
+    #[error("this code was already used: wait for the next code")]
+    CodeAlreadyUsed { attempts_left: u32 },
+    /// A device approval without the number the portal shows, while number matching is on: the
+    /// app's mistake, not a guess, so it is not counted.
+    #[error("number is required: send the two-digit number the portal shows")]
+    NumberRequired,
     #[error(
         "TOTP is already active on a device: reset it before activating another (FAQ 1 and 2)"
     )]

@@ -207,11 +207,16 @@ pub enum AccountEvent {
         failed_attempts: u32,
         at: DateTime<Utc>,
     },
-    /// Too many failures in a row: no code is checked until `until`.
+    /// Too many failures in a row: no code is checked until `until`, or, with `until_unlock`,
+    /// until a helpdesk unlock (`until` is then the end the lock would have had).
     AccountLocked {
         until: DateTime<Utc>,
         /// 1 for the first lock since the last success, 2 for the next (twice as long), ...
         lock_number: u32,
+        /// The policy's last lock in a row was reached: guessing stops here for good, since a
+        /// lock that always ends lets an attacker go on for ever at a few codes per lock.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        until_unlock: bool,
         at: DateTime<Utc>,
     },
     /// The user turned TOTP off after a fresh approval (FAQ 4); the sealed secret is destroyed.

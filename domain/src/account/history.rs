@@ -69,6 +69,9 @@ pub struct StateAsOf {
     pub devices: Vec<DeviceRecord>,
     pub failed_attempts: u32,
     pub locked_until: Option<DateTime<Utc>>,
+    /// Locked until a helpdesk unlock (after too many locks in a row), whatever `locked_until`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub locked_until_unlock: bool,
     /// Logins still waiting at that instant (those past their expiry count as expired).
     pub pending_logins: Vec<Login>,
     /// An activation QR code still valid at that instant.
@@ -156,6 +159,7 @@ impl AccountHistory {
             devices: self.devices.clone(),
             failed_attempts: account.lockout.failed_attempts,
             locked_until: account.lockout.locked_at(as_of),
+            locked_until_unlock: account.lockout.until_unlock,
             pending_logins: account
                 .pending_logins()
                 .filter(|l| !l.is_overdue(as_of))
@@ -264,6 +268,7 @@ mod tests {
                 AccountEvent::AccountLocked {
                     until: t(16),
                     lock_number: 1,
+                    until_unlock: false,
                     at: t(11),
                 },
             ),

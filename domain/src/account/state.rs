@@ -167,11 +167,21 @@ pub struct Lockout {
     /// Locks since the last success; the next lock lasts twice as long as the last.
     pub locks_in_a_row: u32,
     pub locked_until: Option<DateTime<Utc>>,
+    /// Locked until a helpdesk unlock, whatever `locked_until` says. Defaulted so snapshots from
+    /// before it still load.
+    #[serde(default)]
+    pub until_unlock: bool,
 }
 
 impl Lockout {
+    /// The end of a lock that ends by itself, if it still holds at `now`; see `until_unlock` for
+    /// the one that does not.
     pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.locked_until.filter(|until| *until > now)
+    }
+
+    pub fn is_locked(&self, now: DateTime<Utc>) -> bool {
+        self.until_unlock || self.locked_at(now).is_some()
     }
 }
 
@@ -348,12 +358,16 @@ impl Account {
                 self.lockout.failed_attempts = *failed_attempts;
             }
             AccountEvent::AccountLocked {
-                until, lock_number, ..
+                until,
+                lock_number,
+                until_unlock,
+                ..
             } => {
                 self.lockout = Lockout {
                     failed_attempts: 0,
                     locks_in_a_row: *lock_number,
                     locked_until: Some(*until),
+                    until_unlock: *until_unlock,
                 };
             }
             AccountEvent::TotpDisabled { .. } => {

@@ -241,6 +241,7 @@ fn locked(until: DateTime<Utc>, lock_number: u32, at: DateTime<Utc>) -> AccountE
     AccountEvent::AccountLocked {
         until,
         lock_number,
+        until_unlock: false,
         at,
     }
 }
@@ -1034,7 +1035,7 @@ fn a_code_at_the_last_accepted_step_is_refused_as_replayed() {
                 now,
             )
             .then_rejected_recording(
-                DomainError::InvalidCode { attempts_left: 4 },
+                DomainError::CodeAlreadyUsed { attempts_left: 4 },
                 vec![rejected(
                     login(3),
                     Method::Code,
@@ -1060,7 +1061,7 @@ fn a_code_one_step_before_the_last_accepted_step_is_refused_as_replayed() {
             now,
         )
         .then_rejected_recording(
-            DomainError::InvalidCode { attempts_left: 4 },
+            DomainError::CodeAlreadyUsed { attempts_left: 4 },
             vec![rejected(
                 login(3),
                 Method::Code,
@@ -1100,7 +1101,7 @@ fn a_replayed_code_is_refused_on_the_device_too() {
             now,
         )
         .then_rejected_recording(
-            DomainError::InvalidCode { attempts_left: 4 },
+            DomainError::CodeAlreadyUsed { attempts_left: 4 },
             vec![rejected(
                 login(3),
                 Method::Device,
@@ -1124,7 +1125,7 @@ fn the_code_that_activated_the_device_cannot_approve_a_login() {
             now,
         )
         .then_rejected_recording(
-            DomainError::InvalidCode { attempts_left: 4 },
+            DomainError::CodeAlreadyUsed { attempts_left: 4 },
             vec![rejected(
                 login(2),
                 Method::Code,
@@ -1160,7 +1161,7 @@ fn five_consecutive_failures_of_typed_codes_and_device_approvals_lock_the_accoun
             rejected(l2, Method::Device, RejectReason::NumberMismatch, 3, now),
         ),
         (
-            approve(l2, right.clone(), None),
+            approve(l2, wrong.clone(), Some(other_number())),
             rejected(l2, Method::Device, RejectReason::NumberMismatch, 4, now),
         ),
     ];
@@ -1268,6 +1269,74 @@ fn after_a_lock_passes_five_more_failures_lock_for_twice_as_long() {
                 locked(until, 2, later),
             ],
         );
+}
+
+#[test]
+fn after_the_last_lock_in_a_row_only_a_helpdesk_unlock_lets_codes_in_again() {
+    let policy = Policy {
+        max_locks: 2,
+        base_lock: minutes(1),
+        ..Policy::default()
+    };
+    let mut story = active_with(policy, t0() - minutes(5));
+    story.accept(start_login(login(2), None), t0());
+    story.lock(login(2), t0());
+    let later = t0() + minutes(2);
+    story.accept(start_login(login(3), None), later);
+    story.fail(login(3), 4, later);
+    story
+        .given()
+        .when(
+            submit(login(3), wrong_code(&secret(), later), first_secret()),
+            later,
+        )
+        .then_rejected_recording(
+            DomainError::LockedUntilUnlock,
+            vec![
+                rejected(login(3), Method::Code, RejectReason::WrongCode, 5, later),
+                AccountEvent::AccountLocked {
+                    until: later + minutes(2),
+                    lock_number: 2,
+                    until_unlock: true,
+                    at: later,
+                },
+            ],
+        );
+    story.fail(login(3), 1, later);
+    // After the lock would have ended, even the right code is refused, recording nothing.
+    let past_its_end = later + minutes(5);
+    story
+        .given()
+        .when(
+            submit(login(3), code_now(&secret(), past_its_end), first_secret()),
+            past_its_end,
+        )
+        .then_err(DomainError::LockedUntilUnlock);
+    let much_later = later + Duration::days(30);
+    story
+        .given()
+        .when(start_login(login(4), None), much_later)
+        .then_err(DomainError::LockedUntilUnlock);
+    story.accept(
+        Unlock {
+            reason: "owner verified by phone".to_owned(),
+        },
+        much_later,
+    );
+    assert_eq!(story.state().lockout, Lockout::default());
+    story.accept(start_login(login(4), None), much_later);
+    story
+        .given()
+        .when(
+            submit(login(4), code_now(&secret(), much_later), first_secret()),
+            much_later,
+        )
+        .then(vec![approved(
+            login(4),
+            Method::Code,
+            step(much_later),
+            much_later,
+        )]);
 }
 
 #[test]
@@ -1425,20 +1494,12 @@ fn a_number_mismatch_on_the_device_counts_as_a_failure() {
 }
 
 #[test]
-fn a_missing_number_when_one_is_shown_counts_as_a_failure() {
+fn a_missing_number_when_one_is_shown_is_refused_and_not_counted() {
+    // A programming error of the app, not a guess: nothing is recorded.
     waiting_for_approval()
         .given()
         .when(approve(login(2), code_now(&secret(), t0()), None), t0())
-        .then_rejected_recording(
-            DomainError::InvalidCode { attempts_left: 4 },
-            vec![rejected(
-                login(2),
-                Method::Device,
-                RejectReason::NumberMismatch,
-                1,
-                t0(),
-            )],
-        );
+        .then_err(DomainError::NumberRequired);
 }
 
 #[test]
@@ -1749,7 +1810,7 @@ fn disable_needs_a_fresh_code() {
         .given()
         .when(disable(login(2), code_now(&secret(), approved_at)), now)
         .then_rejected_recording(
-            DomainError::InvalidCode { attempts_left: 4 },
+            DomainError::CodeAlreadyUsed { attempts_left: 4 },
             vec![rejected(
                 login(2),
                 Method::Code,

@@ -50,7 +50,10 @@ pub(super) fn decide(
     }
     ensure_unlocked(account, now)?;
     if let Some(shown) = login.approval_number {
-        if *number != Some(shown) {
+        let Some(number) = number else {
+            return Err(DomainError::NumberRequired.into());
+        };
+        if *number != shown {
             return Err(failure(
                 account,
                 Some(*login_id),

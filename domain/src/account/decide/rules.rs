@@ -40,6 +40,9 @@ pub(super) fn reset(account: &Account, by: ResetBy, now: DateTime<Utc>) -> Vec<A
 }
 
 pub(super) fn ensure_unlocked(account: &Account, now: DateTime<Utc>) -> Result<(), DomainError> {
+    if account.lockout.until_unlock {
+        return Err(DomainError::LockedUntilUnlock);
+    }
     match account.lockout.locked_at(now) {
         Some(until) => Err(DomainError::AccountLocked { until }),
         None => Ok(()),
@@ -150,15 +153,28 @@ pub(super) fn failure(
     if failed_attempts >= policy.max_failed_attempts {
         let lock_number = account.lockout.locks_in_a_row + 1;
         let until = now + policy.lock_duration(lock_number);
+        let until_unlock = lock_number >= policy.max_locks;
         record.push(AccountEvent::AccountLocked {
             until,
             lock_number,
+            until_unlock,
             at: now,
         });
-        Rejection::recorded(DomainError::AccountLocked { until }, record)
+        let error = if until_unlock {
+            DomainError::LockedUntilUnlock
+        } else {
+            DomainError::AccountLocked { until }
+        };
+        Rejection::recorded(error, record)
     } else {
         let attempts_left = policy.max_failed_attempts - failed_attempts;
-        Rejection::recorded(DomainError::InvalidCode { attempts_left }, record)
+        let error = match reason {
+            RejectReason::Replayed => DomainError::CodeAlreadyUsed { attempts_left },
+            RejectReason::WrongCode | RejectReason::NumberMismatch => {
+                DomainError::InvalidCode { attempts_left }
+            }
+        };
+        Rejection::recorded(error, record)
     }
 }
 

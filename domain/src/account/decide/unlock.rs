@@ -18,7 +18,7 @@ pub(super) fn decide(account: &Account, command: &Unlock, context: Context<'_>) 
         return Err(DomainError::AccountNotFound.into());
     }
     let reason = required("reason", &command.reason)?;
-    if account.lockout.locked_at(now).is_none() && account.lockout.failed_attempts == 0 {
+    if !account.lockout.is_locked(now) && account.lockout.failed_attempts == 0 {
         return Err(DomainError::NotLocked.into());
     }
     Ok(vec![AccountEvent::AccountUnlocked { reason, at: now }])
