@@ -50,6 +50,8 @@ pub struct OperatorLine {
     status: String,
     last_sign_in: String,
     disabled: bool,
+    /// The signed-in admin: no buttons that would lock them out of the console.
+    is_me: bool,
     base: String,
 }
 
@@ -102,6 +104,7 @@ async fn render_operators(
             OperatorLine {
                 base: format!("/console/admin/operators/{}", op.username),
                 disabled: op.status == "disabled",
+                is_me: op.username == signed.session.username.as_str(),
                 last_sign_in: op
                     .last_sign_in_at
                     .map(local)
@@ -233,19 +236,19 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// The operator a path names, or the list again with why not.
+/// The operator a path names, or the list again with why not. An admin does not disable or
+/// reset themselves here (they would lose the console mid-action); another admin or the command
+/// line can.
 async fn named(app: &AppState, signed: &Signed, username: &str) -> Result<Username, Response> {
-    match Username::parse(username) {
-        Ok(username) => Ok(username),
-        Err(e) => Err(render_operators(
-            app,
-            signed,
-            StatusCode::NOT_FOUND,
-            OperatorForm::default(),
-            Some(e.to_string()),
-        )
-        .await),
-    }
+    let (status, error) = match Username::parse(username) {
+        Ok(username) if username != signed.session.username => return Ok(username),
+        Ok(_) => (
+            StatusCode::CONFLICT,
+            signed.lang.texts().forbidden.to_owned(),
+        ),
+        Err(e) => (StatusCode::NOT_FOUND, e.to_string()),
+    };
+    Err(render_operators(app, signed, status, OperatorForm::default(), Some(error)).await)
 }
 
 pub async fn disable_operator(
