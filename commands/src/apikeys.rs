@@ -15,11 +15,29 @@ pub struct CreatedKey {
     pub position: u64,
 }
 
+/// A key created at the server's shell, by `created_by`.
 pub async fn create(
     store: &dyn EventStore,
     name: &str,
     role: Role,
     created_by: &str,
+    now: DateTime<Utc>,
+) -> Result<CreatedKey, StoreError> {
+    let metadata = EventMetadata {
+        actor: Actor::Operator {
+            name: created_by.to_owned(),
+        },
+        ..EventMetadata::system()
+    };
+    create_as(store, name, role, metadata, now).await
+}
+
+/// A key created by whoever `metadata` names (an admin signed in to the console).
+pub async fn create_as(
+    store: &dyn EventStore,
+    name: &str,
+    role: Role,
+    metadata: EventMetadata,
     now: DateTime<Utc>,
 ) -> Result<CreatedKey, StoreError> {
     let key_id = Uuid::now_v7();
@@ -40,12 +58,7 @@ pub async fn create(
                 event_type: event.event_type().to_owned(),
                 schema_version: 1,
                 payload: event.to_payload(),
-                metadata: EventMetadata {
-                    actor: Actor::Operator {
-                        name: created_by.to_owned(),
-                    },
-                    ..EventMetadata::system()
-                },
+                metadata,
                 recorded_at: now,
             }],
         )

@@ -20,6 +20,19 @@ pub enum AccessEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         query: Option<String>,
     },
+    /// The outcome of a verification of the log's hash chain run from the console, kept so the
+    /// next auditor sees when it last ran, by whom (the metadata) and what it found.
+    ChainVerified {
+        ok: bool,
+        /// Events checked (up to the broken one, if any).
+        checked: u64,
+        /// Events older than the chain (no hash).
+        legacy: u64,
+        streams: u64,
+        /// The first broken link in words (stream, version, position, reason), when not `ok`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        broken: Option<String>,
+    },
 }
 
 impl AccessEvent {
@@ -33,6 +46,7 @@ impl AccessEvent {
     pub fn event_type(&self) -> &'static str {
         match self {
             AccessEvent::AuditRecordRead { .. } => "AuditRecordRead",
+            AccessEvent::ChainVerified { .. } => "ChainVerified",
         }
     }
 
@@ -68,5 +82,14 @@ mod tests {
         assert_eq!(back, read);
         let at = crate::testing::t0();
         assert!(AccessEvent::stream_name(at).starts_with("access-20"));
+        let verified = AccessEvent::ChainVerified {
+            ok: false,
+            checked: 7,
+            legacy: 0,
+            streams: 2,
+            broken: Some("account-penyedia-PPK1 version 3".to_owned()),
+        };
+        let back = AccessEvent::from_stored(verified.event_type(), verified.to_payload()).unwrap();
+        assert_eq!(back, verified);
     }
 }

@@ -1,5 +1,6 @@
 //! `api_keys`: who may call, as what. Requests are checked against the key's SHA-256 here.
 
+use chrono::{DateTime, Utc};
 use spse_totp_domain::apikey::{ApiKeyEvent, Role};
 use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
@@ -9,7 +10,7 @@ use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
 use crate::statement::Statement;
-use crate::time::to_db;
+use crate::time::{to_db, Micros};
 
 pub struct ApiKeysProjector;
 
@@ -63,4 +64,24 @@ pub async fn by_digest(pool: &AnyPool, key_sha256: &str) -> Result<Option<ApiKey
         Err(sqlx::Error::ColumnDecode { .. }) => Ok(None),
         answer => answer,
     }
+}
+
+/// A key as an admin lists it: never the key, nor its digest.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ApiKeyListing {
+    #[sqlx(try_from = "String")]
+    pub key_id: Uuid,
+    pub name: String,
+    pub role: String,
+    #[sqlx(try_from = "Micros")]
+    pub created_at: DateTime<Utc>,
+}
+
+/// Every key, newest first.
+pub async fn list(pool: &AnyPool) -> Result<Vec<ApiKeyListing>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT key_id, name, role, created_at FROM api_keys ORDER BY created_at DESC, key_id",
+    )
+    .fetch_all(pool)
+    .await
 }

@@ -83,6 +83,21 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
                 .unwrap_or_else(|| "records across accounts".to_owned());
             format!("Read {what} via {endpoint}; purpose: {purpose}")
         }
+        Decoded::Access(AccessEvent::ChainVerified {
+            ok,
+            checked,
+            legacy,
+            streams,
+            broken,
+        }) => match (ok, broken) {
+            (true, _) => format!(
+                "Hash chain verified intact: {checked} events in {streams} streams ({legacy} older than the chain)"
+            ),
+            (false, broken) => format!(
+                "Hash chain verified BROKEN after {checked} events: {}",
+                broken.as_deref().unwrap_or("no detail")
+            ),
+        },
         Decoded::ResetLog(ResetLogEvent::ResetRequestUnmatched {
             user_type,
             user_id,

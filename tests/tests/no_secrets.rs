@@ -384,7 +384,9 @@ async fn no_secret_token_key_or_code_reaches_the_database_the_event_log_or_the_l
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let token = body["device_token"].as_str().unwrap().to_owned();
     needles.add("device token", token.clone());
-    let (_, random_part) = token.rsplit_once('_').unwrap();
+    // The random part is base64url, which may itself hold `_`: cut the fixed prefix, not at the
+    // last `_`, or a short tail of it would match unrelated text by chance.
+    let random_part = token.strip_prefix("spse_dt_").unwrap();
     needles.add("device token (random part)", random_part);
     phone2.device_token = Some(token.clone());
 

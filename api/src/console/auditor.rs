@@ -54,11 +54,11 @@ struct AuditPage {
 #[derive(Debug, Default, Deserialize)]
 pub struct AuditQuery {
     #[serde(default)]
-    user_type: String,
+    pub(super) user_type: String,
     #[serde(default)]
-    user_id: String,
+    pub(super) user_id: String,
     #[serde(default)]
-    purpose: String,
+    pub(super) purpose: String,
     #[serde(default)]
     event_type: String,
     #[serde(default)]
@@ -70,7 +70,7 @@ pub struct AuditQuery {
 }
 
 /// A `datetime-local` value, taken as WIB, as a UTC instant.
-fn parse_local(text: &str) -> Option<DateTime<Utc>> {
+pub(super) fn parse_local(text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
@@ -101,6 +101,14 @@ fn empty_page(signed: &Signed, query: AuditQuery, error: Option<String>) -> Audi
         shown: false,
         events: Vec::new(),
     }
+}
+
+/// The account form again, with what was refused.
+pub(super) fn audit_page_error(signed: &Signed, query: AuditQuery, error: String) -> Response {
+    html(
+        StatusCode::BAD_REQUEST,
+        empty_page(signed, query, Some(error)).render(),
+    )
 }
 
 pub async fn home(signed: Signed) -> Response {

@@ -12,7 +12,9 @@
 // every such `Response` would only add noise to each handler.
 #![allow(clippy::result_large_err)]
 
+mod admin;
 mod auditor;
+mod auditor_log;
 
 pub mod cli;
 mod helpdesk;
@@ -69,6 +71,27 @@ pub fn router() -> Router<AppState> {
         )
         .route("/audit", get(auditor::home))
         .route("/audit/account", get(auditor::account))
+        .route("/audit/export", get(auditor_log::export))
+        .route(
+            "/audit/chain",
+            get(auditor_log::chain).post(auditor_log::run_chain),
+        )
+        .route("/audit/search", get(auditor_log::search))
+        .route("/audit/search.csv", get(auditor_log::search_csv))
+        .route("/admin", get(admin::home))
+        .route(
+            "/admin/operators",
+            get(admin::operators).post(admin::create_operator),
+        )
+        .route(
+            "/admin/operators/{username}/disable",
+            post(admin::disable_operator),
+        )
+        .route(
+            "/admin/operators/{username}/reset-totp",
+            post(admin::reset_operator_totp),
+        )
+        .route("/admin/keys", get(admin::keys).post(admin::create_key))
         .layer(middleware::from_fn(headers))
 }
 
@@ -205,9 +228,15 @@ impl Frame {
             };
             let links = match s.session.role {
                 OperatorRole::Helpdesk => vec![link("/console/accounts", t.accounts)],
-                OperatorRole::Auditor | OperatorRole::Admin => {
-                    vec![link("/console/audit", t.audit)]
-                }
+                OperatorRole::Auditor => vec![
+                    link("/console/audit", t.audit),
+                    link("/console/audit/search", t.log_search),
+                    link("/console/audit/chain", t.chain),
+                ],
+                OperatorRole::Admin => vec![
+                    link("/console/admin/operators", t.operators),
+                    link("/console/admin/keys", t.api_keys),
+                ],
             };
             Nav {
                 name: s.session.name.clone(),

@@ -94,7 +94,7 @@ impl Signed {
         match self.session.role {
             OperatorRole::Helpdesk => "/console/accounts",
             OperatorRole::Auditor => "/console/audit",
-            OperatorRole::Admin => "/console/audit",
+            OperatorRole::Admin => "/console/admin/operators",
         }
     }
 

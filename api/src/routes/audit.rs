@@ -50,7 +50,7 @@ pub(crate) fn purpose(raw: Option<&str>) -> Result<String, ApiError> {
         })
 }
 
-fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
+pub(crate) fn page_size(limit: Option<usize>) -> Result<usize, ApiError> {
     match limit {
         None => Ok(DEFAULT_PAGE),
         Some(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
@@ -386,8 +386,22 @@ pub async fn export(
     let purpose = purpose(query.purpose.as_deref())?;
     let key = AccountKey::new(user_type, user_id);
     let endpoint = "GET /v1/audit/accounts/{user_type}/{user_id}/export";
-    let recorded = record(&app, &ctx, actor, account_read(&key, endpoint, purpose)).await?;
-    let stream = existing_account(&app, &key).await?;
+    Ok(Json(
+        subject_export(&app, &ctx, actor, &key, endpoint, purpose).await?,
+    ))
+}
+
+/// The subject export, its read recorded first under `actor` (the API's and the console's).
+pub(crate) async fn subject_export(
+    app: &AppState,
+    ctx: &RequestContext,
+    actor: Actor,
+    key: &AccountKey,
+    endpoint: &str,
+    purpose: String,
+) -> Result<SubjectExport, ApiError> {
+    let recorded = record(app, ctx, actor, account_read(key, endpoint, purpose)).await?;
+    let stream = existing_account(app, key).await?;
     let now = app.now();
     let history = audit::history_as_of(app.db.log_source(), &stream, now)
         .await?
@@ -434,13 +448,13 @@ pub async fn export(
     .filter(|r| r.user_id.as_deref() == Some(key.user_id.as_str()))
     .map(AuditEntry::from)
     .collect();
-    Ok(Json(SubjectExport {
+    Ok(SubjectExport {
         exported_at: now,
-        account: state_view(&key, &history.state_as_of(now)),
+        account: state_view(key, &history.state_as_of(now)),
         login_sessions,
         events,
         reads,
-    }))
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -493,15 +507,26 @@ pub async fn verify(
         Some(p) => purpose(Some(&p))?,
         None => "integrity check".to_owned(),
     };
+    let report = run_verify(&app, &ctx, actor, "GET /v1/audit/verify", purpose).await?;
+    Ok(Json(report.into()))
+}
+
+/// A verification of the whole chain, recorded as a read across accounts before it runs.
+pub(crate) async fn run_verify(
+    app: &AppState,
+    ctx: &RequestContext,
+    actor: Actor,
+    endpoint: &str,
+    purpose: String,
+) -> Result<VerifyReport, ApiError> {
     let read = AccessEvent::AuditRecordRead {
         subject: "*".to_owned(),
-        endpoint: "GET /v1/audit/verify".to_owned(),
+        endpoint: endpoint.to_owned(),
         purpose,
         query: None,
     };
-    record(&app, &ctx, actor, read).await?;
-    let report = audit::verify(app.db.log_source()).await?;
-    Ok(Json(report.into()))
+    record(app, ctx, actor, read).await?;
+    Ok(audit::verify(app.db.log_source()).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -517,8 +542,9 @@ pub struct SearchQuery {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub event_type: Option<String>,
-    /// `portal`, `device`, `helpdesk`, `system`, `operator` or `auditor`, optionally with a
-    /// name: `helpdesk:Budi` (the operator), `portal:spse-prod` (the key).
+    /// `portal`, `device`, `helpdesk`, `system`, `operator`, `auditor`, `console` or `user`,
+    /// optionally with a name: `helpdesk:Budi` (the operator), `portal:spse-prod` (the key),
+    /// `console:siti.hd` (a console operator).
     pub actor: Option<String>,
     pub client_ip: Option<String>,
     /// Recorded at or after (RFC 3339).
@@ -578,11 +604,13 @@ pub struct SearchPage {
     pub next_cursor: Option<String>,
 }
 
-const ACTOR_KINDS: [&str; 6] = [
-    "portal", "device", "helpdesk", "system", "operator", "auditor",
+// `console` (an operator signed in to the console) and `user` (the account's owner, e.g. a
+// self-service disable) are actors too, so a search can name them.
+const ACTOR_KINDS: [&str; 8] = [
+    "portal", "device", "helpdesk", "system", "operator", "auditor", "console", "user",
 ];
 
-fn search_filter(query: &SearchQuery) -> Result<AuditSearch, ApiError> {
+pub(crate) fn search_filter(query: &SearchQuery) -> Result<AuditSearch, ApiError> {
     let bad = |message: &str| ApiError::new(ErrorCode::InvalidQuery, message.to_owned());
     fn text(v: &Option<String>) -> Option<&str> {
         v.as_deref().map(str::trim).filter(|v| !v.is_empty())
@@ -604,7 +632,7 @@ fn search_filter(query: &SearchQuery) -> Result<AuditSearch, ApiError> {
             };
             if !ACTOR_KINDS.contains(&kind) {
                 return Err(bad(
-                    "actor must be portal, device, helpdesk, system, operator or auditor, optionally kind:name",
+                    "actor must be portal, device, helpdesk, system, operator, auditor, console or user, optionally kind:name",
                 ));
             }
             if name.as_ref().is_some_and(|n| n.is_empty() || n.len() > 200) {
@@ -693,36 +721,66 @@ pub async fn search(
     let filter = search_filter(&query)?;
     let limit = page_size(query.limit)?;
     let csv = wants_csv(&query, &headers)?;
-    // A search reads across accounts (a user_id filter is a prefix): the record names the
-    // filters rather than one subject.
-    let read = AccessEvent::AuditRecordRead {
-        subject: "*".to_owned(),
-        endpoint: "GET /v1/helpdesk/events".to_owned(),
+    let endpoint = "GET /v1/helpdesk/events";
+    let (rows, next_cursor) = run_search(
+        &app,
+        &ctx,
+        caller.actor(),
+        endpoint,
         purpose,
-        query: Some(describe(&filter)),
-    };
-    record(&app, &ctx, caller.actor(), read).await?;
-    let mut rows = audit_log::search(&app.db.pool, &filter, limit + 1).await?;
-    let next_cursor = (rows.len() > limit).then(|| {
-        rows.truncate(limit);
-        encode_cursor('p', rows.last().map_or(0, |r| r.position))
-    });
+        &filter,
+        limit,
+    )
+    .await?;
     if csv {
-        let mut response = (
-            [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
-            to_csv(&rows),
-        )
-            .into_response();
-        if let Some(cursor) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
-            response.headers_mut().insert("x-next-cursor", cursor);
-        }
-        return Ok(response);
+        return Ok(csv_response(&rows, next_cursor));
     }
     Ok(Json(SearchPage {
         events: rows.into_iter().map(AuditEntry::from).collect(),
         next_cursor,
     })
     .into_response())
+}
+
+/// A search of the audit log, newest first, a page of `limit` rows and the next page's cursor;
+/// recorded before it runs, naming the filters (the API's and the console's search).
+pub(crate) async fn run_search(
+    app: &AppState,
+    ctx: &RequestContext,
+    actor: Actor,
+    endpoint: &str,
+    purpose: String,
+    filter: &AuditSearch,
+    limit: usize,
+) -> Result<(Vec<AuditRow>, Option<String>), ApiError> {
+    // A search reads across accounts (a user_id filter is a prefix): the record names the
+    // filters rather than one subject.
+    let read = AccessEvent::AuditRecordRead {
+        subject: "*".to_owned(),
+        endpoint: endpoint.to_owned(),
+        purpose,
+        query: Some(describe(filter)),
+    };
+    record(app, ctx, actor, read).await?;
+    let mut rows = audit_log::search(&app.db.pool, filter, limit + 1).await?;
+    let next_cursor = (rows.len() > limit).then(|| {
+        rows.truncate(limit);
+        encode_cursor('p', rows.last().map_or(0, |r| r.position))
+    });
+    Ok((rows, next_cursor))
+}
+
+/// The rows as CSV, with the next page's cursor in `X-Next-Cursor`.
+pub(crate) fn csv_response(rows: &[AuditRow], next_cursor: Option<String>) -> Response {
+    let mut response = (
+        [(header::CONTENT_TYPE, "text/csv; charset=utf-8")],
+        to_csv(rows),
+    )
+        .into_response();
+    if let Some(cursor) = next_cursor.and_then(|c| HeaderValue::from_str(&c).ok()) {
+        response.headers_mut().insert("x-next-cursor", cursor);
+    }
+    response
 }
 
 const CSV_HEADER: [&str; 11] = [

@@ -1,0 +1,449 @@
+//! The admin's pages: operators (create, showing the setup link once; disable; reset TOTP,
+//! showing the new link once) and API keys (list; create, showing the key once). The same
+//! commands as `spse-totp operator ...` and `spse-totp apikey create`, with the signed-in admin
+//! as the actor of each event. Keys cannot be revoked: the service has no command for it yet.
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use spse_totp_commands::apikeys;
+use spse_totp_commands::operators::OperatorCommandError;
+use spse_totp_domain::apikey::Role;
+use spse_totp_domain::operator::{OperatorRole, Username};
+use spse_totp_projections::{api_keys, operators};
+
+use super::cli::setup_link;
+use super::session::Signed;
+use super::{csrf_refused, html, local, message_with_link, Frame, Link};
+use crate::state::{AppState, RequestContext};
+
+const NAME_MAX: usize = 200;
+
+fn unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "console admin page");
+    (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+}
+
+fn field(value: &str, max: usize) -> Option<String> {
+    let value = value.trim();
+    (!value.is_empty() && value.chars().count() <= max && !value.chars().any(char::is_control))
+        .then(|| value.to_owned())
+}
+
+pub async fn home(signed: Signed) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    Redirect::to("/console/admin/operators").into_response()
+}
+
+// ---- Operators ----
+
+pub struct OperatorLine {
+    username: String,
+    name: String,
+    email: String,
+    role: String,
+    status: String,
+    last_sign_in: String,
+    disabled: bool,
+    /// The signed-in admin: no buttons that would lock them out of the console.
+    is_me: bool,
+    base: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_operators.html")]
+struct OperatorsPage {
+    page: Frame,
+    csrf: String,
+    error: Option<String>,
+    operators: Vec<OperatorLine>,
+    form: OperatorForm,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct OperatorForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    email: String,
+}
+
+async fn render_operators(
+    app: &AppState,
+    signed: &Signed,
+    status: StatusCode,
+    form: OperatorForm,
+    error: Option<String>,
+) -> Response {
+    let t = signed.lang.texts();
+    let rows = match operators::list(&app.db.pool).await {
+        Ok(rows) => rows,
+        Err(e) => return unavailable(&e),
+    };
+    let now = app.now();
+    let lines = rows
+        .into_iter()
+        .map(|op| {
+            let status = match op.locked_at(now) {
+                Some(until) if op.status == "active" => {
+                    format!("locked ({} {})", t.to, local(until))
+                }
+                _ => op.status.clone(),
+            };
+            OperatorLine {
+                base: format!("/console/admin/operators/{}", op.username),
+                disabled: op.status == "disabled",
+                is_me: op.username == signed.session.username.as_str(),
+                last_sign_in: op
+                    .last_sign_in_at
+                    .map(local)
+                    .unwrap_or_else(|| t.none.to_owned()),
+                role: op.role.as_str().to_owned(),
+                username: op.username,
+                name: op.name,
+                email: op.email,
+                status,
+            }
+        })
+        .collect();
+    html(
+        status,
+        OperatorsPage {
+            page: Frame::new(signed.lang, Some(signed)),
+            csrf: signed.csrf().to_owned(),
+            error,
+            operators: lines,
+            form,
+        }
+        .render(),
+    )
+}
+
+pub async fn operators(State(app): State<AppState>, signed: Signed) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    let form = OperatorForm {
+        role: "helpdesk".to_owned(),
+        ..OperatorForm::default()
+    };
+    render_operators(&app, &signed, StatusCode::OK, form, None).await
+}
+
+#[derive(Template)]
+#[template(path = "console/shown_once.html")]
+struct ShownOnce<'a> {
+    page: Frame,
+    message: &'a str,
+    hint: &'a str,
+    secret: &'a str,
+    next: Link,
+}
+
+/// A page that shows a setup link or a key this once: it is not stored anywhere it could be
+/// shown from again.
+fn shown_once(signed: &Signed, message: &str, hint: &str, secret: &str, next: Link) -> Response {
+    html(
+        StatusCode::OK,
+        ShownOnce {
+            page: Frame::new(signed.lang, Some(signed)),
+            message,
+            hint,
+            secret,
+            next,
+        }
+        .render(),
+    )
+}
+
+fn back_to_operators(signed: &Signed) -> Link {
+    Link {
+        href: "/console/admin/operators".to_owned(),
+        label: signed.lang.texts().operators.to_owned(),
+    }
+}
+
+/// A refusal by the domain (an existing username, an unknown operator) as words for the page.
+fn refusal(signed: &Signed, e: &OperatorCommandError) -> Option<String> {
+    e.rejected()
+        .map(|error| format!("{} {error}", signed.lang.texts().action_refused))
+}
+
+pub async fn create_operator(
+    State(app): State<AppState>,
+    signed: Signed,
+    ctx: RequestContext,
+    Form(form): Form<OperatorForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let t = signed.lang.texts();
+    let role = form.role.parse::<OperatorRole>();
+    let username = Username::parse(&form.username);
+    let (Ok(role), Ok(username), Some(name), Some(email)) = (
+        role,
+        username,
+        field(&form.name, NAME_MAX),
+        field(&form.email, NAME_MAX).filter(|e| e.contains('@')),
+    ) else {
+        let error = Some(t.required_fields.to_owned());
+        return render_operators(&app, &signed, StatusCode::BAD_REQUEST, form, error).await;
+    };
+    let metadata = ctx.metadata(signed.actor());
+    match app
+        .operators
+        .create(&username, &name, &email, role, &metadata)
+        .await
+    {
+        Ok((token, position)) => {
+            app.caught_up(position).await;
+            let link = setup_link(&app.config.public_base_url, &token);
+            shown_once(
+                &signed,
+                &format!("{} {username} ({role})", t.operator_created),
+                t.setup_link_once,
+                &link,
+                back_to_operators(&signed),
+            )
+        }
+        Err(e) => match refusal(&signed, &e) {
+            Some(error) => {
+                render_operators(&app, &signed, StatusCode::CONFLICT, form, Some(error)).await
+            }
+            None => unavailable(&e),
+        },
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The operator a path names, or the list again with why not. An admin does not disable or
+/// reset themselves here (they would lose the console mid-action); another admin or the command
+/// line can.
+async fn named(app: &AppState, signed: &Signed, username: &str) -> Result<Username, Response> {
+    let (status, error) = match Username::parse(username) {
+        Ok(username) if username != signed.session.username => return Ok(username),
+        Ok(_) => (
+            StatusCode::CONFLICT,
+            signed.lang.texts().forbidden.to_owned(),
+        ),
+        Err(e) => (StatusCode::NOT_FOUND, e.to_string()),
+    };
+    Err(render_operators(app, signed, status, OperatorForm::default(), Some(error)).await)
+}
+
+pub async fn disable_operator(
+    State(app): State<AppState>,
+    signed: Signed,
+    ctx: RequestContext,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let username = match named(&app, &signed, &username).await {
+        Ok(username) => username,
+        Err(page) => return page,
+    };
+    let metadata = ctx.metadata(signed.actor());
+    match app.operators.disable(&username, &metadata).await {
+        Ok(position) => {
+            app.caught_up(position).await;
+            let t = signed.lang.texts();
+            message_with_link(
+                signed.lang,
+                Some(&signed),
+                &format!("{username}: {}", t.operator_disabled),
+                back_to_operators(&signed),
+            )
+        }
+        Err(e) => match refusal(&signed, &e) {
+            Some(error) => {
+                let form = OperatorForm::default();
+                render_operators(&app, &signed, StatusCode::CONFLICT, form, Some(error)).await
+            }
+            None => unavailable(&e),
+        },
+    }
+}
+
+pub async fn reset_operator_totp(
+    State(app): State<AppState>,
+    signed: Signed,
+    ctx: RequestContext,
+    Path(username): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let username = match named(&app, &signed, &username).await {
+        Ok(username) => username,
+        Err(page) => return page,
+    };
+    let metadata = ctx.metadata(signed.actor());
+    match app.operators.reset_totp(&username, &metadata).await {
+        Ok((token, position)) => {
+            app.caught_up(position).await;
+            let t = signed.lang.texts();
+            let link = setup_link(&app.config.public_base_url, &token);
+            shown_once(
+                &signed,
+                &format!("{username}: {}", t.operator_totp_reset),
+                t.setup_link_once,
+                &link,
+                back_to_operators(&signed),
+            )
+        }
+        Err(e) => match refusal(&signed, &e) {
+            Some(error) => {
+                let form = OperatorForm::default();
+                render_operators(&app, &signed, StatusCode::CONFLICT, form, Some(error)).await
+            }
+            None => unavailable(&e),
+        },
+    }
+}
+
+// ---- API keys ----
+
+pub struct KeyLine {
+    key_id: String,
+    name: String,
+    role: String,
+    created: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/admin_keys.html")]
+struct KeysPage {
+    page: Frame,
+    csrf: String,
+    error: Option<String>,
+    keys: Vec<KeyLine>,
+    name: String,
+    role: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct KeyForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    role: String,
+}
+
+async fn render_keys(
+    app: &AppState,
+    signed: &Signed,
+    status: StatusCode,
+    form: KeyForm,
+    error: Option<String>,
+) -> Response {
+    let keys = match api_keys::list(&app.db.pool).await {
+        Ok(keys) => keys,
+        Err(e) => return unavailable(&e),
+    };
+    html(
+        status,
+        KeysPage {
+            page: Frame::new(signed.lang, Some(signed)),
+            csrf: signed.csrf().to_owned(),
+            error,
+            keys: keys
+                .into_iter()
+                .map(|k| KeyLine {
+                    key_id: k.key_id.to_string(),
+                    name: k.name,
+                    role: k.role,
+                    created: local(k.created_at),
+                })
+                .collect(),
+            name: form.name,
+            role: form.role,
+        }
+        .render(),
+    )
+}
+
+pub async fn keys(State(app): State<AppState>, signed: Signed) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    let form = KeyForm {
+        role: "portal".to_owned(),
+        ..KeyForm::default()
+    };
+    render_keys(&app, &signed, StatusCode::OK, form, None).await
+}
+
+pub async fn create_key(
+    State(app): State<AppState>,
+    signed: Signed,
+    ctx: RequestContext,
+    Form(form): Form<KeyForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let t = signed.lang.texts();
+    let (Ok(role), Some(name)) = (form.role.parse::<Role>(), field(&form.name, NAME_MAX)) else {
+        let error = Some(t.required_fields.to_owned());
+        return render_keys(&app, &signed, StatusCode::BAD_REQUEST, form, error).await;
+    };
+    let created = match apikeys::create_as(
+        app.db.events.as_ref(),
+        &name,
+        role,
+        ctx.metadata(signed.actor()),
+        app.now(),
+    )
+    .await
+    {
+        Ok(created) => created,
+        Err(e) => return unavailable(&e),
+    };
+    // Usable at once: the key table is a projection.
+    app.caught_up(Some(created.position)).await;
+    shown_once(
+        &signed,
+        &format!("{} \"{name}\" ({role}, {})", t.key_created, created.key_id),
+        t.key_once,
+        &created.key,
+        Link {
+            href: "/console/admin/keys".to_owned(),
+            label: t.api_keys.to_owned(),
+        },
+    )
+}
