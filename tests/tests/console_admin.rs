@@ -455,19 +455,22 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
         .unwrap();
     assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
 
-    // An event altered in the database: the next verification names it.
+    // An event altered in the database by an insider who first drops the append-only guard: the
+    // next verification names it.
+    spse_totp_store::test_database::drop_append_only_guard(&s.services.db)
+        .await
+        .unwrap();
     let target = stream(&s, "account-penyedia-OTHER1")
         .await
         .into_iter()
         .find(|e| e.event_type == "TotpActivated")
         .unwrap();
-    let altered = sqlx::query(
-        "UPDATE events SET metadata = replace(metadata, '127.0.0.1', '10.9.9.9') WHERE position = $1",
-    )
-    .bind(i64::try_from(target.position).unwrap())
-    .execute(&s.services.db.pool)
-    .await
-    .unwrap();
+    let altered =
+        sqlx::query("UPDATE events SET recorded_at = recorded_at + 1000000 WHERE position = $1")
+            .bind(i64::try_from(target.position).unwrap())
+            .execute(&s.services.db.pool)
+            .await
+            .unwrap();
     assert_eq!(altered.rows_affected(), 1);
     b.goto(&s.url("/console/audit/chain")).await.unwrap();
     assert_eq!(b.text_of("#chain-result").await.unwrap(), "Utuh");
