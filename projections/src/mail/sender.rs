@@ -3,7 +3,8 @@
 //! Two halves, both run by the log follower while this instance leads the `mail` work:
 //!
 //! - **Feeding.** The sender reads the log after its checkpoint. For each event that calls for a
-//!   message (`ResetRequested`: the link; `TotpReset` and `TotpActivated`: a notice) it puts a
+//!   message (`ResetRequested`: the link; `TotpReset`, `TotpActivated`, `TotpDisabled`,
+//!   `AccountLocked` and `AccountUnlocked`: a notice) it puts a
 //!   row in `mail_outbox` and moves the checkpoint by compare-and-set in the same transaction, so
 //!   a message is owed exactly once. Events that call for no message are passed over without a
 //!   write each: the checkpoint records them with the next message, or every [`RECORD_EVERY`]
@@ -29,14 +30,14 @@ use chrono::{DateTime, Duration, Utc};
 use spse_totp_domain::account::{
     MailOutcome, NoticeKind, RecordNotice, RecordResetEmail, ResetBy, ResetStatus,
 };
-use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, Policy, ResetRequestId};
+use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, LoginId, Policy, ResetRequestId};
 use spse_totp_store::{
     advance_watch, Clock, Database, EventMetadata, EventStore, RecordedEvent, StoreError,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::message::{self, AccountFacts, Letter, NoticeFacts};
+use super::message::{self, AccountFacts, Letter, LocalZone, NoticeFacts};
 use super::transport::{MailTransport, SendError};
 use crate::follower::{follow, Checkpoint, Pace, Round, Wake, Work};
 use crate::leadership::Lease;
@@ -82,6 +83,8 @@ pub struct MailSettings {
     pub poll: StdDuration,
     /// The account rules the outcome events are decided under.
     pub policy: Policy,
+    /// The LPSE's zone, in which letters tell times.
+    pub zone: LocalZone,
 }
 
 impl Default for MailSettings {
@@ -95,6 +98,7 @@ impl Default for MailSettings {
             claim_for: Duration::minutes(5),
             poll: StdDuration::from_millis(250),
             policy: Policy::default(),
+            zone: LocalZone::default(),
         }
     }
 }
@@ -155,6 +159,28 @@ impl Job {
                 facts: NoticeFacts::Activated {
                     device: device_label.clone(),
                 },
+                at: *at,
+            }),
+            AccountEvent::TotpDisabled { at, .. } => Some(Job::Notice {
+                kind: NoticeKind::Disabled,
+                facts: NoticeFacts::Disabled,
+                at: *at,
+            }),
+            AccountEvent::AccountLocked {
+                until,
+                lock_number,
+                at,
+            } => Some(Job::Notice {
+                kind: NoticeKind::Locked,
+                facts: NoticeFacts::Locked {
+                    until: *until,
+                    lock_number: *lock_number,
+                },
+                at: *at,
+            }),
+            AccountEvent::AccountUnlocked { at, .. } => Some(Job::Notice {
+                kind: NoticeKind::Unlocked,
+                facts: NoticeFacts::Unlocked,
                 at: *at,
             }),
             _ => None,
@@ -624,6 +650,7 @@ impl MailSender {
         let facts = AccountFacts {
             key: key.clone(),
             name: account.profile.as_ref().and_then(|p| p.name.clone()),
+            zone: self.settings.zone,
         };
         let message_id = format!("<{}@spse-totp>", recorded.event_id);
         let letter: Result<Letter, &'static str> = match job {
@@ -671,7 +698,7 @@ impl MailSender {
                     &to,
                     notice,
                     *at,
-                    recorded.metadata.client_ip.as_deref(),
+                    self.user_address(recorded).await?.as_deref(),
                     message_id.clone(),
                     now,
                 )),
@@ -700,6 +727,60 @@ impl MailSender {
                     Err(e) => self.failure(attempt, e, now, deadline),
                 }
             }
+        })
+    }
+
+    /// The user's address for a notice: the browser of the login the event belongs to, as the
+    /// portal relayed it when the login started (a typed code or a disable arrives from the
+    /// portal's own address, which is not the user's); else the address the request came from.
+    async fn user_address(&self, recorded: &RecordedEvent) -> Result<Option<String>, MailError> {
+        if let Some(login_id) = self.login_of(recorded).await? {
+            let row = crate::login_sessions::get(&self.db.pool, login_id).await?;
+            if let Some(ip) = row.and_then(|row| row.client_ip) {
+                return Ok(Some(ip));
+            }
+        }
+        Ok(recorded.metadata.client_ip.clone())
+    }
+
+    /// The login an event belongs to, read from the events appended with it: a disable names
+    /// it, a lock follows the rejection that names it, an activation precedes its approval.
+    async fn login_of(&self, recorded: &RecordedEvent) -> Result<Option<LoginId>, MailError> {
+        let from = recorded.version.saturating_sub(1);
+        let around = self.store.read_stream(&recorded.stream, from, 3).await?;
+        let decoded = |e: &RecordedEvent| {
+            AccountEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone()).ok()
+        };
+        let at = |version: u64| {
+            around
+                .iter()
+                .find(|e| e.version == version)
+                .and_then(decoded)
+        };
+        // One decision stamps its events with one instant: a neighbour with another is not ours.
+        Ok(match at(recorded.version) {
+            Some(AccountEvent::TotpDisabled { login_id, .. }) => Some(login_id),
+            Some(AccountEvent::AccountLocked { at: locked, .. }) if recorded.version > 0 => {
+                match at(recorded.version - 1) {
+                    Some(AccountEvent::CodeRejected {
+                        login_id,
+                        at: rejected,
+                        ..
+                    }) if rejected == locked => login_id,
+                    _ => None,
+                }
+            }
+            Some(AccountEvent::TotpActivated { at: activated, .. }) => {
+                match at(recorded.version + 1) {
+                    Some(AccountEvent::LoginApproved {
+                        login_id,
+                        at: approved,
+                        ..
+                    }) if approved == activated => Some(login_id),
+                    _ => None,
+                }
+            }
+            _ => None,
         })
     }
 
