@@ -476,19 +476,32 @@ async fn sigkill_mid_load_loses_nothing_acknowledged_and_mails_each_link_once() 
         }
     }
 
-    // Every reset request's link goes out: wait until each has an outcome in the log.
+    // Every reset request's link goes out, and every activation's notice (most were still owed
+    // when the server was killed): wait until each has its outcome in the log.
+    let activations: Vec<String> = events
+        .iter()
+        .filter(|e| e.event_type == "TotpActivated")
+        .map(|e| e.event_id.to_string())
+        .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let outcomes = loop {
-        let sent: HashSet<ResetRequestId> = all_events(&db)
-            .await
-            .iter()
-            .filter_map(|e| match decoded(e) {
-                Some(AccountEvent::ResetEmailSent { request_id, .. }) => Some(request_id),
-                _ => None,
-            })
-            .collect();
-        if reset_requests.keys().all(|r| sent.contains(r)) || std::time::Instant::now() > deadline {
-            break sent;
+    let (outcomes, notices_sent) = loop {
+        let mut sent = HashSet::new();
+        let mut notices = HashSet::new();
+        for e in all_events(&db).await {
+            match decoded(&e) {
+                Some(AccountEvent::ResetEmailSent { request_id, .. }) => {
+                    sent.insert(request_id);
+                }
+                Some(AccountEvent::NoticeEmailSent { cause_event_id, .. }) => {
+                    notices.insert(cause_event_id.to_string());
+                }
+                _ => {}
+            }
+        }
+        let done = reset_requests.keys().all(|r| sent.contains(r))
+            && activations.iter().all(|a| notices.contains(a));
+        if done || std::time::Instant::now() > deadline {
+            break (sent, notices);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
@@ -527,6 +540,20 @@ async fn sigkill_mid_load_loses_nothing_acknowledged_and_mails_each_link_once() 
         reset_requests.len(),
         "no link for a request the log does not hold"
     );
+    let mut notices_resent = 0;
+    for activation in &activations {
+        assert!(
+            notices_sent.contains(activation),
+            "{activation}: no NoticeEmailSent"
+        );
+        let message_id = format!("<{activation}@spse-totp>");
+        let copies = mails
+            .iter()
+            .filter(|m| m.header("Message-ID").as_deref() == Some(message_id.as_str()))
+            .count();
+        assert!(copies >= 1, "{activation}: the activation notice was lost");
+        notices_resent += copies - 1;
+    }
     let head = events.len();
     drop(db);
 
@@ -563,15 +590,18 @@ async fn sigkill_mid_load_loses_nothing_acknowledged_and_mails_each_link_once() 
     eprintln!(
         "crash test: killed by {status} after {answered_at_kill} of {planned} planned requests answered; \
          acknowledged: {} logins started, {} logins approved, {} reset requests (captchas aside); \
-         log after restart: {head} events, {} reset requests; sink: {} messages, {} reset links \
-         ({} resent with the same Message-ID), projections: {} tables equal to their rebuild",
+         log after restart: {head} events, {} reset requests, {} activations; sink: {} messages, {} reset links \
+         ({} resent with the same Message-ID), {} activation notices ({} resent), projections: {} tables equal to their rebuild",
         count(|a| matches!(a, Acked::LoginStarted { .. })),
         count(|a| matches!(a, Acked::LoginApproved { .. })),
         count(|a| matches!(a, Acked::ResetAccepted { .. })),
         reset_requests.len(),
+        activations.len(),
         mails.len(),
         per_request.values().map(Vec::len).sum::<usize>(),
         resent,
+        activations.len() + notices_resent,
+        notices_resent,
         before.len(),
     );
 }

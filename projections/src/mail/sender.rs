@@ -16,13 +16,16 @@
 //!   4xx for hours delays nobody else. Before each attempt it reads the account's stream after
 //!   the cause: an outcome already there (a crash after the append, a message sent before an
 //!   upgrade) is not sent again. It claims the row by compare-and-set on its next attempt before
-//!   sending, so two senders never send one message at once. A failure is recorded as an event
+//!   sending, so two senders never send one message at once. Taking the lead (at start, or
+//!   from another instance) makes every owed row due at once, so a claim left by a sender that
+//!   died mid-send does not hold its message back. A failure is recorded as an event
 //!   with the time of the next attempt (doubling, from the Clock, so tests move time instead of
 //!   sleeping), never later than the deadline; at the deadline the message is given up and that
 //!   is recorded too. The only repeat is a crash between the server accepting a message and the
 //!   outcome's commit, and that repeat carries the same Message-ID (derived from the event id),
 //!   so mail systems see one message.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration as StdDuration;
 
@@ -276,6 +279,8 @@ pub struct MailSender {
     passed: Mutex<Passed>,
     /// The position up to which every message is sent or given up, recorded or not.
     handled: watch::Sender<u64>,
+    /// Whether this instance led in its last round: taking the lead releases earlier claims.
+    leading: AtomicBool,
 }
 
 /// Events after `checkpoint` (the stored one) up to `reached` call for no message; `count` of
@@ -307,6 +312,12 @@ impl Work for MailSender {
     }
 
     async fn lead(&self, _lease: &mut Lease, _wake: Wake) -> Result<Round, MailError> {
+        if !self.leading.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.release_claims().await {
+                self.leading.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
         let fed = self.feed().await?;
         let attempted = self.send_due().await?;
         self.publish_handled().await?;
@@ -315,6 +326,12 @@ impl Work for MailSender {
         } else {
             Round::Idle
         })
+    }
+
+    async fn follow(&self, _lease: &mut Lease, poll: StdDuration) -> Result<(), MailError> {
+        self.leading.store(false, Ordering::SeqCst);
+        tokio::time::sleep(poll).await;
+        Ok(())
     }
 
     async fn stop(&self, lease: &mut Lease) {
@@ -342,6 +359,7 @@ impl MailSender {
             lease: tokio::sync::Mutex::new(Lease::for_database(db, "mail")),
             passed: Mutex::new(Passed::default()),
             handled: watch::channel(0).0,
+            leading: AtomicBool::new(false),
         }
     }
 
@@ -449,6 +467,30 @@ impl MailSender {
             }
         }
         Ok(taken)
+    }
+
+    /// Makes every owed row due now, as this instance takes the lead. A claim by a sender that
+    /// died mid-send (a crash, a kill) would otherwise hold its message back for `claim_for`; a
+    /// row waiting for a retry is safe to release, because each attempt first reads the stream
+    /// and waits again for a retry time recorded there. The one repeat this allows (a leader that
+    /// lost its lease while its send was still under way) carries the same Message-ID, as after
+    /// a crash.
+    async fn release_claims(&self) -> Result<(), MailError> {
+        let now = self.clock.now().timestamp_micros();
+        let pool = self.db.write().await;
+        let released =
+            sqlx::query("UPDATE mail_outbox SET next_attempt_at = $1 WHERE next_attempt_at > $1")
+                .bind(now)
+                .execute(&*pool)
+                .await?
+                .rows_affected();
+        if released > 0 {
+            tracing::info!(
+                released,
+                "owed mail made due as this instance takes the lead"
+            );
+        }
+        Ok(())
     }
 
     /// Takes a due row for one attempt; false when another sender took it first.
