@@ -128,6 +128,7 @@ fn reset_services(
             public_base_url: config.public_base_url.clone(),
             claim_for: config.mail.claim_for,
             policy: config.policy.clone(),
+            zone: config.lpse.time_zone,
             ..MailSettings::default()
         },
     ));
@@ -157,6 +158,7 @@ impl App {
             ServiceSettings {
                 policy: config.policy.clone(),
                 public_base_url: config.public_base_url.clone(),
+                issuer: config.lpse.issuer.clone(),
                 ..ServiceSettings::default()
             },
         ));

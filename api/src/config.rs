@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use serde::Deserialize;
 use spse_totp_domain::Policy;
+use spse_totp_projections::mail::message::LocalZone;
 use spse_totp_projections::mail::{MailSettings, SmtpSettings, SmtpTls};
 use spse_totp_store::{Database, DatabaseError};
 
@@ -68,6 +69,9 @@ struct FileConfig {
     demo: Option<bool>,
     demo_users: Option<PathBuf>,
     demo_portal_key: Option<String>,
+    // The LPSE's zone and issuer (issue 13).
+    time_zone: Option<String>,
+    issuer: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +104,25 @@ pub struct Config {
     pub reset: ResetConfig,
     pub mail: MailConfig,
     pub demo: DemoConfig,
+    pub lpse: LpseConfig,
+}
+
+/// The LPSE this service runs for, as its users see it.
+#[derive(Debug, Clone)]
+pub struct LpseConfig {
+    /// `SPSE_TOTP_TIME_ZONE`: the zone notices tell times in.
+    pub time_zone: LocalZone,
+    /// `SPSE_TOTP_ISSUER`: the QR code's issuer, shown above the account in authenticator apps.
+    pub issuer: String,
+}
+
+impl Default for LpseConfig {
+    fn default() -> Self {
+        LpseConfig {
+            time_zone: LocalZone::default(),
+            issuer: spse_totp_commands::enrollment::ISSUER.to_owned(),
+        }
+    }
 }
 
 /// The reference portal under `/demo` (off by default): a reference for integrators, not the
@@ -186,6 +209,7 @@ impl Default for Config {
                 users_file: PathBuf::from("./data/demo-users.toml"),
                 ..DemoConfig::default()
             },
+            lpse: LpseConfig::default(),
         }
     }
 }
@@ -239,6 +263,7 @@ impl Config {
     fn apply(&mut self, f: FileConfig) -> Result<(), ConfigError> {
         self.apply_reset(&f)?;
         self.apply_demo(&f);
+        self.apply_lpse(&f)?;
         if let Some(v) = f.listen {
             self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
         }
@@ -333,6 +358,28 @@ impl Config {
         if let Some(v) = &f.demo_portal_key {
             self.demo.portal_key = Some(v.trim().to_owned()).filter(|v| !v.is_empty());
         }
+    }
+
+    fn apply_lpse(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
+        if let Some(v) = &f.time_zone {
+            self.lpse.time_zone =
+                LocalZone::parse(v).map_err(|e| invalid("SPSE_TOTP_TIME_ZONE", e))?;
+        }
+        if let Some(v) = &f.issuer {
+            let v = v.trim();
+            // The otpauth label is `issuer:account`, so a colon would split it elsewhere.
+            if v.is_empty() || v.chars().count() > 64 {
+                return Err(invalid("SPSE_TOTP_ISSUER", "must be 1 to 64 characters"));
+            }
+            if v.contains(':') || v.chars().any(char::is_control) {
+                return Err(invalid(
+                    "SPSE_TOTP_ISSUER",
+                    "must not contain a colon or control characters",
+                ));
+            }
+            self.lpse.issuer = v.to_owned();
+        }
+        Ok(())
     }
 
     fn apply_reset(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
@@ -441,6 +488,8 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         demo: parsed(env, "SPSE_TOTP_DEMO")?,
         demo_users: env("SPSE_TOTP_DEMO_USERS").map(PathBuf::from),
         demo_portal_key: env("SPSE_TOTP_DEMO_PORTAL_KEY"),
+        time_zone: env("SPSE_TOTP_TIME_ZONE"),
+        issuer: env("SPSE_TOTP_ISSUER"),
     })
 }
 
@@ -576,6 +625,39 @@ mod tests {
         assert!(far > chrono::Utc::now());
         let err = with(&[("SPSE_TOTP_TRUSTED_PROXIES", "10.0.0.0/8, proxy")]).unwrap_err();
         assert!(err.to_string().contains("SPSE_TOTP_TRUSTED_PROXIES"));
+    }
+
+    #[test]
+    fn the_lpse_zone_and_issuer_are_bounded_and_named_when_wrong() {
+        let defaults = with(&[]).unwrap().lpse;
+        assert_eq!(
+            (defaults.time_zone, defaults.issuer.as_str()),
+            (LocalZone::Wib, "SPSE")
+        );
+        let config = with(&[
+            ("SPSE_TOTP_TIME_ZONE", "Asia/Jayapura"),
+            ("SPSE_TOTP_ISSUER", "LPSE Kota Bogor"),
+        ])
+        .unwrap();
+        assert_eq!(config.lpse.time_zone, LocalZone::Wit);
+        assert_eq!(config.lpse.issuer, "LPSE Kota Bogor");
+        assert_eq!(
+            with(&[("SPSE_TOTP_TIME_ZONE", "Asia/Makassar")])
+                .unwrap()
+                .lpse
+                .time_zone,
+            LocalZone::Wita
+        );
+        for (name, value) in [
+            ("SPSE_TOTP_TIME_ZONE", "Europe/Paris"),
+            ("SPSE_TOTP_TIME_ZONE", "UTC+7"),
+            ("SPSE_TOTP_ISSUER", ""),
+            ("SPSE_TOTP_ISSUER", "LPSE:Bogor"),
+            ("SPSE_TOTP_ISSUER", &"x".repeat(65)),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{value}: {err}");
+        }
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct ServiceSettings {
     pub policy: Policy,
     /// Where a push-capable app calls back; goes into the QR code.
     pub public_base_url: String,
+    /// The QR code's issuer (`SPSE_TOTP_ISSUER`), shown above the account in authenticator apps.
+    pub issuer: String,
     /// Accounts whose folded state is kept in memory.
     pub cached_accounts: usize,
     /// Events between snapshots.
@@ -81,6 +83,7 @@ impl Default for ServiceSettings {
         ServiceSettings {
             policy: Policy::default(),
             public_base_url: "http://127.0.0.1:8080".to_owned(),
+            issuer: crate::enrollment::ISSUER.to_owned(),
             cached_accounts: 50_000,
             snapshot_every: 200,
         }
@@ -540,7 +543,13 @@ impl AccountService {
             })?;
         let activation = match (login.stage, prepared) {
             (LoginStage::Activation, Some((enrollment_id, secret))) => {
-                let uri = otpauth_uri(&secret, key, enrollment_id, &self.settings.public_base_url)?;
+                let uri = otpauth_uri(
+                    &secret,
+                    &self.settings.issuer,
+                    key,
+                    enrollment_id,
+                    &self.settings.public_base_url,
+                )?;
                 let qr_svg = qr_svg(&uri)?;
                 Some(Activation {
                     enrollment_id,

@@ -1,14 +1,17 @@
 //! What the portal shows to start an activation: the `otpauth://` URI and its QR code.
 //!
 //! The URI is the standard one (SHA1, 6 digits, 30 s) so any RFC 6238 app can scan it; two extra
-//! parameters, which standard apps ignore, tell a push-capable app where to call back.
+//! parameters, which standard apps ignore, tell a push-capable app where to call back. The label
+//! names the user type beside the User ID, and the issuer is the LPSE's, so one person's penyedia
+//! and non-penyedia accounts, or accounts at two LPSEs, are told apart in an authenticator app.
 
 use qrcode::render::svg;
 use qrcode::QrCode;
 use spse_totp_domain::totp::{TotpSecret, ALGORITHM, DIGITS, PERIOD_SECONDS};
-use spse_totp_domain::{AccountKey, EnrollmentId};
+use spse_totp_domain::{AccountKey, EnrollmentId, UserType};
 use totp_rs::TOTP;
 
+/// The issuer when none is configured (`SPSE_TOTP_ISSUER`).
 pub const ISSUER: &str = "SPSE";
 
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +22,18 @@ pub enum EnrollmentError {
     Qr(#[from] qrcode::types::QrError),
 }
 
+/// What an authenticator app shows under the issuer: `PPK1 (Non Penyedia)`.
+pub fn account_label(account: &AccountKey) -> String {
+    let kind = match account.user_type {
+        UserType::Penyedia => "Penyedia",
+        UserType::NonPenyedia => "Non Penyedia",
+    };
+    format!("{} ({kind})", account.user_id)
+}
+
 pub fn otpauth_uri(
     secret: &TotpSecret,
+    issuer: &str,
     account: &AccountKey,
     enrollment_id: EnrollmentId,
     public_base_url: &str,
@@ -31,8 +44,8 @@ pub fn otpauth_uri(
         1,
         PERIOD_SECONDS,
         secret.as_bytes().to_vec(),
-        Some(ISSUER.to_owned()),
-        account.user_id.to_string(),
+        Some(issuer.to_owned()),
+        account_label(account),
     )
     .map_err(|e| EnrollmentError::Uri(e.to_string()))?;
     let mut uri =
@@ -57,14 +70,21 @@ pub fn qr_svg(uri: &str) -> Result<String, EnrollmentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spse_totp_domain::{UserId, UserType};
+    use spse_totp_domain::UserId;
 
     #[test]
     fn the_uri_is_standard_and_carries_the_callback() {
         let secret = TotpSecret::from_bytes(vec![1; 20]);
         let account = AccountKey::new(UserType::NonPenyedia, UserId::parse("ppk1").unwrap());
         let enrollment = EnrollmentId::generate();
-        let uri = otpauth_uri(&secret, &account, enrollment, "https://spse.example.go.id").unwrap();
+        let uri = otpauth_uri(
+            &secret,
+            ISSUER,
+            &account,
+            enrollment,
+            "https://spse.example.go.id",
+        )
+        .unwrap();
         let parsed = url::Url::parse(&uri).unwrap();
         assert_eq!(parsed.scheme(), "otpauth");
         assert_eq!(parsed.host_str(), Some("totp"));
@@ -78,5 +98,48 @@ mod tests {
         assert_eq!(pairs["server"], "https://spse.example.go.id");
         assert!(parsed.path().contains("PPK1"));
         assert!(qr_svg(&uri).unwrap().starts_with("<?xml"));
+    }
+
+    #[test]
+    fn the_label_tells_the_user_types_and_the_issuer_the_lpse() {
+        let secret = TotpSecret::from_bytes(vec![1; 20]);
+        let id = UserId::parse("budi").unwrap();
+        let label = |user_type, issuer| {
+            let account = AccountKey::new(user_type, id.clone());
+            let uri = otpauth_uri(
+                &secret,
+                issuer,
+                &account,
+                EnrollmentId::generate(),
+                "http://x",
+            )
+            .unwrap();
+            let parsed = url::Url::parse(&uri).unwrap();
+            let path = parsed.path().trim_start_matches('/').to_owned();
+            let issuer_param = parsed
+                .query_pairs()
+                .find(|(k, _)| k == "issuer")
+                .map(|(_, v)| v.into_owned());
+            (urlencoding_decode(&path), issuer_param.unwrap_or_default())
+        };
+        let (penyedia, _) = label(UserType::Penyedia, "SPSE");
+        let (non_penyedia, _) = label(UserType::NonPenyedia, "SPSE");
+        assert_eq!(penyedia, "SPSE:BUDI (Penyedia)");
+        assert_eq!(non_penyedia, "SPSE:BUDI (Non Penyedia)");
+        let (other_lpse, issuer) = label(UserType::Penyedia, "LPSE Kota Bogor");
+        assert_eq!(other_lpse, "LPSE Kota Bogor:BUDI (Penyedia)");
+        assert_eq!(issuer, "LPSE Kota Bogor");
+    }
+
+    fn urlencoding_decode(text: &str) -> String {
+        url::form_urlencoded::parse(text.as_bytes())
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.into_owned()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect()
     }
 }

@@ -88,6 +88,12 @@ pub enum NoticeKind {
     Reset,
     /// After every activation on a device.
     Activated,
+    /// After the user turned TOTP off (FAQ 4).
+    Disabled,
+    /// After each lock: someone may be guessing codes.
+    Locked,
+    /// After a helpdesk operator lifted a lock.
+    Unlocked,
 }
 
 impl NoticeKind {
@@ -95,6 +101,9 @@ impl NoticeKind {
         match self {
             NoticeKind::Reset => "reset",
             NoticeKind::Activated => "activated",
+            NoticeKind::Disabled => "disabled",
+            NoticeKind::Locked => "locked",
+            NoticeKind::Unlocked => "unlocked",
         }
     }
 }

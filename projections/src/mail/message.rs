@@ -1,6 +1,6 @@
 //! The messages, in Bahasa Indonesia (the users' language): each with a plain-text part and an
-//! HTML part saying the same, naming the account, the time (WIB, the portal's time zone) and the
-//! requesting address, and what to do when it was not the user.
+//! HTML part saying the same, naming the account, the time (in the LPSE's zone: WIB, WITA or WIT)
+//! and the user's address, and what to do when it was not the user.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use lettre::message::header::ContentType;
@@ -10,32 +10,77 @@ use spse_totp_domain::{AccountKey, UserType};
 
 use super::transport::SendError;
 
-/// Western Indonesian Time, UTC+7, as the SPSE portal shows times.
-fn wib(at: DateTime<Utc>) -> String {
-    const MONTHS: [&str; 12] = [
-        "Januari",
-        "Februari",
-        "Maret",
-        "April",
-        "Mei",
-        "Juni",
-        "Juli",
-        "Agustus",
-        "September",
-        "Oktober",
-        "November",
-        "Desember",
-    ];
-    // WIB has no daylight saving: a fixed seven hours.
-    let local = (at + chrono::Duration::hours(7)).naive_utc();
-    format!(
-        "{} {} {} pukul {:02}.{:02} WIB",
-        local.day(),
-        MONTHS[local.month0() as usize % 12],
-        local.year(),
-        local.hour(),
-        local.minute()
-    )
+/// The LPSE's time zone, in which letters tell times. Indonesia keeps no daylight saving, so each
+/// zone is a fixed offset and no time zone database is needed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LocalZone {
+    /// `Asia/Jakarta` (and `Asia/Pontianak`): Western Indonesian Time, UTC+7.
+    #[default]
+    Wib,
+    /// `Asia/Makassar`: Central Indonesian Time, UTC+8.
+    Wita,
+    /// `Asia/Jayapura`: Eastern Indonesian Time, UTC+9.
+    Wit,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not Asia/Jakarta (WIB), Asia/Makassar (WITA) or Asia/Jayapura (WIT)")]
+pub struct UnknownZone(pub String);
+
+impl LocalZone {
+    /// Reads an IANA name of one of Indonesia's zones.
+    pub fn parse(name: &str) -> Result<Self, UnknownZone> {
+        match name.trim() {
+            "Asia/Jakarta" | "Asia/Pontianak" => Ok(LocalZone::Wib),
+            "Asia/Makassar" => Ok(LocalZone::Wita),
+            "Asia/Jayapura" => Ok(LocalZone::Wit),
+            other => Err(UnknownZone(other.to_owned())),
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LocalZone::Wib => "WIB",
+            LocalZone::Wita => "WITA",
+            LocalZone::Wit => "WIT",
+        }
+    }
+
+    fn offset_hours(self) -> i64 {
+        match self {
+            LocalZone::Wib => 7,
+            LocalZone::Wita => 8,
+            LocalZone::Wit => 9,
+        }
+    }
+
+    /// `1 Desember 2026 pukul 00.05 WIB`, as the SPSE portal writes times.
+    pub fn format(self, at: DateTime<Utc>) -> String {
+        const MONTHS: [&str; 12] = [
+            "Januari",
+            "Februari",
+            "Maret",
+            "April",
+            "Mei",
+            "Juni",
+            "Juli",
+            "Agustus",
+            "September",
+            "Oktober",
+            "November",
+            "Desember",
+        ];
+        let local = (at + chrono::Duration::hours(self.offset_hours())).naive_utc();
+        format!(
+            "{} {} {} pukul {:02}.{:02} {}",
+            local.day(),
+            MONTHS[local.month0() as usize % 12],
+            local.year(),
+            local.hour(),
+            local.minute(),
+            self.label()
+        )
+    }
 }
 
 fn user_type_label(user_type: UserType) -> &'static str {
@@ -109,6 +154,8 @@ impl Letter {
 pub struct AccountFacts {
     pub key: AccountKey,
     pub name: Option<String>,
+    /// The LPSE's zone, in which the letter tells times.
+    pub zone: LocalZone,
 }
 
 impl AccountFacts {
@@ -168,14 +215,14 @@ pub fn reset_link(
             "Tipe User",
             user_type_label(account.key.user_type).to_owned(),
         ),
-        ("Waktu", wib(requested_at)),
+        ("Waktu", account.zone.format(requested_at)),
         (
             "Alamat IP",
             client_ip.unwrap_or("tidak diketahui").to_owned(),
         ),
     ]);
     let greeting = account.greeting();
-    let until = wib(expires_at);
+    let until = account.zone.format(expires_at);
     let plain = format!(
         "Yth. {greeting},\n\n\
          Kami menerima permintaan reset TOTP untuk akun SPSE berikut:\n\n{facts_plain}\n\n\
@@ -213,6 +260,9 @@ pub fn reset_link(
 
 pub const RESET_NOTICE_SUBJECT: &str = "Pemberitahuan: TOTP akun SPSE Anda telah di-reset";
 pub const ACTIVATION_NOTICE_SUBJECT: &str = "Pemberitahuan: TOTP akun SPSE Anda telah diaktifkan";
+pub const DISABLE_NOTICE_SUBJECT: &str = "Pemberitahuan: TOTP akun SPSE Anda telah dinonaktifkan";
+pub const LOCK_NOTICE_SUBJECT: &str = "Pemberitahuan: akun SPSE Anda dikunci sementara";
+pub const UNLOCK_NOTICE_SUBJECT: &str = "Pemberitahuan: kunci akun SPSE Anda telah dibuka";
 
 /// What a notice reports.
 #[derive(Debug, Clone)]
@@ -225,9 +275,62 @@ pub enum NoticeFacts {
     Activated {
         device: String,
     },
+    /// The user turned TOTP off (FAQ 4).
+    Disabled,
+    /// Too many wrong codes in a row.
+    Locked {
+        until: DateTime<Utc>,
+        /// 1 for the first lock since the last success, 2 for the next, ...
+        lock_number: u32,
+        /// The lock limit was reached: it holds until the helpdesk lifts it, whatever `until` says.
+        until_unlock: bool,
+    },
+    /// A helpdesk operator lifted the lock.
+    Unlocked,
 }
 
-/// Sent after every reset and every activation: if it was not the user, they hear of it.
+/// What happened and what to do if it was not the user, per notice.
+fn notice_text(facts: &NoticeFacts) -> (&'static str, &'static str, &'static str) {
+    const NOT_YOU: &str =
+        "Jika ini bukan Anda, segera hubungi helpdesk LPSE dan ganti kata sandi SPSE Anda: \
+         seseorang mungkin mengetahui kata sandi Anda.";
+    match facts {
+        NoticeFacts::Reset { .. } => (
+            RESET_NOTICE_SUBJECT,
+            "TOTP akun SPSE Anda telah di-reset. Perangkat lama tidak dapat digunakan lagi; \
+             pada login berikutnya Anda akan diminta mengaktifkan TOTP kembali.",
+            NOT_YOU,
+        ),
+        NoticeFacts::Activated { .. } => (
+            ACTIVATION_NOTICE_SUBJECT,
+            "TOTP akun SPSE Anda telah diaktifkan pada perangkat berikut.",
+            NOT_YOU,
+        ),
+        NoticeFacts::Disabled => (
+            DISABLE_NOTICE_SUBJECT,
+            "TOTP akun SPSE Anda telah dinonaktifkan. Login berikutnya tidak lagi meminta kode \
+             TOTP sampai Anda mengaktifkannya kembali dengan memindai kode QR.",
+            NOT_YOU,
+        ),
+        NoticeFacts::Locked { .. } => (
+            LOCK_NOTICE_SUBJECT,
+            "Akun SPSE Anda dikunci sementara karena terlalu banyak kode TOTP atau persetujuan \
+             yang salah. Selama terkunci, kode TOTP tidak diperiksa dan login tidak dapat \
+             diselesaikan.",
+            "Jika bukan Anda yang mencoba login, seseorang mungkin mengetahui kata sandi Anda: \
+             segera ganti kata sandi SPSE Anda dan hubungi helpdesk LPSE.",
+        ),
+        NoticeFacts::Unlocked => (
+            UNLOCK_NOTICE_SUBJECT,
+            "Helpdesk LPSE telah membuka kunci akun SPSE Anda; Anda dapat login kembali dengan \
+             kode TOTP.",
+            "Jika Anda tidak meminta pembukaan kunci ini, segera hubungi helpdesk LPSE.",
+        ),
+    }
+}
+
+/// Sent after every change to the second factor (reset, activation, disable, each lock, unlock
+/// by the helpdesk): if it was not the user, they hear of it.
 pub fn notice(
     account: &AccountFacts,
     to: &str,
@@ -243,37 +346,39 @@ pub fn notice(
             "Tipe User",
             user_type_label(account.key.user_type).to_owned(),
         ),
-        ("Waktu", wib(at)),
+        ("Waktu", account.zone.format(at)),
         (
             "Alamat IP",
             client_ip.unwrap_or("tidak diketahui").to_owned(),
         ),
     ];
-    let (subject, what) = match facts {
+    match facts {
         NoticeFacts::Reset { by, removed_device } => {
             rows.push(("Melalui", (*by).to_owned()));
             if let Some(device) = removed_device {
                 rows.push(("Perangkat", format!("{device} (tidak berlaku lagi)")));
             }
-            (
-                RESET_NOTICE_SUBJECT,
-                "TOTP akun SPSE Anda telah di-reset. Perangkat lama tidak dapat digunakan lagi; \
-                 pada login berikutnya Anda akan diminta mengaktifkan TOTP kembali.",
-            )
         }
-        NoticeFacts::Activated { device } => {
-            rows.push(("Perangkat", device.clone()));
-            (
-                ACTIVATION_NOTICE_SUBJECT,
-                "TOTP akun SPSE Anda telah diaktifkan pada perangkat berikut.",
-            )
+        NoticeFacts::Activated { device } => rows.push(("Perangkat", device.clone())),
+        NoticeFacts::Disabled => {}
+        NoticeFacts::Locked {
+            until,
+            lock_number,
+            until_unlock,
+        } => {
+            let until = if *until_unlock {
+                "sampai dibuka oleh helpdesk".to_owned()
+            } else {
+                format!("sampai {}", account.zone.format(*until))
+            };
+            rows.push(("Terkunci", until));
+            rows.push(("Kunci ke-", lock_number.to_string()));
         }
-    };
+        NoticeFacts::Unlocked => rows.push(("Melalui", "helpdesk".to_owned())),
+    }
+    let (subject, what, warning) = notice_text(facts);
     let (facts_plain, facts_html) = facts_table(&rows);
     let greeting = account.greeting();
-    let warning =
-        "Jika ini bukan Anda, segera hubungi helpdesk LPSE dan ganti kata sandi SPSE Anda: \
-                   seseorang mungkin mengetahui kata sandi Anda.";
     let plain = format!("Yth. {greeting},\n\n{what}\n\n{facts_plain}\n\n{warning}\n");
     let html = page(
         subject,
@@ -304,13 +409,34 @@ mod tests {
         AccountFacts {
             key: AccountKey::new(UserType::NonPenyedia, UserId::parse("ppk1").unwrap()),
             name: Some("PPK <Satu>".to_owned()),
+            zone: LocalZone::Wib,
         }
     }
 
     #[test]
     fn times_are_told_in_wib() {
         let at = Utc.with_ymd_and_hms(2026, 11, 30, 17, 5, 0).unwrap();
-        assert_eq!(wib(at), "1 Desember 2026 pukul 00.05 WIB");
+        assert_eq!(LocalZone::Wib.format(at), "1 Desember 2026 pukul 00.05 WIB");
+    }
+
+    #[test]
+    fn times_are_told_in_the_lpse_zone() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 30, 16, 5, 0).unwrap();
+        let zone = |name| LocalZone::parse(name).unwrap();
+        assert_eq!(
+            zone("Asia/Jakarta").format(at),
+            "30 November 2026 pukul 23.05 WIB"
+        );
+        assert_eq!(
+            zone("Asia/Makassar").format(at),
+            "1 Desember 2026 pukul 00.05 WITA"
+        );
+        assert_eq!(
+            zone("Asia/Jayapura").format(at),
+            "1 Desember 2026 pukul 01.05 WIT"
+        );
+        assert!(LocalZone::parse("Asia/Singapore").is_err());
+        assert!(LocalZone::parse("WIB").is_err());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Two halves, both run by the log follower while this instance leads the `mail` work:
 //!
 //! - **Feeding.** The sender reads the log after its checkpoint. For each event that calls for a
-//!   message (`ResetRequested`: the link; `TotpReset` and `TotpActivated`: a notice) it puts a
+//!   message (`ResetRequested`: the link; `TotpReset`, `TotpActivated`, `TotpDisabled`,
+//!   `AccountLocked` and `AccountUnlocked`: a notice) it puts a
 //!   row in `mail_outbox` and moves the checkpoint by compare-and-set in the same transaction, so
 //!   a message is owed exactly once. Events that call for no message are passed over without a
 //!   write each: the checkpoint records them with the next message, or every [`RECORD_EVERY`]
@@ -15,13 +16,16 @@
 //!   4xx for hours delays nobody else. Before each attempt it reads the account's stream after
 //!   the cause: an outcome already there (a crash after the append, a message sent before an
 //!   upgrade) is not sent again. It claims the row by compare-and-set on its next attempt before
-//!   sending, so two senders never send one message at once. A failure is recorded as an event
+//!   sending, so two senders never send one message at once. Taking the lead (at start, or
+//!   from another instance) makes every owed row due at once, so a claim left by a sender that
+//!   died mid-send does not hold its message back. A failure is recorded as an event
 //!   with the time of the next attempt (doubling, from the Clock, so tests move time instead of
 //!   sleeping), never later than the deadline; at the deadline the message is given up and that
 //!   is recorded too. The only repeat is a crash between the server accepting a message and the
 //!   outcome's commit, and that repeat carries the same Message-ID (derived from the event id),
 //!   so mail systems see one message.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration as StdDuration;
 
@@ -29,14 +33,14 @@ use chrono::{DateTime, Duration, Utc};
 use spse_totp_domain::account::{
     MailOutcome, NoticeKind, RecordNotice, RecordResetEmail, ResetBy, ResetStatus,
 };
-use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, Policy, ResetRequestId};
+use spse_totp_domain::{AccountCommand, AccountEvent, AccountKey, LoginId, Policy, ResetRequestId};
 use spse_totp_store::{
     advance_watch, Clock, Database, EventMetadata, EventStore, RecordedEvent, StoreError,
 };
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::message::{self, AccountFacts, Letter, NoticeFacts};
+use super::message::{self, AccountFacts, Letter, LocalZone, NoticeFacts};
 use super::transport::{MailTransport, SendError};
 use crate::follower::{follow, Checkpoint, Pace, Round, Wake, Work};
 use crate::leadership::Lease;
@@ -82,6 +86,8 @@ pub struct MailSettings {
     pub poll: StdDuration,
     /// The account rules the outcome events are decided under.
     pub policy: Policy,
+    /// The LPSE's zone, in which letters tell times.
+    pub zone: LocalZone,
 }
 
 impl Default for MailSettings {
@@ -95,6 +101,7 @@ impl Default for MailSettings {
             claim_for: Duration::minutes(5),
             poll: StdDuration::from_millis(250),
             policy: Policy::default(),
+            zone: LocalZone::default(),
         }
     }
 }
@@ -155,6 +162,30 @@ impl Job {
                 facts: NoticeFacts::Activated {
                     device: device_label.clone(),
                 },
+                at: *at,
+            }),
+            AccountEvent::TotpDisabled { at, .. } => Some(Job::Notice {
+                kind: NoticeKind::Disabled,
+                facts: NoticeFacts::Disabled,
+                at: *at,
+            }),
+            AccountEvent::AccountLocked {
+                until,
+                lock_number,
+                until_unlock,
+                at,
+            } => Some(Job::Notice {
+                kind: NoticeKind::Locked,
+                facts: NoticeFacts::Locked {
+                    until: *until,
+                    lock_number: *lock_number,
+                    until_unlock: *until_unlock,
+                },
+                at: *at,
+            }),
+            AccountEvent::AccountUnlocked { at, .. } => Some(Job::Notice {
+                kind: NoticeKind::Unlocked,
+                facts: NoticeFacts::Unlocked,
                 at: *at,
             }),
             _ => None,
@@ -250,6 +281,8 @@ pub struct MailSender {
     passed: Mutex<Passed>,
     /// The position up to which every message is sent or given up, recorded or not.
     handled: watch::Sender<u64>,
+    /// Whether this instance led in its last round: taking the lead releases earlier claims.
+    leading: AtomicBool,
 }
 
 /// Events after `checkpoint` (the stored one) up to `reached` call for no message; `count` of
@@ -281,6 +314,12 @@ impl Work for MailSender {
     }
 
     async fn lead(&self, _lease: &mut Lease, _wake: Wake) -> Result<Round, MailError> {
+        if !self.leading.swap(true, Ordering::SeqCst) {
+            if let Err(e) = self.release_claims().await {
+                self.leading.store(false, Ordering::SeqCst);
+                return Err(e);
+            }
+        }
         let fed = self.feed().await?;
         let attempted = self.send_due().await?;
         self.publish_handled().await?;
@@ -289,6 +328,12 @@ impl Work for MailSender {
         } else {
             Round::Idle
         })
+    }
+
+    async fn follow(&self, _lease: &mut Lease, poll: StdDuration) -> Result<(), MailError> {
+        self.leading.store(false, Ordering::SeqCst);
+        tokio::time::sleep(poll).await;
+        Ok(())
     }
 
     async fn stop(&self, lease: &mut Lease) {
@@ -316,6 +361,7 @@ impl MailSender {
             lease: tokio::sync::Mutex::new(Lease::for_database(db, "mail")),
             passed: Mutex::new(Passed::default()),
             handled: watch::channel(0).0,
+            leading: AtomicBool::new(false),
         }
     }
 
@@ -423,6 +469,30 @@ impl MailSender {
             }
         }
         Ok(taken)
+    }
+
+    /// Makes every owed row due now, as this instance takes the lead. A claim by a sender that
+    /// died mid-send (a crash, a kill) would otherwise hold its message back for `claim_for`; a
+    /// row waiting for a retry is safe to release, because each attempt first reads the stream
+    /// and waits again for a retry time recorded there. The one repeat this allows (a leader that
+    /// lost its lease while its send was still under way) carries the same Message-ID, as after
+    /// a crash.
+    async fn release_claims(&self) -> Result<(), MailError> {
+        let now = self.clock.now().timestamp_micros();
+        let pool = self.db.write().await;
+        let released =
+            sqlx::query("UPDATE mail_outbox SET next_attempt_at = $1 WHERE next_attempt_at > $1")
+                .bind(now)
+                .execute(&*pool)
+                .await?
+                .rows_affected();
+        if released > 0 {
+            tracing::info!(
+                released,
+                "owed mail made due as this instance takes the lead"
+            );
+        }
+        Ok(())
     }
 
     /// Takes a due row for one attempt; false when another sender took it first.
@@ -624,6 +694,7 @@ impl MailSender {
         let facts = AccountFacts {
             key: key.clone(),
             name: account.profile.as_ref().and_then(|p| p.name.clone()),
+            zone: self.settings.zone,
         };
         let message_id = format!("<{}@spse-totp>", recorded.event_id);
         let letter: Result<Letter, &'static str> = match job {
@@ -671,7 +742,7 @@ impl MailSender {
                     &to,
                     notice,
                     *at,
-                    recorded.metadata.client_ip.as_deref(),
+                    self.user_address(recorded).await?.as_deref(),
                     message_id.clone(),
                     now,
                 )),
@@ -700,6 +771,60 @@ impl MailSender {
                     Err(e) => self.failure(attempt, e, now, deadline),
                 }
             }
+        })
+    }
+
+    /// The user's address for a notice: the browser of the login the event belongs to, as the
+    /// portal relayed it when the login started (a typed code or a disable arrives from the
+    /// portal's own address, which is not the user's); else the address the request came from.
+    async fn user_address(&self, recorded: &RecordedEvent) -> Result<Option<String>, MailError> {
+        if let Some(login_id) = self.login_of(recorded).await? {
+            let row = crate::login_sessions::get(&self.db.pool, login_id).await?;
+            if let Some(ip) = row.and_then(|row| row.client_ip) {
+                return Ok(Some(ip));
+            }
+        }
+        Ok(recorded.metadata.client_ip.clone())
+    }
+
+    /// The login an event belongs to, read from the events appended with it: a disable names
+    /// it, a lock follows the rejection that names it, an activation precedes its approval.
+    async fn login_of(&self, recorded: &RecordedEvent) -> Result<Option<LoginId>, MailError> {
+        let from = recorded.version.saturating_sub(1);
+        let around = self.store.read_stream(&recorded.stream, from, 3).await?;
+        let decoded = |e: &RecordedEvent| {
+            AccountEvent::from_stored(&e.event_type, e.schema_version, e.payload.clone()).ok()
+        };
+        let at = |version: u64| {
+            around
+                .iter()
+                .find(|e| e.version == version)
+                .and_then(decoded)
+        };
+        // One decision stamps its events with one instant: a neighbour with another is not ours.
+        Ok(match at(recorded.version) {
+            Some(AccountEvent::TotpDisabled { login_id, .. }) => Some(login_id),
+            Some(AccountEvent::AccountLocked { at: locked, .. }) if recorded.version > 0 => {
+                match at(recorded.version - 1) {
+                    Some(AccountEvent::CodeRejected {
+                        login_id,
+                        at: rejected,
+                        ..
+                    }) if rejected == locked => login_id,
+                    _ => None,
+                }
+            }
+            Some(AccountEvent::TotpActivated { at: activated, .. }) => {
+                match at(recorded.version + 1) {
+                    Some(AccountEvent::LoginApproved {
+                        login_id,
+                        at: approved,
+                        ..
+                    }) if approved == activated => Some(login_id),
+                    _ => None,
+                }
+            }
+            _ => None,
         })
     }
 
