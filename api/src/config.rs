@@ -64,6 +64,9 @@ struct FileConfig {
     demo: Option<bool>,
     demo_users: Option<PathBuf>,
     demo_portal_key: Option<String>,
+    // Bounds under load (issue 13, section 5).
+    request_timeout_seconds: Option<u64>,
+    max_long_polls: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +96,27 @@ pub struct Config {
     pub reset: ResetConfig,
     pub mail: MailConfig,
     pub demo: DemoConfig,
+    pub limits: LimitsConfig,
+}
+
+/// How much one request, and all long-polls together, may hold of the server.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `SPSE_TOTP_REQUEST_TIMEOUT_SECONDS`: the longest a request may take; a long-poll gets its
+    /// `wait_seconds` on top. Past it the answer is 503 `request_timeout`.
+    pub request_timeout: std::time::Duration,
+    /// `SPSE_TOTP_MAX_LONG_POLLS`: long-polls waiting at once; one more is answered 503
+    /// `too_many_long_polls` with `Retry-After`.
+    pub max_long_polls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            request_timeout: std::time::Duration::from_secs(30),
+            max_long_polls: 10_000,
+        }
+    }
 }
 
 /// The reference portal under `/demo` (off by default): a reference for integrators, not the
@@ -178,6 +202,7 @@ impl Default for Config {
                 users_file: PathBuf::from("./data/demo-users.toml"),
                 ..DemoConfig::default()
             },
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -213,6 +238,7 @@ impl Config {
     fn apply(&mut self, f: FileConfig) -> Result<(), ConfigError> {
         self.apply_reset(&f)?;
         self.apply_demo(&f);
+        self.apply_limits(&f)?;
         if let Some(v) = f.listen {
             self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
         }
@@ -283,6 +309,29 @@ impl Config {
         }
         if let Some(v) = f.trust_forwarded_for {
             self.trust_forwarded_for = v;
+        }
+        Ok(())
+    }
+
+    fn apply_limits(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
+        if let Some(v) = f.request_timeout_seconds {
+            if !(1..=600).contains(&v) {
+                return Err(invalid(
+                    "SPSE_TOTP_REQUEST_TIMEOUT_SECONDS",
+                    "must be between 1 and 600",
+                ));
+            }
+            self.limits.request_timeout = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = f.max_long_polls {
+            // Beyond this a semaphore cannot count; no machine holds that many connections.
+            if !(1..=1_000_000).contains(&v) {
+                return Err(invalid(
+                    "SPSE_TOTP_MAX_LONG_POLLS",
+                    "must be between 1 and 1000000",
+                ));
+            }
+            self.limits.max_long_polls = v;
         }
         Ok(())
     }
@@ -403,6 +452,8 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         demo: parsed(env, "SPSE_TOTP_DEMO")?,
         demo_users: env("SPSE_TOTP_DEMO_USERS").map(PathBuf::from),
         demo_portal_key: env("SPSE_TOTP_DEMO_PORTAL_KEY"),
+        request_timeout_seconds: parsed(env, "SPSE_TOTP_REQUEST_TIMEOUT_SECONDS")?,
+        max_long_polls: parsed(env, "SPSE_TOTP_MAX_LONG_POLLS")?,
     })
 }
 
@@ -502,6 +553,32 @@ mod tests {
         assert!(with(&[("SPSE_TOTP_PUBLIC_BASE_URL", "spse.example")]).is_err());
         assert!(with(&[("SPSE_TOTP_WINDOW_BACK_STEPS", "5")]).is_err());
         assert!(with(&[("SPSE_TOTP_DEMO", "yes")]).is_err());
+    }
+
+    #[test]
+    fn request_limits_are_bounded() {
+        let defaults = with(&[]).unwrap().limits;
+        assert_eq!(defaults.max_long_polls, 10_000);
+        assert_eq!(defaults.request_timeout, std::time::Duration::from_secs(30));
+        let config = with(&[
+            ("SPSE_TOTP_MAX_LONG_POLLS", "2"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(config.limits.max_long_polls, 2);
+        assert_eq!(
+            config.limits.request_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        for (name, value) in [
+            ("SPSE_TOTP_MAX_LONG_POLLS", "0"),
+            ("SPSE_TOTP_MAX_LONG_POLLS", "-1"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "100000"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]
