@@ -32,6 +32,7 @@ use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::{self, ApiError};
 use crate::housekeeping;
+use crate::limits;
 use crate::metrics::{self, Metrics};
 use crate::routes::{
     accounts, audit, audit_feed, captcha, device, helpdesk, logins, reset_page, resets, system,
@@ -269,6 +270,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(system::openapi))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            limits::Limits::new(&state.config.limits),
+            limits::bound,
+        ))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), error::retry_after))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), metrics::track))
         .layer(DefaultBodyLimit::max(max_body))

@@ -72,6 +72,9 @@ struct FileConfig {
     // The LPSE's zone and issuer (issue 13).
     time_zone: Option<String>,
     issuer: Option<String>,
+    // Bounds under load (issue 13, section 5).
+    request_timeout_seconds: Option<u64>,
+    max_long_polls: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +108,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub demo: DemoConfig,
     pub lpse: LpseConfig,
+    pub limits: LimitsConfig,
 }
 
 /// The LPSE this service runs for, as its users see it.
@@ -121,6 +125,26 @@ impl Default for LpseConfig {
         LpseConfig {
             time_zone: LocalZone::default(),
             issuer: spse_totp_commands::enrollment::ISSUER.to_owned(),
+        }
+    }
+}
+
+/// How much one request, and all long-polls together, may hold of the server.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `SPSE_TOTP_REQUEST_TIMEOUT_SECONDS`: the longest a request may take; a long-poll gets its
+    /// `wait_seconds` on top. Past it the answer is 503 `request_timeout`.
+    pub request_timeout: std::time::Duration,
+    /// `SPSE_TOTP_MAX_LONG_POLLS`: long-polls waiting at once; one more is answered 503
+    /// `too_many_long_polls` with `Retry-After`.
+    pub max_long_polls: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            request_timeout: std::time::Duration::from_secs(30),
+            max_long_polls: 10_000,
         }
     }
 }
@@ -210,6 +234,7 @@ impl Default for Config {
                 ..DemoConfig::default()
             },
             lpse: LpseConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -264,6 +289,7 @@ impl Config {
         self.apply_reset(&f)?;
         self.apply_demo(&f);
         self.apply_lpse(&f)?;
+        self.apply_limits(&f)?;
         if let Some(v) = f.listen {
             self.listen = v.parse().map_err(|e| invalid("SPSE_TOTP_LISTEN", e))?;
         }
@@ -344,6 +370,29 @@ impl Config {
         if let Some(v) = f.trusted_proxies {
             self.trusted_proxies = TrustedProxies::parse_list(&v)
                 .map_err(|e| invalid("SPSE_TOTP_TRUSTED_PROXIES", e))?;
+        }
+        Ok(())
+    }
+
+    fn apply_limits(&mut self, f: &FileConfig) -> Result<(), ConfigError> {
+        if let Some(v) = f.request_timeout_seconds {
+            if !(1..=600).contains(&v) {
+                return Err(invalid(
+                    "SPSE_TOTP_REQUEST_TIMEOUT_SECONDS",
+                    "must be between 1 and 600",
+                ));
+            }
+            self.limits.request_timeout = std::time::Duration::from_secs(v);
+        }
+        if let Some(v) = f.max_long_polls {
+            // Beyond this a semaphore cannot count; no machine holds that many connections.
+            if !(1..=1_000_000).contains(&v) {
+                return Err(invalid(
+                    "SPSE_TOTP_MAX_LONG_POLLS",
+                    "must be between 1 and 1000000",
+                ));
+            }
+            self.limits.max_long_polls = v;
         }
         Ok(())
     }
@@ -490,6 +539,8 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         demo_portal_key: env("SPSE_TOTP_DEMO_PORTAL_KEY"),
         time_zone: env("SPSE_TOTP_TIME_ZONE"),
         issuer: env("SPSE_TOTP_ISSUER"),
+        request_timeout_seconds: parsed(env, "SPSE_TOTP_REQUEST_TIMEOUT_SECONDS")?,
+        max_long_polls: parsed(env, "SPSE_TOTP_MAX_LONG_POLLS")?,
     })
 }
 
@@ -657,6 +708,32 @@ mod tests {
         ] {
             let err = with(&[(name, value)]).unwrap_err();
             assert!(err.to_string().starts_with(name), "{value}: {err}");
+        }
+    }
+
+    #[test]
+    fn request_limits_are_bounded() {
+        let defaults = with(&[]).unwrap().limits;
+        assert_eq!(defaults.max_long_polls, 10_000);
+        assert_eq!(defaults.request_timeout, std::time::Duration::from_secs(30));
+        let config = with(&[
+            ("SPSE_TOTP_MAX_LONG_POLLS", "2"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "5"),
+        ])
+        .unwrap();
+        assert_eq!(config.limits.max_long_polls, 2);
+        assert_eq!(
+            config.limits.request_timeout,
+            std::time::Duration::from_secs(5)
+        );
+        for (name, value) in [
+            ("SPSE_TOTP_MAX_LONG_POLLS", "0"),
+            ("SPSE_TOTP_MAX_LONG_POLLS", "-1"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "0"),
+            ("SPSE_TOTP_REQUEST_TIMEOUT_SECONDS", "100000"),
+        ] {
+            let err = with(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
         }
     }
 

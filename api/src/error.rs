@@ -99,6 +99,8 @@ error_codes! {
     // The service.
     Busy = "busy" => SERVICE_UNAVAILABLE,
     NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+    RequestTimeout = "request_timeout" => SERVICE_UNAVAILABLE,
+    TooManyLongPolls = "too_many_long_polls" => SERVICE_UNAVAILABLE,
     Internal = "internal" => INTERNAL_SERVER_ERROR,
 }
 

@@ -3,6 +3,7 @@
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
@@ -75,15 +76,34 @@ impl Metrics {
     }
 }
 
+/// The methods this service answers; any other is counted as `other`.
+const KNOWN_METHODS: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::DELETE,
+];
+
+/// A method as a metric label. Labels are series: a client inventing methods must not be able
+/// to grow the registry without bound.
+fn method_label(method: &Method) -> &'static str {
+    KNOWN_METHODS
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
+
 /// Counts and times every request by its route template, never by its concrete path (which
-/// would carry user ids and tokens into the metrics).
+/// would carry user ids and tokens into the metrics, and let any client add series): a path no
+/// route matches is `unmatched`.
 pub async fn track(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     app.metrics
@@ -92,7 +112,7 @@ pub async fn track(State(app): State<AppState>, request: Request, next: Next) ->
         .observe(started.elapsed().as_secs_f64());
     app.metrics
         .http_requests
-        .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+        .with_label_values(&[method, route.as_str(), response.status().as_str()])
         .inc();
     response
 }

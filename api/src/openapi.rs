@@ -1,7 +1,9 @@
 //! The OpenAPI document served at `/openapi.json`, generated from the handlers' annotations so it
 //! cannot drift from the code.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use crate::routes;
@@ -37,8 +39,13 @@ use crate::routes;
         routes::helpdesk::get,
         routes::helpdesk::reset,
         routes::helpdesk::unlock,
+        // For operators and load balancers.
+        routes::system::healthz,
+        routes::system::readyz,
+        routes::system::metrics,
+        routes::system::openapi,
     ),
-    modifiers(&Security),
+    modifiers(&Security, &CommonAnswers),
     tags(
         (name = "logins", description = "The portal's side of a login (API key, role portal)"),
         (name = "device", description = "The phone's side (device token from activation)"),
@@ -46,6 +53,7 @@ use crate::routes;
         (name = "audit", description = "History, state as of an instant, export and verification (API key, role auditor); the helpdesk's audit search (role helpdesk, X-Operator). Every read is recorded with its purpose."),
         (name = "resets", description = "Self-service reset by emailed link: captcha and request (role portal), confirmation (the link's token)"),
         (name = "helpdesk", description = "Account lookup, reset and unlock (API key, role helpdesk, operator in X-Operator)"),
+        (name = "system", description = "Liveness, readiness, metrics and this document (no authentication)"),
     )
 )]
 struct ApiDoc;
@@ -75,6 +83,95 @@ impl Modify for Security {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers that do not come from one handler but from what every route shares: the
+/// extractors (a body that is not JSON, a query or path that does not parse), authentication,
+/// and the server's own bounds (time limit, long-poll cap, contention, internal faults). Added
+/// here once, where a route's own annotation has not already described them, so each
+/// operation lists every status it can answer.
+struct CommonAnswers;
+
+fn error(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+fn answers_of(path: &str, operation: &Operation) -> Vec<(&'static str, &'static str)> {
+    let mut answers = Vec::new();
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let params = operation.parameters.as_deref().unwrap_or_default();
+    let has = |place: ParameterIn| params.iter().any(|p| p.parameter_in == place);
+    if operation.request_body.is_some() || has(ParameterIn::Query) || has(ParameterIn::Header) {
+        answers.push((
+            "400",
+            "The request does not fit: malformed_json, invalid_request (with field), invalid_query, invalid_code_format, purpose_required, operator_required",
+        ));
+    }
+    if secured {
+        answers.push((
+            "401",
+            "No valid credential: unauthorized, device_not_recognised",
+        ));
+        // A device token has no role; an API key of another role is refused.
+        if !path.starts_with("/v1/device/") {
+            answers.push(("403", "An API key of another role: forbidden"));
+        }
+    }
+    if has(ParameterIn::Path) {
+        answers.push((
+            "404",
+            "A path segment that cannot name anything here: not_found",
+        ));
+    }
+    if operation.request_body.is_some() {
+        answers.push((
+            "413",
+            "The body is larger than SPSE_TOTP_MAX_BODY_BYTES: payload_too_large",
+        ));
+        answers.push((
+            "415",
+            "A body without Content-Type application/json: unsupported_media_type",
+        ));
+    }
+    answers.push(("500", "A fault on the server, logged there: internal"));
+    answers.push((
+        "503",
+        "Try again after Retry-After: busy, request_timeout, too_many_long_polls, not_ready",
+    ));
+    answers
+}
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in answers_of(path, operation) {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error(description));
+                }
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! Reactions to time rather than to one event: recording logins that ran out of time (so the
 //! audit trail and the device list say so) and destroying the sealed secrets of QR codes never
-//! scanned. They read the read models and write through the store's port (see [`reaction`]),
+//! scanned or left behind by a disable or reset whose delete failed. They read the read models and write through the store's port (see [`reaction`]),
 //! never through the command handlers; the API runs them under the log follower's `sweeps`
 //! leadership, so on PostgreSQL one instance sweeps.
 
@@ -59,20 +59,38 @@ pub async fn expire_logins(
 }
 
 /// Destroys the sealed secrets of up to `limit` enrollments whose QR expired before `now` and
-/// that no account uses; keeps (past any expiry) the ones an account activated. Returns how
-/// many it destroyed.
+/// that no account uses; keeps (past any expiry) the ones an account activated. Also finds the
+/// secrets a disable or reset should have destroyed but could not (the delete after the commit
+/// failed): kept rows of accounts whose device binding names another enrollment, or none.
+/// Returns how many it destroyed.
 pub async fn sweep_vault(
     db: &Database,
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<usize, SweepError> {
-    let expired: Vec<(String, String)> = sqlx::query_as(
+    let mut candidates: Vec<(String, String)> = sqlx::query_as(
         "SELECT enrollment_id, stream FROM vault_secrets WHERE expires_at < $1 ORDER BY expires_at LIMIT $2",
     )
     .bind(now.timestamp_micros())
     .bind(limit)
     .fetch_all(&db.pool)
     .await?;
+    // Kept rows are the activated secrets; each should be its account's bound device. One that
+    // is not is either left over (destroyed by the log, still in the table) or activated so
+    // recently that the binding is not projected yet: the account's own stream, read below,
+    // tells the two apart. Operators' secrets live in other streams and are not looked at.
+    let orphans: Vec<(String, String)> = sqlx::query_as(
+        "SELECT v.enrollment_id, v.stream FROM vault_secrets v \
+         WHERE v.expires_at = $1 AND v.stream LIKE 'account-%' AND NOT EXISTS \
+         (SELECT 1 FROM device_bindings d WHERE d.stream = v.stream AND d.enrollment_id = v.enrollment_id) \
+         LIMIT $2",
+    )
+    .bind(i64::MAX)
+    .bind(limit)
+    .fetch_all(&db.pool)
+    .await?;
+    candidates.extend(orphans);
+    let expired = candidates;
     let mut destroyed = 0;
     for (enrollment_id, stream) in expired {
         let in_use = match AccountKey::from_stream_name(&stream) {

@@ -56,8 +56,10 @@ pub struct AccountView {
 #[serde(deny_unknown_fields)]
 pub struct DisableRequest {
     /// The user's own login, approved in the last 10 minutes.
+    #[schema(format = Uuid)]
     pub login_id: String,
     /// A fresh code.
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
 }
 
@@ -80,7 +82,7 @@ async fn view(app: &AppState, key: &AccountKey) -> Result<AccountView, ApiError>
 
 /// An account's TOTP status, device and lock.
 #[utoipa::path(get, path = "/v1/accounts/{user_type}/{user_id}", tag = "accounts",
-    params(("user_type" = String, Path, description = "penyedia or non_penyedia"), ("user_id" = String, Path)),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path)),
     security(("api_key" = [])),
     responses((status = 200, body = AccountView), (status = 404, body = super::ErrorBody)))]
 pub async fn get(
@@ -95,7 +97,7 @@ pub async fn get(
 
 /// Turn TOTP off (FAQ 4): the next login asks for activation again.
 #[utoipa::path(post, path = "/v1/accounts/{user_type}/{user_id}/disable", tag = "accounts",
-    params(("user_type" = String, Path), ("user_id" = String, Path)), request_body = DisableRequest,
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path)), request_body = DisableRequest,
     security(("api_key" = [])),
     responses((status = 200, body = AccountView), (status = 400, body = super::ErrorBody),
         (status = 403, description = "No approved login of this account in the last 10 minutes", body = super::ErrorBody),

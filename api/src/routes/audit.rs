@@ -214,6 +214,12 @@ pub(crate) fn history_event(recorded: RecordedEvent) -> HistoryEvent {
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Why you read this account (a ticket or audit reference). Required.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -239,7 +245,7 @@ pub struct HistoryPage {
 
 /// An account's events in order, a page at a time.
 #[utoipa::path(get, path = "/v1/audit/accounts/{user_type}/{user_id}/events", tag = "audit",
-    params(("user_type" = String, Path), ("user_id" = String, Path), HistoryQuery),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path), HistoryQuery),
     security(("api_key" = [])),
     responses((status = 200, body = HistoryPage), (status = 400, body = super::ErrorBody),
         (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
@@ -280,6 +286,12 @@ pub async fn history(
 #[serde(deny_unknown_fields)]
 pub struct StateQuery {
     /// Why you read this account. Required.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
     /// The instant (RFC 3339); now when omitted.
     pub as_of: Option<DateTime<Utc>>,
@@ -306,7 +318,7 @@ fn state_view(key: &AccountKey, state: &spse_totp_domain::account::StateAsOf) ->
 
 /// The account's state as of an instant, folded from its stream with the write side's code.
 #[utoipa::path(get, path = "/v1/audit/accounts/{user_type}/{user_id}/state", tag = "audit",
-    params(("user_type" = String, Path), ("user_id" = String, Path), StateQuery),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path), StateQuery),
     security(("api_key" = [])),
     responses((status = 200, body = StateView), (status = 400, body = super::ErrorBody),
         (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
@@ -334,6 +346,12 @@ pub async fn state_as_of(
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Why you read this. Required.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
 }
 
@@ -371,7 +389,7 @@ pub struct SubjectExport {
 
 /// One JSON document with everything the service holds about an account and its processing.
 #[utoipa::path(get, path = "/v1/audit/accounts/{user_type}/{user_id}/export", tag = "audit",
-    params(("user_type" = String, Path), ("user_id" = String, Path), PurposeQuery),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path), PurposeQuery),
     security(("api_key" = [])),
     responses((status = 200, body = SubjectExport), (status = 400, body = super::ErrorBody),
         (status = 403, body = super::ErrorBody), (status = 404, body = super::ErrorBody)))]
@@ -533,6 +551,12 @@ pub(crate) async fn run_verify(
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Why you search (a ticket number). Required.
+    #[param(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
     /// `penyedia` or `non_penyedia`.
     pub user_type: Option<String>,

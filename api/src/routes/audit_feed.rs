@@ -39,6 +39,7 @@ pub struct FeedQuery {
     pub limit: Option<usize>,
     /// When nothing is newer than `after`, wait up to this many seconds (at most 30) for an
     /// event before answering with an empty page.
+    #[param(maximum = 30)]
     pub wait_seconds: Option<u64>,
 }
 

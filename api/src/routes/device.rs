@@ -27,11 +27,17 @@ use crate::state::{AppState, RequestContext};
 #[serde(deny_unknown_fields)]
 pub struct ActivationRequest {
     /// From the scanned `otpauth://` URI's `enrollment_id` parameter.
-    #[schema(value_type = String)]
+    #[schema(value_type = uuid::Uuid)]
     pub enrollment_id: EnrollmentId,
     /// The app's first code for the scanned secret: proof it holds it.
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
     /// How the user will recognise this device, e.g. "Pixel 7".
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub device_label: String,
     pub platform: Option<String>,
 }
@@ -74,9 +80,11 @@ pub struct PendingLogins {
 #[serde(deny_unknown_fields)]
 pub struct ApproveRequest {
     /// A fresh code from the device: it still holds the secret.
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
     /// The two-digit number the portal shows. Required while number matching is on: without it
     /// the answer is 400 `number_required`, not counted as a failed attempt.
+    #[schema(minimum = 10, maximum = 99)]
     pub number: Option<u8>,
 }
 
@@ -204,7 +212,7 @@ pub async fn pending(
 }
 
 /// Approve a login from the device ("Authorize Login").
-#[utoipa::path(post, path = "/v1/device/logins/{login_id}/approve", tag = "device", params(("login_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/device/logins/{login_id}/approve", tag = "device", params(("login_id" = uuid::Uuid, Path)),
     request_body = ApproveRequest, security(("device_token" = [])),
     responses((status = 200, body = LoginView), (status = 400, description = "invalid_code_format, invalid_request, or number_required (no number while number matching is on; not counted)", body = super::ErrorBody), (status = 401, body = super::ErrorBody),
         (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody),
@@ -240,7 +248,7 @@ pub async fn approve(
 }
 
 /// Deny a login from the device: the user did not start it.
-#[utoipa::path(post, path = "/v1/device/logins/{login_id}/deny", tag = "device", params(("login_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/device/logins/{login_id}/deny", tag = "device", params(("login_id" = uuid::Uuid, Path)),
     security(("device_token" = [])),
     responses((status = 200, body = LoginView), (status = 401, body = super::ErrorBody), (status = 404, body = super::ErrorBody),
         (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]

@@ -87,6 +87,10 @@ pub struct HelpdeskAccountView {
 #[serde(deny_unknown_fields)]
 pub struct HelpdeskResetBody {
     /// Why, as the user wrote it (FAQ 5).
+    #[schema(
+        min_length = 1,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: String,
     /// The helpdesk ticket's reference.
     pub ticket: String,
@@ -95,6 +99,10 @@ pub struct HelpdeskResetBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UnlockBody {
+    #[schema(
+        min_length = 1,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub reason: String,
 }
 
@@ -170,7 +178,7 @@ const DEFAULT_LOOKUP_PURPOSE: &str = "helpdesk lookup";
 /// An account as the helpdesk sees it: status, device, lock, last logins, reset requests. Every
 /// lookup is recorded (operator, account, purpose) before it is answered.
 #[utoipa::path(get, path = "/v1/helpdesk/accounts/{user_type}/{user_id}", tag = "helpdesk",
-    params(("user_type" = String, Path), ("user_id" = String, Path), LookupQuery,
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path), LookupQuery,
         ("X-Operator" = String, Header, description = "The operator's name")),
     security(("api_key" = [])),
     responses((status = 200, body = HelpdeskAccountView), (status = 403, body = super::ErrorBody),
@@ -194,7 +202,7 @@ pub async fn get(
 
 /// Reset TOTP for the user (FAQ 5); reason and ticket are required and recorded.
 #[utoipa::path(post, path = "/v1/helpdesk/accounts/{user_type}/{user_id}/reset", tag = "helpdesk",
-    params(("user_type" = String, Path), ("user_id" = String, Path),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path),
         ("X-Operator" = String, Header, description = "The operator's name")),
     request_body = HelpdeskResetBody, security(("api_key" = [])),
     responses((status = 200, body = HelpdeskAccountView), (status = 400, body = super::ErrorBody),
@@ -224,7 +232,7 @@ pub async fn reset(
 
 /// Lift a lock and clear the failure count; the reason is recorded.
 #[utoipa::path(post, path = "/v1/helpdesk/accounts/{user_type}/{user_id}/unlock", tag = "helpdesk",
-    params(("user_type" = String, Path), ("user_id" = String, Path),
+    params(("user_type" = super::UserTypeName, Path), ("user_id" = String, Path),
         ("X-Operator" = String, Header, description = "The operator's name")),
     request_body = UnlockBody, security(("api_key" = [])),
     responses((status = 200, body = HelpdeskAccountView), (status = 400, body = super::ErrorBody),

@@ -27,10 +27,10 @@ pub const MAX_WAIT_SECONDS: u64 = 30;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartLoginRequest {
-    #[schema(value_type = String, example = "non_penyedia")]
+    #[schema(value_type = super::UserTypeName, example = "non_penyedia")]
     pub user_type: UserType,
     /// Case-insensitive; 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
-    #[schema(value_type = String, example = "ppk1")]
+    #[schema(value_type = String, example = "ppk1", pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub user_id: UserId,
     /// The email registered in LPSE (used by resets).
     pub email: Option<String>,
@@ -54,6 +54,7 @@ pub struct ActivationView {
 pub struct StartLoginResponse {
     pub login_id: String,
     /// `awaiting_activation` or `awaiting_approval`.
+    #[schema(value_type = super::LoginStatusName)]
     pub status: String,
     pub expires_at: DateTime<Utc>,
     pub account: AccountRef,
@@ -67,7 +68,7 @@ pub struct StartLoginResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LoginView {
     pub login_id: String,
-    /// `awaiting_activation`, `awaiting_approval`, `approved`, `denied`, `expired` or `cancelled`.
+    #[schema(value_type = super::LoginStatusName)]
     pub status: String,
     pub expires_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +76,7 @@ pub struct LoginView {
     /// How it was approved or denied: `code` (typed) or `device`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    #[schema(value_type = super::UserTypeName)]
     pub user_type: String,
     pub user_id: String,
     /// While awaiting approval with number matching on.
@@ -131,6 +133,7 @@ impl LoginView {
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: wait up to this many seconds (at most 30) for the status to change.
+    #[param(maximum = 30)]
     pub wait_seconds: Option<u64>,
 }
 
@@ -138,6 +141,7 @@ pub struct WaitQuery {
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
     /// The six digits the user typed.
+    #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
     /// The user's browser address, as the portal sees it. Omitted: the login's recorded one.
     pub client_ip: Option<String>,
@@ -272,7 +276,7 @@ async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
 }
 
 /// A login's status; with `wait_seconds`, waits for it to change (long-poll).
-#[utoipa::path(get, path = "/v1/logins/{login_id}", tag = "logins", params(("login_id" = String, Path), WaitQuery),
+#[utoipa::path(get, path = "/v1/logins/{login_id}", tag = "logins", params(("login_id" = uuid::Uuid, Path), WaitQuery),
     security(("api_key" = [])),
     responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody)))]
 pub async fn status(
@@ -312,7 +316,7 @@ pub async fn status(
 }
 
 /// The code the user typed into the portal: activates, or approves the login.
-#[utoipa::path(post, path = "/v1/logins/{login_id}/code", tag = "logins", params(("login_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/logins/{login_id}/code", tag = "logins", params(("login_id" = uuid::Uuid, Path)),
     request_body = CodeRequest, security(("api_key" = [])),
     responses(
         (status = 200, description = "Approved (and activated, if it was awaiting activation)", body = LoginView),
@@ -338,7 +342,7 @@ pub async fn submit_code(
 }
 
 /// The portal gives up on a login.
-#[utoipa::path(post, path = "/v1/logins/{login_id}/cancel", tag = "logins", params(("login_id" = String, Path)),
+#[utoipa::path(post, path = "/v1/logins/{login_id}/cancel", tag = "logins", params(("login_id" = uuid::Uuid, Path)),
     request_body(content = Option<CancelRequest>, description = "Optional: the user's address and browser, as the portal relays them"),
     security(("api_key" = [])),
     responses((status = 200, body = LoginView), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]

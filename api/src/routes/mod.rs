@@ -19,14 +19,58 @@ use utoipa::ToSchema;
 pub use crate::error::ErrorBody;
 use crate::error::{ApiError, ErrorCode};
 
+/// `penyedia` or `non_penyedia`: the two kinds of SPSE account (schema only).
+#[derive(ToSchema)]
+#[schema(as = UserType)]
+#[allow(dead_code)]
+pub enum UserTypeName {
+    #[schema(rename = "penyedia")]
+    Penyedia,
+    #[schema(rename = "non_penyedia")]
+    NonPenyedia,
+}
+
+/// An account's TOTP status (schema only).
+#[derive(ToSchema)]
+#[schema(as = TotpStatus)]
+#[allow(dead_code)]
+pub enum TotpStatusName {
+    #[schema(rename = "inactive")]
+    Inactive,
+    #[schema(rename = "active")]
+    Active,
+    #[schema(rename = "disabled")]
+    Disabled,
+}
+
+/// A login's status (schema only).
+#[derive(ToSchema)]
+#[schema(as = LoginStatus)]
+#[allow(dead_code)]
+pub enum LoginStatusName {
+    #[schema(rename = "awaiting_activation")]
+    AwaitingActivation,
+    #[schema(rename = "awaiting_approval")]
+    AwaitingApproval,
+    #[schema(rename = "approved")]
+    Approved,
+    #[schema(rename = "denied")]
+    Denied,
+    #[schema(rename = "expired")]
+    Expired,
+    #[schema(rename = "cancelled")]
+    Cancelled,
+}
+
 /// The account a response is about.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountRef {
-    /// `penyedia` or `non_penyedia`.
+    #[schema(value_type = UserTypeName)]
     pub user_type: String,
     /// Canonical (upper-case) User ID.
     pub user_id: String,
     /// `inactive` (never activated, or reset), `active` or `disabled`.
+    #[schema(value_type = TotpStatusName)]
     pub totp_status: String,
 }
 

@@ -30,10 +30,11 @@ const EMAIL_MAX: usize = 254;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequestBody {
-    /// `penyedia` or `non_penyedia`.
+    #[schema(value_type = super::UserTypeName)]
     pub user_type: String,
     pub user_id: String,
     /// The address registered in LPSE; the link goes there only if it matches.
+    #[schema(format = Email, max_length = 254)]
     pub email: String,
     pub captcha_id: String,
     pub captcha_answer: String,

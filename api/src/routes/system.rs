@@ -13,11 +13,17 @@ use crate::state::AppState;
 const READY_LAG: u64 = 10_000;
 
 /// The process is up.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "The process runs", body = Object, example = json!({"status": "ok"}))))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// The database answers and the projections are close to the log: send traffic here.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, description = "Ready", body = Object,
+            example = json!({"status": "ready", "database": true, "projection_lag": 0})),
+        (status = 503, description = "Not ready: not_ready, with the same fields under error.detail", body = crate::error::ErrorBody)))]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let database = sqlx::query_scalar::<_, i64>("SELECT 1")
         .fetch_one(&app.db.pool)
@@ -45,6 +51,8 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
 }
 
 /// Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Prometheus text format, every name prefixed spse_totp_", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(app): State<AppState>) -> Response {
     if let Ok(head) = app.db.events.head_position().await {
         app.metrics
@@ -61,6 +69,9 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
     Json(crate::openapi::document())
 }
