@@ -10,96 +10,20 @@ use reqwest::StatusCode;
 use serde_json::json;
 use spse_totp_domain::operator::{OperatorRole, Username};
 use spse_totp_store::{Actor, EventMetadata};
-use spse_totp_tests::browser::{docs_dir, Browser, PHONE};
-use spse_totp_tests::{wrong_code, Authenticator, TestServer};
+use spse_totp_tests::browser::{Browser, PHONE};
+use spse_totp_tests::console::{
+    create_operator, events_of, session_cookie, set_up, shots, submit_sign_in,
+};
+use spse_totp_tests::{wrong_code, TestServer};
 
-const PASSWORD: &str = "kata-sandi-yang-panjang";
-
-fn shots() -> std::path::PathBuf {
-    docs_dir().join("console")
-}
-
-/// Creates an operator as `spse-totp operator create` does and returns the setup link.
-async fn create_operator(s: &TestServer, role: OperatorRole, username: &str) -> String {
-    let metadata = EventMetadata {
-        actor: Actor::Operator {
-            name: "root".into(),
-        },
-        ..EventMetadata::system()
-    };
-    let (token, _) = s
-        .services
-        .operators
-        .create(
-            &Username::parse(username).unwrap(),
-            &format!("Operator {username}"),
-            &format!("{username}@lpse.example"),
-            role,
-            &metadata,
-        )
-        .await
-        .expect("the operator is created");
-    s.services
-        .projections
-        .catch_up()
-        .await
-        .expect("projections");
-    s.url(&format!("/console/setup?token={token}"))
-}
-
-/// The setup link in the browser: a password, then the QR code and its first code. Returns the
-/// operator's authenticator, with the clock moved to the next step so its next code is fresh.
-async fn set_up(b: &Browser, s: &TestServer, link: &str, screenshot: bool) -> Authenticator {
-    b.goto(link).await.unwrap();
-    b.fill("#password", PASSWORD).await.unwrap();
-    b.fill("#password2", PASSWORD).await.unwrap();
-    if screenshot {
-        b.screenshot(&shots().join("setup-password.png"))
-            .await
-            .unwrap();
-    }
-    b.click("#submit").await.unwrap();
-    let uri = b.text_of("#otpauth").await.unwrap();
-    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
-    b.wait_for("#qr svg")
-        .await
-        .expect("the QR code is drawn inline");
-    let phone = Authenticator::scan(&json!({"activation": {"otpauth_uri": uri}}));
-    if screenshot {
-        b.screenshot(&shots().join("setup-qr.png")).await.unwrap();
-    }
-    b.fill("#code", &phone.code_at(s.now())).await.unwrap();
-    b.click("#submit").await.unwrap();
-    b.wait_for("#message.ok").await.expect("setup is done");
-    s.advance(Duration::seconds(30));
-    phone
-}
-
+/// Signs in with the form (no check of the outcome).
 async fn sign_in(b: &Browser, s: &TestServer, username: &str, code: &str) {
-    b.goto(&s.url("/console/sign-in")).await.unwrap();
-    b.fill("#username", username).await.unwrap();
-    b.fill("#password", PASSWORD).await.unwrap();
-    b.fill("#code", code).await.unwrap();
-    b.click("#submit").await.unwrap();
+    submit_sign_in(b, s, username, code).await;
 }
 
-async fn events_of(s: &TestServer, stream: &str) -> Vec<spse_totp_store::RecordedEvent> {
-    s.services
-        .db
-        .events
-        .read_stream(stream, 1, 10_000)
-        .await
-        .expect("the stream reads")
-}
-
-/// The session cookie the browser holds, to post as it would without the form's token.
-async fn session_cookie(b: &Browser) -> String {
-    let cookie = b
-        .client
-        .get_named_cookie("spse_console")
-        .await
-        .expect("a session cookie");
-    format!("spse_console={}", cookie.value())
+/// An operator of `role`, named after the username.
+async fn create(s: &TestServer, role: OperatorRole, username: &str) -> String {
+    create_operator(s, role, username, &format!("Operator {username}")).await
 }
 
 #[tokio::test]
@@ -123,7 +47,7 @@ async fn a_helpdesk_operator_sets_up_signs_in_unlocks_and_resets_a_user() {
         .await;
     }
 
-    let link = create_operator(&s, OperatorRole::Helpdesk, "siti.hd").await;
+    let link = create(&s, OperatorRole::Helpdesk, "siti.hd").await;
     let phone = set_up(&b, &s, &link, true).await;
 
     // The link is used up.
@@ -292,7 +216,7 @@ async fn sessions_end_after_15_idle_minutes_8_hours_or_when_the_operator_is_disa
         return;
     };
     let s = TestServer::start().await;
-    let link = create_operator(&s, OperatorRole::Helpdesk, "budi.hd").await;
+    let link = create(&s, OperatorRole::Helpdesk, "budi.hd").await;
     let phone = set_up(&b, &s, &link, false).await;
 
     sign_in(&b, &s, "budi.hd", &phone.code_at(s.now())).await;
@@ -370,7 +294,7 @@ async fn the_auditor_sees_the_state_as_of_three_instants() {
     let t3 = s.now() + Duration::minutes(1);
     s.advance(Duration::hours(1));
 
-    let link = create_operator(&s, OperatorRole::Auditor, "rina.audit").await;
+    let link = create(&s, OperatorRole::Auditor, "rina.audit").await;
     let phone = set_up(&b, &s, &link, false).await;
     sign_in(&b, &s, "rina.audit", &phone.code_at(s.now())).await;
     b.wait_for("#audit-form").await.unwrap();

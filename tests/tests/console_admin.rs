@@ -10,63 +10,21 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use spse_totp_domain::access::AccessEvent;
-use spse_totp_domain::operator::{OperatorRole, Username};
-use spse_totp_store::{Actor, EventMetadata, RecordedEvent};
-use spse_totp_tests::browser::{docs_dir, Browser};
+use spse_totp_domain::operator::OperatorRole;
+use spse_totp_store::{Actor, RecordedEvent};
+use spse_totp_tests::browser::Browser;
+use spse_totp_tests::console::{
+    create_operator, events_of, session_cookie, set_up, shots, submit_sign_in, PASSWORD,
+};
 use spse_totp_tests::{wrong_code, Authenticator, TestServer};
-
-const PASSWORD: &str = "kata-sandi-yang-panjang";
-
-fn shots() -> std::path::PathBuf {
-    docs_dir().join("console")
-}
 
 /// The first admin, made at the server's shell (`spse-totp operator create --role admin`).
 async fn first_admin(s: &TestServer, username: &str) -> String {
-    let metadata = EventMetadata {
-        actor: Actor::Operator {
-            name: "root".into(),
-        },
-        ..EventMetadata::system()
-    };
-    let (token, _) = s
-        .services
-        .operators
-        .create(
-            &Username::parse(username).unwrap(),
-            "Ani Admin",
-            "ani@lpse.example",
-            OperatorRole::Admin,
-            &metadata,
-        )
-        .await
-        .expect("the admin is created");
-    s.services.projections.catch_up().await.unwrap();
-    s.url(&format!("/console/setup?token={token}"))
-}
-
-/// The setup link in the browser: password, QR code, first code. The clock then moves a step so
-/// the authenticator's next code is fresh.
-async fn set_up(b: &Browser, s: &TestServer, link: &str) -> Authenticator {
-    b.goto(link).await.unwrap();
-    b.fill("#password", PASSWORD).await.unwrap();
-    b.fill("#password2", PASSWORD).await.unwrap();
-    b.click("#submit").await.unwrap();
-    let uri = b.text_of("#otpauth").await.unwrap();
-    let phone = Authenticator::scan(&json!({"activation": {"otpauth_uri": uri}}));
-    b.fill("#code", &phone.code_at(s.now())).await.unwrap();
-    b.click("#submit").await.unwrap();
-    b.wait_for("#message.ok").await.expect("setup is done");
-    s.advance(Duration::seconds(30));
-    phone
+    create_operator(s, OperatorRole::Admin, username, "Ani Admin").await
 }
 
 async fn sign_in(b: &Browser, s: &TestServer, username: &str, phone: &Authenticator) {
-    b.goto(&s.url("/console/sign-in")).await.unwrap();
-    b.fill("#username", username).await.unwrap();
-    b.fill("#password", PASSWORD).await.unwrap();
-    b.fill("#code", &phone.code_at(s.now())).await.unwrap();
-    b.click("#submit").await.unwrap();
+    submit_sign_in(b, s, username, &phone.code_at(s.now())).await;
     b.wait_for("#operator").await.expect("signed in");
     s.advance(Duration::seconds(30));
 }
@@ -80,26 +38,8 @@ async fn path(b: &Browser) -> String {
     b.client.current_url().await.unwrap().path().to_owned()
 }
 
-async fn session_cookie(b: &Browser) -> String {
-    let cookie = b
-        .client
-        .get_named_cookie("spse_console")
-        .await
-        .expect("a session cookie");
-    format!("spse_console={}", cookie.value())
-}
-
 async fn all_events(s: &TestServer) -> Vec<RecordedEvent> {
     s.services.db.events.read_all(0, 100_000).await.unwrap()
-}
-
-async fn stream(s: &TestServer, name: &str) -> Vec<RecordedEvent> {
-    s.services
-        .db
-        .events
-        .read_stream(name, 1, 10_000)
-        .await
-        .unwrap()
 }
 
 fn console_actor(username: &str, role: &str) -> Actor {
@@ -111,7 +51,7 @@ fn console_actor(username: &str, role: &str) -> Actor {
 
 /// Today's recorded reads with this purpose.
 async fn reads_with_purpose(s: &TestServer, purpose: &str) -> Vec<RecordedEvent> {
-    stream(s, &AccessEvent::stream_name(s.now()))
+    events_of(s, &AccessEvent::stream_name(s.now()))
         .await
         .into_iter()
         .filter(|e| e.event_type == "AuditRecordRead" && e.payload["purpose"] == purpose)
@@ -142,7 +82,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
 
     // The first admin signs in and lands on the admin pages.
     let admin_link = first_admin(&s, "ani.admin").await;
-    let admin_phone = set_up(&b, &s, &admin_link).await;
+    let admin_phone = set_up(&b, &s, &admin_link, false).await;
     sign_in(&b, &s, "ani.admin", &admin_phone).await;
     assert_eq!(path(&b).await, "/console/admin/operators");
     assert!(b.text_of("#operators").await.unwrap().contains("ani.admin"));
@@ -169,7 +109,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     b.screenshot(&shots().join("admin-operator-created.png"))
         .await
         .unwrap();
-    let created = stream(&s, "operator-rina.audit").await;
+    let created = events_of(&s, "operator-rina.audit").await;
     assert_eq!(created[0].event_type, "OperatorCreated");
     assert_eq!(created[0].payload["role"], "auditor");
     assert_eq!(
@@ -188,7 +128,10 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     b.fill("#op-email", "else@lpse.example").await.unwrap();
     b.click("#create").await.unwrap();
     b.wait_for("#error").await.expect("refused");
-    assert_eq!(stream(&s, "operator-rina.audit").await.len(), created.len());
+    assert_eq!(
+        events_of(&s, "operator-rina.audit").await.len(),
+        created.len()
+    );
 
     // A helpdesk operator to disable.
     b.fill("#op-username", "budi.hd").await.unwrap();
@@ -201,7 +144,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
         .await
         .unwrap();
     b.wait_for("#message.ok").await.expect("disabled");
-    let budi = stream(&s, "operator-budi.hd").await;
+    let budi = events_of(&s, "operator-budi.hd").await;
     let disabled = budi.last().unwrap();
     assert_eq!(disabled.event_type, "OperatorDisabled");
     assert_eq!(disabled.metadata.actor, console_actor("ani.admin", "admin"));
@@ -271,7 +214,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
         .unwrap();
     assert_eq!(answer.status(), StatusCode::CONFLICT);
     assert_eq!(
-        stream(&s, "operator-ani.admin")
+        events_of(&s, "operator-ani.admin")
             .await
             .last()
             .unwrap()
@@ -281,7 +224,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     sign_out(&b).await;
 
     // The new auditor completes setup from the link and signs in; the admin pages refuse her.
-    let rina_phone = set_up(&b, &s, &rina_link).await;
+    let rina_phone = set_up(&b, &s, &rina_link, false).await;
     sign_in(&b, &s, "rina.audit", &rina_phone).await;
     assert_eq!(path(&b).await, "/console/audit");
     b.goto(&s.url("/console/admin/operators")).await.unwrap();
@@ -294,7 +237,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
         .unwrap();
     b.wait_for("#chain-never").await.unwrap();
     b.fill("#purpose", "AUD-7 integritas").await.unwrap();
-    b.click("#verify").await.unwrap();
+    b.click_to_load("#verify").await.unwrap();
     assert_eq!(b.text_of("#chain-result").await.unwrap(), "Utuh");
     assert!(b
         .text_of("#chain-who")
@@ -375,7 +318,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     b.fill("#purpose", "AUD-8 kode salah").await.unwrap();
     b.fill("#user_id", "vendor8").await.unwrap();
     b.fill("#event_type", "CodeRejected").await.unwrap();
-    b.click("#search").await.unwrap();
+    b.click_to_load("#search").await.unwrap();
     let table = b.text_of("#log").await.unwrap();
     let rows: Vec<&str> = table.lines().skip(1).collect();
     assert_eq!(rows.len(), 2, "{table}");
@@ -440,7 +383,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     b.fill("#user_id", "").await.unwrap();
     b.fill("#event_type", "").await.unwrap();
     b.fill("#actor", "console:ani.admin").await.unwrap();
-    b.click("#search").await.unwrap();
+    b.click_to_load("#search").await.unwrap();
     let table = b.text_of("#log").await.unwrap();
     for kind in ["OperatorCreated", "OperatorDisabled", "ApiKeyCreated"] {
         assert!(table.contains(kind), "{kind}: {table}");
@@ -460,7 +403,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     spse_totp_store::test_database::drop_append_only_guard(&s.services.db)
         .await
         .unwrap();
-    let target = stream(&s, "account-penyedia-OTHER1")
+    let target = events_of(&s, "account-penyedia-OTHER1")
         .await
         .into_iter()
         .find(|e| e.event_type == "TotpActivated")
@@ -475,7 +418,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     b.goto(&s.url("/console/audit/chain")).await.unwrap();
     assert_eq!(b.text_of("#chain-result").await.unwrap(), "Utuh");
     b.fill("#purpose", "AUD-9").await.unwrap();
-    b.click("#verify").await.unwrap();
+    b.click_to_load("#verify").await.unwrap();
     assert_eq!(b.text_of("#chain-result").await.unwrap(), "RUSAK");
     let broken = b.text_of("#chain-broken").await.unwrap();
     assert!(broken.contains("account-penyedia-OTHER1"), "{broken}");
@@ -489,7 +432,7 @@ async fn an_admin_manages_operators_and_keys_and_an_auditor_uses_the_chain_expor
     let new_link = b.text_of("#secret").await.unwrap();
     assert!(new_link.starts_with(&s.url("/console/setup?token=")));
     assert_ne!(new_link, rina_link);
-    let reset = stream(&s, "operator-rina.audit").await;
+    let reset = events_of(&s, "operator-rina.audit").await;
     let reset = reset.last().unwrap();
     assert_eq!(reset.event_type, "OperatorTotpReset");
     assert_eq!(reset.metadata.actor, console_actor("ani.admin", "admin"));
