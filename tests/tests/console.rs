@@ -9,6 +9,7 @@ use chrono::Duration;
 use reqwest::StatusCode;
 use serde_json::json;
 use spse_totp_domain::operator::{OperatorRole, Username};
+use spse_totp_projections::mail::message::LocalZone;
 use spse_totp_store::{Actor, EventMetadata};
 use spse_totp_tests::browser::{Browser, PHONE};
 use spse_totp_tests::console::{
@@ -272,7 +273,8 @@ async fn the_auditor_sees_the_state_as_of_three_instants() {
     let Some(b) = Browser::start().await.expect("the browser starts") else {
         return;
     };
-    let s = TestServer::start().await;
+    // An LPSE in Papua: the console shows and reads times in WIT (UTC+9), not the default WIB.
+    let s = TestServer::start_with(|config| config.lpse.time_zone = LocalZone::Wit).await;
     // A scripted life: registered and activated, then reset by the helpdesk, then activated again.
     let (_, _) = s.activate_by_code("non_penyedia", "ppk9").await;
     let t1 = s.now() + Duration::minutes(1);
@@ -297,12 +299,13 @@ async fn the_auditor_sees_the_state_as_of_three_instants() {
     let link = create(&s, OperatorRole::Auditor, "rina.audit").await;
     let phone = set_up(&b, &s, &link, false).await;
     sign_in(&b, &s, "rina.audit", &phone.code_at(s.now())).await;
-    b.wait_for("#audit-form").await.unwrap();
+    let form = b.text_of("#audit-form").await.unwrap();
+    assert!(form.contains("(WIT)") && !form.contains("WIB"), "{form}");
 
-    let wib = chrono::FixedOffset::east_opt(7 * 3600).unwrap();
+    let wit = chrono::FixedOffset::east_opt(9 * 3600).unwrap();
     let mut devices_seen = Vec::new();
     for (at, status) in [(t1, "active"), (t2, "inactive"), (t3, "active")] {
-        let local = at.with_timezone(&wib).format("%Y-%m-%dT%H:%M:%S");
+        let local = at.with_timezone(&wit).format("%Y-%m-%dT%H:%M:%S");
         b.goto(&s.url(&format!(
             "/console/audit/account?user_type=non_penyedia&user_id=ppk9&purpose=AUD-2026-9&at={local}"
         )))

@@ -86,6 +86,7 @@ async fn render_operators(
     form: OperatorForm,
     error: Option<String>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     let t = signed.lang.texts();
     let rows = match operators::list(&app.db.pool).await {
         Ok(rows) => rows,
@@ -97,7 +98,7 @@ async fn render_operators(
         .map(|op| {
             let status = match op.locked_at(now) {
                 Some(until) if op.status == "active" => {
-                    format!("locked ({} {})", t.to, local(until))
+                    format!("locked ({} {})", t.to, local(zone, until))
                 }
                 _ => op.status.clone(),
             };
@@ -107,7 +108,7 @@ async fn render_operators(
                 is_me: op.username == signed.session.username.as_str(),
                 last_sign_in: op
                     .last_sign_in_at
-                    .map(local)
+                    .map(|at| local(zone, at))
                     .unwrap_or_else(|| t.none.to_owned()),
                 role: op.role.as_str().to_owned(),
                 username: op.username,
@@ -368,6 +369,7 @@ async fn render_keys(
     form: KeyForm,
     error: Option<String>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     let keys = match api_keys::list(&app.db.pool).await {
         Ok(keys) => keys,
         Err(e) => return unavailable(&e),
@@ -384,7 +386,7 @@ async fn render_keys(
                     key_id: k.key_id.to_string(),
                     name: k.name,
                     role: k.role,
-                    created: local(k.created_at),
+                    created: local(zone, k.created_at),
                 })
                 .collect(),
             name: form.name,

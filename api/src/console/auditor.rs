@@ -1,5 +1,5 @@
 //! The auditor's pages: one account's whole history with filters and each event's metadata,
-//! and its state as of an instant (picked in WIB, read in UTC). Every read asks for its purpose
+//! and its state as of an instant (picked in the LPSE's zone, read in UTC). Every read asks for its purpose
 //! and is recorded under the signed-in auditor before it is shown.
 
 use askama::Template;
@@ -11,9 +11,10 @@ use serde::Deserialize;
 use spse_totp_domain::operator::OperatorRole;
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit::{self, HistoryFilter};
+use spse_totp_projections::mail::message::LocalZone;
 
 use super::session::Signed;
-use super::{html, local, wib, Frame};
+use super::{html, local, Frame};
 use crate::state::{AppState, RequestContext};
 
 const HISTORY_LIMIT: usize = 1000;
@@ -38,6 +39,8 @@ pub struct EventLine {
 #[template(path = "console/audit.html")]
 struct AuditPage {
     page: Frame,
+    /// WIB, WITA or WIT: the zone the form's times are in.
+    zone: &'static str,
     error: Option<String>,
     user_type: String,
     user_id: String,
@@ -69,13 +72,13 @@ pub struct AuditQuery {
     at: String,
 }
 
-/// A `datetime-local` value, taken as WIB, as a UTC instant.
-pub(super) fn parse_local(text: &str) -> Option<DateTime<Utc>> {
+/// A `datetime-local` value, taken in the LPSE's zone, as a UTC instant.
+pub(super) fn parse_local(zone: LocalZone, text: &str) -> Option<DateTime<Utc>> {
     let text = text.trim();
     let naive = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
         .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M"))
         .ok()?;
-    wib()
+    zone.offset()
         .from_local_datetime(&naive)
         .single()
         .map(|t| t.with_timezone(&Utc))
@@ -86,9 +89,15 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
 }
 
-fn empty_page(signed: &Signed, query: AuditQuery, error: Option<String>) -> AuditPage {
+fn empty_page(
+    zone: LocalZone,
+    signed: &Signed,
+    query: AuditQuery,
+    error: Option<String>,
+) -> AuditPage {
     AuditPage {
         page: Frame::new(signed.lang, Some(signed)),
+        zone: zone.label(),
         error,
         user_type: query.user_type,
         user_id: query.user_id,
@@ -104,20 +113,31 @@ fn empty_page(signed: &Signed, query: AuditQuery, error: Option<String>) -> Audi
 }
 
 /// The account form again, with what was refused.
-pub(super) fn audit_page_error(signed: &Signed, query: AuditQuery, error: String) -> Response {
+pub(super) fn audit_page_error(
+    zone: LocalZone,
+    signed: &Signed,
+    query: AuditQuery,
+    error: String,
+) -> Response {
     html(
         StatusCode::BAD_REQUEST,
-        empty_page(signed, query, Some(error)).render(),
+        empty_page(zone, signed, query, Some(error)).render(),
     )
 }
 
-pub async fn home(signed: Signed) -> Response {
+pub async fn home(State(app): State<AppState>, signed: Signed) -> Response {
     if let Err(page) = signed.require(OperatorRole::Auditor) {
         return page;
     }
     html(
         StatusCode::OK,
-        empty_page(&signed, AuditQuery::default(), None).render(),
+        empty_page(
+            app.config.lpse.time_zone,
+            &signed,
+            AuditQuery::default(),
+            None,
+        )
+        .render(),
     )
 }
 
@@ -127,6 +147,7 @@ pub async fn account(
     ctx: RequestContext,
     Query(query): Query<AuditQuery>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     if let Err(page) = signed.require(OperatorRole::Auditor) {
         return page;
     }
@@ -137,14 +158,14 @@ pub async fn account(
     ) {
         (Ok(ut), Ok(id)) => AccountKey::new(ut, id),
         _ => {
-            let page = empty_page(&signed, query, Some(t.account_not_found.to_owned()));
+            let page = empty_page(zone, &signed, query, Some(t.account_not_found.to_owned()));
             return html(StatusCode::BAD_REQUEST, page.render());
         }
     };
     let purpose = match crate::routes::audit::purpose(Some(&query.purpose)) {
         Ok(p) => p,
         Err(e) => {
-            let page = empty_page(&signed, query, Some(e.body.message.clone()));
+            let page = empty_page(zone, &signed, query, Some(e.body.message.clone()));
             return html(StatusCode::BAD_REQUEST, page.render());
         }
     };
@@ -155,8 +176,8 @@ pub async fn account(
     let stream = key.stream_name();
     let filter = HistoryFilter {
         after_version: 0,
-        from: parse_local(&query.from),
-        to: parse_local(&query.to),
+        from: parse_local(zone, &query.from),
+        to: parse_local(zone, &query.to),
         event_type: Some(query.event_type.trim().to_owned()).filter(|t| !t.is_empty()),
     };
     let events =
@@ -164,30 +185,30 @@ pub async fn account(
             Ok(events) => events,
             Err(e) => return unavailable(&e),
         };
-    let state = match parse_local(&query.at) {
+    let state = match parse_local(zone, &query.at) {
         None => None,
         Some(at) => match audit::history_as_of(app.db.log_source(), &stream, at).await {
             Err(e) => return unavailable(&e),
             Ok(history) => {
                 let s = history.unwrap_or_default().state_as_of(at);
                 Some(StateLines {
-                    at: local(at),
+                    at: local(zone, at),
                     status: s.totp_status.as_str().to_owned(),
                     device: s
                         .device
                         .as_ref()
-                        .map(|d| format!("{} ({})", d.label, local(d.activated_at)))
+                        .map(|d| format!("{} ({})", d.label, local(zone, d.activated_at)))
                         .unwrap_or_else(|| t.none.to_owned()),
                     lock: s
                         .locked_until
-                        .map(local)
+                        .map(|at| local(zone, at))
                         .unwrap_or_else(|| t.not_locked.to_owned()),
                     devices: s
                         .devices
                         .iter()
                         .map(|d| {
-                            let ended = d.ended_at.map(local).unwrap_or_default();
-                            format!("{} ({} - {ended})", d.label, local(d.activated_at))
+                            let ended = d.ended_at.map(|at| local(zone, at)).unwrap_or_default();
+                            format!("{} ({} - {ended})", d.label, local(zone, d.activated_at))
                         })
                         .collect(),
                 })
@@ -200,7 +221,7 @@ pub async fn account(
             let m = &e.metadata;
             EventLine {
                 version: e.version,
-                when: local(e.recorded_at),
+                when: local(zone, e.recorded_at),
                 event_type: e.event_type.clone(),
                 who: format!("{} {}", m.actor.kind(), m.actor.display_name()),
                 meta: [&m.client_ip, &m.user_agent, &m.causation_id]
@@ -211,7 +232,7 @@ pub async fn account(
             }
         })
         .collect();
-    let mut page = empty_page(&signed, query, None);
+    let mut page = empty_page(zone, &signed, query, None);
     page.state = state;
     page.shown = true;
     page.events = lines;

@@ -16,6 +16,7 @@ use spse_totp_domain::operator::OperatorRole;
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit;
 use spse_totp_projections::audit_log::{self, AuditRow, AuditSearch};
+use spse_totp_projections::mail::message::LocalZone;
 
 use super::auditor::{audit_page_error, parse_local, AuditQuery};
 use super::i18n::Texts;
@@ -71,6 +72,7 @@ struct ChainPage {
 
 /// The newest `ChainVerified` in the log, found through the audit projection and read whole.
 async fn last_verification(app: &AppState) -> Result<Option<LastVerification>, Response> {
+    let zone = app.config.lpse.time_zone;
     let filter = AuditSearch {
         event_type: Some("ChainVerified".to_owned()),
         ..AuditSearch::default()
@@ -98,7 +100,7 @@ async fn last_verification(app: &AppState) -> Result<Option<LastVerification>, R
             streams,
             broken,
         }) => Ok(Some(LastVerification {
-            when: local(event.recorded_at),
+            when: local(zone, event.recorded_at),
             who: format!(
                 "{} {}",
                 event.metadata.actor.kind(),
@@ -244,7 +246,14 @@ pub async fn export(
         UserId::parse(&query.user_id),
     ) {
         (Ok(ut), Ok(id)) => AccountKey::new(ut, id),
-        _ => return audit_page_error(&signed, query, t.account_not_found.to_owned()),
+        _ => {
+            return audit_page_error(
+                app.config.lpse.time_zone,
+                &signed,
+                query,
+                t.account_not_found.to_owned(),
+            )
+        }
     };
     let result = match purpose(Some(&query.purpose)) {
         Ok(purpose) => {
@@ -264,7 +273,7 @@ pub async fn export(
         Ok(export) => export,
         Err(e) => {
             return match refused(e) {
-                Ok(message) => audit_page_error(&signed, query, message),
+                Ok(message) => audit_page_error(app.config.lpse.time_zone, &signed, query, message),
                 Err(page) => page,
             }
         }
@@ -296,7 +305,7 @@ fn download(body: impl IntoResponse, content_type: &'static str, filename: &str)
 
 // ---- The log-wide search ----
 
-/// The search form's fields; times are picked in WIB. `purpose` absent means the page was
+/// The search form's fields; times are picked in the LPSE's zone. `purpose` absent means the page was
 /// opened, not searched.
 #[derive(Debug, Default, Deserialize)]
 pub struct LogQuery {
@@ -324,11 +333,16 @@ fn given(text: &str) -> Option<String> {
 }
 
 /// The form as the API's query, so the API's checks and filter apply unchanged.
-fn api_query(q: &LogQuery, t: &Texts, limit: usize) -> Result<SearchQuery, String> {
+fn api_query(
+    zone: LocalZone,
+    q: &LogQuery,
+    t: &Texts,
+    limit: usize,
+) -> Result<SearchQuery, String> {
     let time = |text: &str| -> Result<Option<DateTime<Utc>>, String> {
         match given(text) {
             None => Ok(None),
-            Some(text) => parse_local(&text)
+            Some(text) => parse_local(zone, &text)
                 .map(Some)
                 .ok_or_else(|| t.time_invalid.to_owned()),
         }
@@ -357,7 +371,7 @@ async fn searched(
     limit: usize,
     endpoint: &str,
 ) -> Result<Result<(Vec<AuditRow>, Option<String>), String>, Response> {
-    let query = match api_query(q, signed.lang.texts(), limit) {
+    let query = match api_query(app.config.lpse.time_zone, q, signed.lang.texts(), limit) {
         Ok(query) => query,
         Err(message) => return Ok(Err(message)),
     };
@@ -387,6 +401,8 @@ pub struct Row {
 #[template(path = "console/log_search.html")]
 struct LogSearchPage {
     page: Frame,
+    /// WIB, WITA or WIT: the zone the form's times are in.
+    zone: &'static str,
     error: Option<String>,
     purpose: String,
     user_type: String,
@@ -418,11 +434,13 @@ pub async fn search(
     RawQuery(raw): RawQuery,
     Query(query): Query<LogQuery>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     if let Err(page) = signed.require(OperatorRole::Auditor) {
         return page;
     }
     let mut page = LogSearchPage {
         page: Frame::new(signed.lang, Some(&signed)),
+        zone: zone.label(),
         error: None,
         purpose: query.purpose.clone().unwrap_or_default(),
         user_type: query.user_type.clone(),
@@ -457,7 +475,7 @@ pub async fn search(
         .into_iter()
         .map(|r| Row {
             position: r.position,
-            when: local(r.recorded_at),
+            when: local(zone, r.recorded_at),
             account: match (&r.user_type, &r.user_id) {
                 (Some(t), Some(id)) => format!("{id} ({t})"),
                 _ => String::new(),

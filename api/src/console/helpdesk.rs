@@ -70,6 +70,7 @@ pub async fn search(
     signed: Signed,
     Query(query): Query<SearchQuery>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     if let Err(page) = signed.require(OperatorRole::Helpdesk) {
         return page;
     }
@@ -97,7 +98,7 @@ pub async fn search(
                         lock: a
                             .locked_until
                             .filter(|u| *u > now)
-                            .map(local)
+                            .map(|at| local(zone, at))
                             .unwrap_or_else(|| t.not_locked.to_owned()),
                         user_id: a.user_id,
                         user_type: a.user_type,
@@ -152,6 +153,7 @@ struct AccountPage {
 
 /// The account's last events in plain words, newest first.
 async fn timeline(app: &AppState, lang: Lang, key: &AccountKey) -> Result<Vec<Line>, Response> {
+    let zone = app.config.lpse.time_zone;
     let stream = key.stream_name();
     let version = app
         .db
@@ -180,7 +182,7 @@ async fn timeline(app: &AppState, lang: Lang, key: &AccountKey) -> Result<Vec<Li
             };
             let actor = &e.metadata.actor;
             Line {
-                when: local(e.recorded_at),
+                when: local(zone, e.recorded_at),
                 what: what.to_owned(),
                 who: format!("{} {}", actor.kind(), actor.display_name()),
             }
@@ -238,6 +240,7 @@ async fn render_account(
     done: Option<String>,
     error: Option<String>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     let lang = signed.lang;
     let t = lang.texts();
     let v = match account_view(app, signed, key).await {
@@ -276,13 +279,13 @@ async fn render_account(
                         d.label,
                         d.method,
                         t.activated_at,
-                        local(d.activated_at)
+                        local(zone, d.activated_at)
                     )
                 })
                 .unwrap_or_else(|| t.none.to_owned()),
             lock: v
                 .locked_until
-                .map(|u| format!("{} {}", t.to, local(u)))
+                .map(|u| format!("{} {}", t.to, local(zone, u)))
                 .unwrap_or_else(|| t.not_locked.to_owned()),
             locked: v.locked_until.is_some(),
             pending,

@@ -30,7 +30,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, FixedOffset, Offset as _, Utc};
+use chrono::{DateTime, Utc};
+use spse_totp_projections::mail::message::LocalZone;
 
 pub use i18n::{Lang, Texts};
 pub use session::Signed;
@@ -173,18 +174,14 @@ pub fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> Resp
     }
 }
 
-/// The LPSE's zone: the console shows Western Indonesian Time (UTC+7) and stores UTC.
-pub fn local(at: DateTime<Utc>) -> String {
+/// An instant as the console shows it: in the LPSE's zone (`SPSE_TOTP_TIME_ZONE`), labelled
+/// WIB, WITA or WIT. Everything is stored in UTC.
+pub fn local(zone: LocalZone, at: DateTime<Utc>) -> String {
     format!(
-        "{} WIB",
-        at.with_timezone(&wib()).format("%Y-%m-%d %H:%M:%S")
+        "{} {}",
+        at.with_timezone(&zone.offset()).format("%Y-%m-%d %H:%M:%S"),
+        zone.label()
     )
-}
-
-/// Western Indonesian Time, UTC+7 all year (Indonesia keeps no daylight saving time).
-pub fn wib() -> FixedOffset {
-    const SEVEN_HOURS: i32 = 7 * 3600;
-    FixedOffset::east_opt(SEVEN_HOURS).unwrap_or_else(|| Utc.fix())
 }
 
 /// Equal without leaking where they differ.

@@ -76,6 +76,7 @@ pub async fn submit(
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Response {
+    let zone = app.config.lpse.time_zone;
     let lang = chosen.lang;
     let t = lang.texts();
     if !pre_token_matches(&app, &headers, &form.csrf) {
@@ -115,7 +116,7 @@ pub async fn submit(
         Err(OperatorCommandError::Rejected {
             error: OperatorError::Locked { until },
             ..
-        }) => return refused(format!("{} {}.", t.locked_until, local(until))),
+        }) => return refused(format!("{} {}.", t.locked_until, local(zone, until))),
         Err(OperatorCommandError::Rejected { .. }) => return refused(t.sign_in_refused.to_owned()),
         Err(e) => return unavailable(&e),
     }

@@ -46,6 +46,12 @@ impl LocalZone {
         }
     }
 
+    /// The zone's offset from UTC (Indonesia keeps no daylight saving time).
+    pub fn offset(self) -> chrono::FixedOffset {
+        let seconds = i32::try_from(self.offset_hours() * 3600).unwrap_or(0);
+        chrono::FixedOffset::east_opt(seconds).unwrap_or_else(|| chrono::Offset::fix(&Utc))
+    }
+
     fn offset_hours(self) -> i64 {
         match self {
             LocalZone::Wib => 7,
