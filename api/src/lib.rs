@@ -17,6 +17,7 @@ pub mod housekeeping;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;
+pub mod page_headers;
 pub mod routes;
 pub mod state;
 
