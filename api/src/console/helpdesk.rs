@@ -361,6 +361,31 @@ struct ConfirmPage {
     ticket: String,
 }
 
+/// What both reset steps check first: a helpdesk operator, the form's CSRF token, the account,
+/// and a reason and a ticket. The account page again, saying what is missing, when they lack.
+async fn checked_reset(
+    app: &AppState,
+    signed: &Signed,
+    path: AccountPath,
+    form: &ResetForm,
+) -> Result<(AccountKey, String, String), Response> {
+    signed.require(OperatorRole::Helpdesk)?;
+    if !signed.csrf_ok(&form.csrf) {
+        return Err(csrf_refused(signed.lang, Some(signed)));
+    }
+    let key = parse_key(signed.lang, signed, path.0)?;
+    match (
+        field(&form.reason, TEXT_MAX),
+        field(&form.ticket, TICKET_MAX),
+    ) {
+        (Some(reason), Some(ticket)) => Ok((key, reason, ticket)),
+        _ => {
+            let message = signed.lang.texts().required_fields.to_owned();
+            Err(render_account(app, signed, &key, None, Some(message)).await)
+        }
+    }
+}
+
 /// The confirmation step: what the reset will do, with the reason and ticket carried along.
 pub async fn confirm_reset(
     State(app): State<AppState>,
@@ -368,22 +393,9 @@ pub async fn confirm_reset(
     path: AccountPath,
     Form(form): Form<ResetForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Helpdesk) {
-        return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
-    }
-    let key = match parse_key(signed.lang, &signed, path.0) {
-        Ok(key) => key,
+    let (key, reason, ticket) = match checked_reset(&app, &signed, path, &form).await {
+        Ok(checked) => checked,
         Err(page) => return page,
-    };
-    let (Some(reason), Some(ticket)) = (
-        field(&form.reason, TEXT_MAX),
-        field(&form.ticket, TICKET_MAX),
-    ) else {
-        let message = signed.lang.texts().required_fields.to_owned();
-        return render_account(&app, &signed, &key, None, Some(message)).await;
     };
     let v = match account_view(&app, &signed, &key).await {
         Ok(v) => v,
@@ -444,22 +456,9 @@ pub async fn reset(
     path: AccountPath,
     Form(form): Form<ResetForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Helpdesk) {
-        return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
-    }
-    let key = match parse_key(signed.lang, &signed, path.0) {
-        Ok(key) => key,
+    let (key, reason, ticket) = match checked_reset(&app, &signed, path, &form).await {
+        Ok(checked) => checked,
         Err(page) => return page,
-    };
-    let (Some(reason), Some(ticket)) = (
-        field(&form.reason, TEXT_MAX),
-        field(&form.ticket, TICKET_MAX),
-    ) else {
-        let message = signed.lang.texts().required_fields.to_owned();
-        return render_account(&app, &signed, &key, None, Some(message)).await;
     };
     let command = AccountCommand::HelpdeskReset(HelpdeskReset { reason, ticket });
     run(
