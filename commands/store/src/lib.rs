@@ -10,6 +10,7 @@
 //! Depends on nothing of the service: it knows SQL, but no domain rule, no HTTP, no projection.
 //! The read side hooks into the append transaction only through [`InlineProjection`].
 
+mod append_queue;
 pub mod chain;
 pub mod clock;
 pub mod database;

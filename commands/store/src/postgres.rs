@@ -48,6 +48,8 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgListener, PgPool};
 use sqlx::{Executor, Postgres, Row, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::append_queue::{AppendQueue, AppendRequest};
 use uuid::Uuid;
 
 use crate::advance_watch;
@@ -75,16 +77,9 @@ const MAX_GROUP: usize = 256;
 /// How long the listener waits before reconnecting after losing its connection.
 const LISTENER_RETRY: Duration = Duration::from_millis(500);
 
-struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
-
 pub struct PostgresEventStore {
     pool: PgPool,
-    writer: mpsc::Sender<AppendRequest>,
+    writer: AppendQueue,
     head: Arc<watch::Sender<u64>>,
     /// Dropped with the store, which stops the listener task.
     _stop_listener: oneshot::Sender<()>,
@@ -96,7 +91,7 @@ impl PostgresEventStore {
     pub(crate) async fn open(pool: PgPool, inline: InlineSlot) -> Result<Self, StoreError> {
         let head = Arc::new(watch::channel(read_head(&pool).await?).0);
         let channel: Arc<str> = events_channel(&pool).await?.into();
-        let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
+        let (writer, requests) = AppendQueue::new(4 * MAX_GROUP);
         tokio::spawn(run_writer(
             pool.clone(),
             requests,
@@ -548,18 +543,7 @@ impl EventStore for PostgresEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        let (reply, outcome) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        self.writer
-            .send(request)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        outcome.await.map_err(|_| StoreError::WriterGone)?
+        self.writer.append(stream, expected, events).await
     }
 
     async fn read_stream(

@@ -23,7 +23,9 @@ use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{Sqlite, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::FromRow;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
+
+use crate::append_queue::{AppendQueue, AppendRequest};
 
 use crate::database::{WriteGate, WAL_AUTOCHECKPOINT_PAGES};
 
@@ -44,16 +46,9 @@ const WRITER_CACHE_KIB: i64 = 64 * 1024;
 const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
      schema_version, payload, metadata, recorded_at, hash FROM events";
 
-struct AppendRequest {
-    stream: String,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-    reply: oneshot::Sender<Result<Appended, StoreError>>,
-}
-
 pub struct SqliteEventStore {
     readers: SqlitePool,
-    writer: mpsc::Sender<AppendRequest>,
+    writer: AppendQueue,
     head: Arc<watch::Sender<u64>>,
 }
 
@@ -87,7 +82,7 @@ impl SqliteEventStore {
         let (head, _) = watch::channel(head_now);
         let head = Arc::new(head);
         let connection = open_write_connection(&path)?;
-        let (writer, requests) = mpsc::channel(4 * MAX_GROUP);
+        let (writer, requests) = AppendQueue::new(4 * MAX_GROUP);
         let thread_head = Arc::clone(&head);
         std::thread::Builder::new()
             .name("event-writer".to_owned())
@@ -372,18 +367,7 @@ impl EventStore for SqliteEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<Appended, StoreError> {
-        let (reply, outcome) = oneshot::channel();
-        let request = AppendRequest {
-            stream: stream.to_owned(),
-            expected,
-            events,
-            reply,
-        };
-        self.writer
-            .send(request)
-            .await
-            .map_err(|_| StoreError::WriterGone)?;
-        outcome.await.map_err(|_| StoreError::WriterGone)?
+        self.writer.append(stream, expected, events).await
     }
 
     async fn read_stream(
