@@ -12,7 +12,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "SPSE TOTP service",
-        description = "Second factor for SPSE 4.5: TOTP activation by QR code, login approval from the phone or by typed code, disable. Every 4xx/5xx answer is `{\"error\": {\"code\", \"message\"}}`.",
+        description = "Second factor for SPSE 4.5: TOTP activation by QR code, login approval from the phone or by typed code, disable. Every 4xx/5xx answer is `{\"error\": {\"code\", \"message\"}}`; `message` follows `Accept-Language` (Bahasa Indonesia by default, English with `en`, q-values honoured), `code` never changes with it.",
     ),
     paths(
         routes::logins::start,
