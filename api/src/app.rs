@@ -286,6 +286,8 @@ pub fn router(state: AppState) -> Router {
             use axum::response::IntoResponse;
             ApiError::internal(&"a handler panicked").into_response()
         }))
+        // Outside every layer that may refuse, so each error message is in the caller's language.
+        .layer(middleware::from_fn(error::localize))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)

@@ -24,13 +24,14 @@ use spse_totp_projections::ProjectionError;
 use spse_totp_store::StoreError;
 use utoipa::ToSchema;
 
+use crate::language::Lang;
 use crate::state::AppState;
 
 /// Declares every error code once: its wire name and the status it always answers with. The name
 /// is taken as a `tt`, not a `literal`: utoipa reads a `serde(rename)` only from a plain literal
 /// token, and would otherwise list the variants' Rust names.
 macro_rules! error_codes {
-    ($($variant:ident = $text:tt => $status:ident,)*) => {
+    ($($variant:ident = $text:tt => $status:ident, $indonesian:literal,)*) => {
         /// Stable, machine-readable reason of a 4xx or 5xx answer.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
         pub enum ErrorCode {
@@ -52,59 +53,111 @@ macro_rules! error_codes {
                     $(ErrorCode::$variant => StatusCode::$status,)*
                 }
             }
+
+            /// What the code means, in Bahasa Indonesia: the message of every answer in `id`.
+            pub fn indonesian(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $indonesian,)*
+                }
+            }
         }
     };
 }
 
+// Each code: its wire name, its status, and its message in Bahasa Indonesia. The English message
+// is the one the refusal is made with, which says the particulars (which limit, which parameter).
 error_codes! {
     // The request itself.
     MalformedJson = "malformed_json" => BAD_REQUEST,
+        "Isi permintaan bukan JSON yang sah.",
     InvalidRequest = "invalid_request" => BAD_REQUEST,
+        "Isi permintaan tidak sesuai dengan layanan ini.",
     InvalidQuery = "invalid_query" => BAD_REQUEST,
+        "Parameter kueri tidak sah.",
     InvalidCursor = "invalid_cursor" => BAD_REQUEST,
+        "Kursor bukan yang diberikan oleh layanan ini.",
     InvalidCodeFormat = "invalid_code_format" => BAD_REQUEST,
+        "Kode harus terdiri dari 6 angka.",
     PurposeRequired = "purpose_required" => BAD_REQUEST,
+        "Sebutkan alasan membaca data ini di parameter purpose (1 sampai 200 karakter, misalnya nomor tiket).",
     OperatorRequired = "operator_required" => BAD_REQUEST,
+        "Sebutkan nama operator di header X-Operator.",
     UnsupportedMediaType = "unsupported_media_type" => UNSUPPORTED_MEDIA_TYPE,
+        "Kirim isi permintaan dengan Content-Type: application/json.",
     PayloadTooLarge = "payload_too_large" => PAYLOAD_TOO_LARGE,
+        "Isi permintaan melebihi batas yang diterima layanan ini.",
     NotFound = "not_found" => NOT_FOUND,
+        "Tidak ditemukan.",
     MethodNotAllowed = "method_not_allowed" => METHOD_NOT_ALLOWED,
+        "Metode HTTP ini tidak didukung untuk alamat ini.",
     // Who calls.
     Unauthorized = "unauthorized" => UNAUTHORIZED,
+        "Kunci API atau token tidak ada atau tidak sah.",
     Forbidden = "forbidden" => FORBIDDEN,
+        "Kunci API ini tidak berhak atas permintaan ini.",
     DeviceNotRecognised = "device_not_recognised" => UNAUTHORIZED,
+        "Perangkat tidak dikenali; aktifkan ulang TOTP.",
     TooManyRequests = "too_many_requests" => TOO_MANY_REQUESTS,
+        "Terlalu banyak permintaan; coba lagi nanti.",
     // What the domain refused.
     AccountNotFound = "account_not_found" => NOT_FOUND,
+        "Akun tidak ditemukan.",
     AccountLocked = "account_locked" => LOCKED,
+        "Akun terkunci karena terlalu banyak percobaan gagal.",
     LockedUntilUnlock = "locked_until_unlock" => LOCKED,
+        "Akun terkunci sampai dibuka oleh helpdesk.",
     NotLocked = "not_locked" => CONFLICT,
+        "Akun tidak sedang terkunci.",
     LoginNotFound = "login_not_found" => NOT_FOUND,
+        "Login tidak ditemukan.",
     LoginNotPending = "login_not_pending" => CONFLICT,
+        "Login ini sudah tidak menunggu konfirmasi.",
     LoginExpired = "login_expired" => GONE,
+        "Waktu konfirmasi login sudah habis.",
     InvalidCode = "invalid_code" => UNPROCESSABLE_ENTITY,
+        "Kode salah.",
     CodeAlreadyUsed = "code_already_used" => UNPROCESSABLE_ENTITY,
+        "Kode ini sudah pernah dipakai; tunggu kode berikutnya.",
     NumberRequired = "number_required" => BAD_REQUEST,
+        "Pilih angka yang ditampilkan di portal.",
     TotpAlreadyActive = "totp_already_active" => CONFLICT,
+        "TOTP sudah aktif pada perangkat lain; reset terlebih dahulu.",
     TotpNotActive = "totp_not_active" => CONFLICT,
+        "TOTP tidak aktif.",
     EnrollmentNotFound = "enrollment_not_found" => NOT_FOUND,
+        "Kode QR tidak ditemukan.",
     EnrollmentExpired = "enrollment_expired" => GONE,
+        "Kode QR sudah kedaluwarsa; login ulang untuk kode baru.",
     WrongStage = "wrong_stage" => CONFLICT,
+        "Langkah ini tidak berlaku untuk login ini.",
     RecentLoginRequired = "recent_login_required" => FORBIDDEN,
+        "Diperlukan login yang disetujui dalam 10 menit terakhir.",
     InvalidToken = "invalid_token" => NOT_FOUND,
+        "Tautan reset ini tidak sah.",
     TokenUsed = "token_used" => GONE,
+        "Tautan reset ini sudah dipakai.",
     TokenSuperseded = "token_superseded" => GONE,
+        "Tautan reset ini sudah digantikan oleh permintaan yang lebih baru.",
     TokenExpired = "token_expired" => GONE,
+        "Tautan reset ini sudah kedaluwarsa.",
     CaptchaInvalid = "captcha_invalid" => UNPROCESSABLE_ENTITY,
+        "Kode keamanan salah, sudah dipakai, atau kedaluwarsa; minta yang baru.",
     // The service.
     Busy = "busy" => SERVICE_UNAVAILABLE,
+        "Akun sedang sibuk; coba lagi.",
     NotReady = "not_ready" => SERVICE_UNAVAILABLE,
+        "Layanan belum siap.",
     RequestTimeout = "request_timeout" => SERVICE_UNAVAILABLE,
+        "Permintaan melebihi batas waktu; coba lagi.",
     TooManyLongPolls = "too_many_long_polls" => SERVICE_UNAVAILABLE,
+        "Terlalu banyak permintaan yang menunggu; coba lagi nanti.",
     Internal = "internal" => INTERNAL_SERVER_ERROR,
+        "Terjadi kesalahan internal; sudah dicatat.",
 }
 
-/// The error shape of every 4xx and 5xx answer.
+/// The error shape of every 4xx and 5xx answer. `message` follows the request's
+/// `Accept-Language`: Bahasa Indonesia by default, English with `en` (q-values honoured, other
+/// languages fall back to Bahasa Indonesia); `code` and the other fields never change with it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
@@ -113,7 +166,8 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorDetail {
     pub code: ErrorCode,
-    /// For people; may change.
+    /// For people; may change. In Bahasa Indonesia unless the request's `Accept-Language`
+    /// prefers English (`en`); the code is the same in both.
     pub message: String,
     /// With `invalid_code` and `code_already_used`: failures left before the account locks.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,9 +262,61 @@ impl ApiError {
     }
 }
 
+impl ErrorDetail {
+    /// The detail as a person reading `lang` sees it. The code and every other field stay as
+    /// they are: clients act on those, people read the message. In Bahasa Indonesia the message
+    /// is the code's own, naming the field where one is known; in English it is the particular
+    /// message the refusal was made with.
+    pub fn in_language(&self, lang: Lang) -> ErrorDetail {
+        let mut detail = self.clone();
+        if lang == Lang::Id {
+            detail.message = match &self.field {
+                Some(field) => format!("{} (isian: {field})", self.code.indonesian()),
+                None => self.code.indonesian().to_owned(),
+            };
+        }
+        detail
+    }
+}
+
+/// An error answer's detail before its language is chosen, for [`localize`].
+#[derive(Clone)]
+struct Unlocalized(ErrorDetail);
+
+/// Chooses the language of an error answer's message from the request's `Accept-Language`
+/// (Bahasa Indonesia unless English is preferred); the code and status never change. Errors
+/// are answered in Bahasa Indonesia already, so only an English answer is written again.
+pub async fn localize(request: Request, next: Next) -> Response {
+    let lang = Lang::from_accept_language(
+        request
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut response = next.run(request).await;
+    if let Some(Unlocalized(detail)) = response.extensions_mut().remove::<Unlocalized>() {
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-language"));
+        if lang != Lang::Id {
+            if let Ok(body) = serde_json::to_vec(&ErrorBody {
+                error: detail.in_language(lang),
+            }) {
+                response.headers_mut().remove(header::CONTENT_LENGTH);
+                *response.body_mut() = axum::body::Body::from(body);
+            }
+        }
+    }
+    response
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(ErrorBody { error: *self.body })).into_response();
+        let body = ErrorBody {
+            error: self.body.in_language(Lang::Id),
+        };
+        let mut response = (self.status, Json(body)).into_response();
+        response.extensions_mut().insert(Unlocalized(*self.body));
         match self.retry_after {
             Some(RetryAfter::Seconds(seconds)) => set_retry_after(&mut response, seconds),
             Some(RetryAfter::At(at)) => {

@@ -14,6 +14,7 @@ pub mod console;
 pub mod demo;
 pub mod error;
 pub mod housekeeping;
+pub mod language;
 pub mod limits;
 pub mod metrics;
 pub mod openapi;

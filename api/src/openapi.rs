@@ -12,7 +12,7 @@ use crate::routes;
 #[openapi(
     info(
         title = "SPSE TOTP service",
-        description = "Second factor for SPSE 4.5: TOTP activation by QR code, login approval from the phone or by typed code, disable. Every 4xx/5xx answer is `{\"error\": {\"code\", \"message\"}}`.",
+        description = "Second factor for SPSE 4.5: TOTP activation by QR code, login approval from the phone or by typed code, disable. Every 4xx/5xx answer is `{\"error\": {\"code\", \"message\"}}`; `message` follows `Accept-Language` (Bahasa Indonesia by default, English with `en`, q-values honoured), `code` never changes with it.",
     ),
     paths(
         routes::logins::start,
@@ -45,7 +45,7 @@ use crate::routes;
         routes::system::metrics,
         routes::system::openapi,
     ),
-    modifiers(&Security, &CommonAnswers),
+    modifiers(&Security, &CommonAnswers, &OptionalBodies),
     tags(
         (name = "logins", description = "The portal's side of a login (API key, role portal)"),
         (name = "device", description = "The phone's side (device token from activation)"),
@@ -169,6 +169,49 @@ impl Modify for CommonAnswers {
                         .responses
                         .entry(status.to_owned())
                         .or_insert_with(|| error(description));
+                }
+            }
+        }
+    }
+}
+
+/// utoipa writes an optional body (`Option<T>`) as "`null` or T". On the wire an optional body is
+/// left out, and a body of `null` is refused like any other body that is not a T (400), so the
+/// document says what the server takes: no body, or a T.
+struct OptionalBodies;
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::Required;
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let Some(body) = operation.request_body.as_mut() else {
+                    continue;
+                };
+                if body.required == Some(Required::True) {
+                    continue;
+                }
+                for content in body.content.values_mut() {
+                    let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema else {
+                        continue;
+                    };
+                    let not_null: Vec<_> = one_of
+                        .items
+                        .iter()
+                        .filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == utoipa::openapi::schema::SchemaType::Type(utoipa::openapi::Type::Null)))
+                        .cloned()
+                        .collect();
+                    if let [only] = not_null.as_slice() {
+                        content.schema = Some(only.clone());
+                    }
                 }
             }
         }

@@ -1,5 +1,5 @@
-//! Bahasa Indonesia by default; English when the browser asks for it first (`Accept-Language`)
-//! or the operator picks it with the switch (`?lang=en`, kept in a cookie).
+//! Bahasa Indonesia by default; English when the browser prefers it (`Accept-Language`, q-values
+//! honoured: [`Lang::from_accept_language`]) or the operator picks it with the switch (`?lang=en`, kept in a cookie).
 
 use axum::extract::FromRequestParts;
 use axum::http::header;
@@ -10,32 +10,13 @@ use crate::state::AppState;
 
 pub const LANG_COOKIE: &str = "spse_console_lang";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lang {
-    Id,
-    En,
-}
+pub use crate::language::Lang;
 
 impl Lang {
     pub fn texts(self) -> &'static Texts {
         match self {
             Lang::Id => &ID,
             Lang::En => &EN,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Id => "id",
-            Lang::En => "en",
-        }
-    }
-
-    fn parse(text: &str) -> Option<Lang> {
-        match text.trim() {
-            "id" => Some(Lang::Id),
-            "en" => Some(Lang::En),
-            _ => None,
         }
     }
 }
@@ -61,19 +42,13 @@ impl FromRequestParts<AppState> for Chosen {
         if let Some(lang) = cookie(&parts.headers, LANG_COOKIE).and_then(|v| Lang::parse(&v)) {
             return Ok(Chosen { lang });
         }
-        // The first language the browser names decides; anything but English is Indonesian.
-        let first = parts
+        let accepted = parts
             .headers
             .get(header::ACCEPT_LANGUAGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(|tag| tag.trim().to_ascii_lowercase());
-        let lang = if first.is_some_and(|tag| tag.starts_with("en")) {
-            Lang::En
-        } else {
-            Lang::Id
-        };
-        Ok(Chosen { lang })
+            .and_then(|v| v.to_str().ok());
+        Ok(Chosen {
+            lang: Lang::from_accept_language(accepted),
+        })
     }
 }
 

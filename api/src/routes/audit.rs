@@ -211,6 +211,7 @@ pub(crate) fn history_event(recorded: RecordedEvent) -> HistoryEvent {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryQuery {
     /// Why you read this account (a ticket or audit reference). Required.
@@ -224,6 +225,7 @@ pub struct HistoryQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Events recorded at or after this instant (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -231,7 +233,7 @@ pub struct HistoryQuery {
     pub to: Option<DateTime<Utc>>,
     /// Only events of this type, e.g. `LoginApproved`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = "^[A-Za-z0-9_]{0,64}$")]
     pub event_type: Option<String>,
 }
 
@@ -283,6 +285,7 @@ pub async fn history(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct StateQuery {
     /// Why you read this account. Required.
@@ -343,6 +346,7 @@ pub async fn state_as_of(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct PurposeQuery {
     /// Why you read this. Required.
@@ -504,9 +508,16 @@ impl From<VerifyReport> for VerifyAnswer {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyQuery {
-    /// Why; optional here, since verification reads no one's data.
+    /// Why; optional here, since verification reads no one's data. When given, 1 to 200
+    /// characters without control characters.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
 }
 
@@ -548,6 +559,7 @@ pub(crate) async fn run_verify(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchQuery {
     /// Why you search (a ticket number). Required.
@@ -559,17 +571,24 @@ pub struct SearchQuery {
     )]
     pub purpose: Option<String>,
     /// `penyedia` or `non_penyedia`.
+    #[param(value_type = Option<super::UserTypeName>)]
     pub user_type: Option<String>,
     /// A prefix of the User ID, case-insensitive.
+    #[param(pattern = "^[A-Za-z0-9._@-]{0,64}$")]
     pub user_id: Option<String>,
     /// An event type, e.g. `CodeRejected`.
     #[serde(rename = "type")]
-    #[param(rename = "type")]
+    #[param(rename = "type", pattern = "^[A-Za-z0-9_]{0,64}$")]
     pub event_type: Option<String>,
     /// `portal`, `device`, `helpdesk`, `system`, `operator`, `auditor`, `console` or `user`,
     /// optionally with a name: `helpdesk:Budi` (the operator), `portal:spse-prod` (the key),
     /// `console:siti.hd` (a console operator).
+    #[param(
+        pattern = "^((portal|device|helpdesk|system|operator|auditor|console|user)(:[!-~][ -~]{0,199})?)?$"
+    )]
     pub actor: Option<String>,
+    /// An IPv4 or IPv6 address.
+    #[param(schema_with = search_client_ip)]
     pub client_ip: Option<String>,
     /// Recorded at or after (RFC 3339).
     pub from: Option<DateTime<Utc>>,
@@ -577,9 +596,25 @@ pub struct SearchQuery {
     pub to: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// `json` (default) or `csv`; `Accept: text/csv` also asks for CSV.
+    #[param(inline, value_type = Option<SearchFormat>)]
     pub format: Option<String>,
+}
+
+/// The answer's format (schema only).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SearchFormat {
+    #[schema(rename = "json")]
+    Json,
+    #[schema(rename = "csv")]
+    Csv,
+}
+
+fn search_client_ip() -> utoipa::openapi::Schema {
+    super::ip_schema(true, "Events from this address (IPv4 or IPv6); empty: any.")
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -30,12 +30,16 @@ const MAX_WAIT_SECONDS: u64 = 30;
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FeedQuery {
     /// The last position already read (`next_after` of the previous page); 0 or absent to start
-    /// at the log's first event.
-    pub after: Option<u64>,
+    /// at the log's first event. Positions are signed 64-bit integers in both databases, so
+    /// a larger number names none and is refused.
+    #[param(minimum = 0)]
+    pub after: Option<i64>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// When nothing is newer than `after`, wait up to this many seconds (at most 30) for an
     /// event before answering with an empty page.
@@ -72,7 +76,8 @@ pub async fn feed(
     ApiQuery(query): ApiQuery<FeedQuery>,
 ) -> Result<Json<FeedPage>, ApiError> {
     auditor(&caller)?;
-    let after = query.after.unwrap_or(0);
+    let after = u64::try_from(query.after.unwrap_or(0))
+        .map_err(|_| ApiError::new(ErrorCode::InvalidQuery, "after must not be negative"))?;
     let limit = match query.limit {
         None => DEFAULT_PAGE,
         Some(n) if (1..=MAX_PAGE).contains(&n) => n,

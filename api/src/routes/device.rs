@@ -39,6 +39,8 @@ pub struct ActivationRequest {
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     pub device_label: String,
+    /// The device's system, e.g. "Android 14": at most 50 characters, without control characters.
+    #[schema(max_length = 50, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub platform: Option<String>,
 }
 
@@ -85,7 +87,32 @@ pub struct ApproveRequest {
     /// The two-digit number the portal shows. Required while number matching is on: without it
     /// the answer is 400 `number_required`, not counted as a failed attempt.
     #[schema(minimum = 10, maximum = 99)]
+    #[serde(default, deserialize_with = "whole_number")]
     pub number: Option<u8>,
+}
+
+/// JSON has one kind of number: `43.0` is the number `43` (JSON Schema's `integer` says so too),
+/// whichever way the app's JSON library writes it. Anything else (a fraction, out of a byte) is
+/// refused as before.
+fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    let whole = number.as_u64().or_else(|| {
+        number
+            .as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=255.0).contains(f))
+            // In range and whole, so the cast is exact.
+            .map(|f| f as u64)
+    });
+    whole
+        .and_then(|n| u8::try_from(n).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "number {number} is not a whole number from 10 to 99"
+            ))
+        })
 }
 
 /// Activate TOTP from a push-capable app: possession of the QR code is the proof.

@@ -89,10 +89,16 @@ pub struct HelpdeskResetBody {
     /// Why, as the user wrote it (FAQ 5).
     #[schema(
         min_length = 1,
+        max_length = 500,
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     pub reason: String,
     /// The helpdesk ticket's reference.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub ticket: String,
 }
 
@@ -101,6 +107,7 @@ pub struct HelpdeskResetBody {
 pub struct UnlockBody {
     #[schema(
         min_length = 1,
+        max_length = 500,
         pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
     )]
     pub reason: String,
@@ -166,9 +173,16 @@ fn required(field: &'static str, value: String, max: usize) -> Result<String, Ap
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct LookupQuery {
-    /// Why the operator looks (a ticket number, say); recorded with the lookup.
+    /// Why the operator looks (a ticket number, say); recorded with the lookup. When given, 1 to
+    /// 200 characters without control characters.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub purpose: Option<String>,
 }
 

@@ -32,10 +32,17 @@ pub struct StartLoginRequest {
     /// Case-insensitive; 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
     #[schema(value_type = String, example = "ppk1", pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub user_id: UserId,
-    /// The email registered in LPSE (used by resets).
+    /// The email registered in LPSE (used by resets): an address with `@` and no blanks, or
+    /// empty for none.
+    #[schema(
+        max_length = 254,
+        pattern = "^([^\\s\\u0000-\\u001F\\u007F-\\u009F]*@[^\\s\\u0000-\\u001F\\u007F-\\u009F]*)?$"
+    )]
     pub email: Option<String>,
+    /// The user's name, at most 200 characters, without control characters.
+    #[schema(max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub name: Option<String>,
-    /// The user's browser address, shown on the device before approval.
+    #[schema(schema_with = start_client_ip)]
     pub client_ip: Option<String>,
     /// The user's browser, shown on the device before approval.
     pub user_agent: Option<String>,
@@ -130,6 +137,7 @@ impl LoginView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
     /// Long-poll: wait up to this many seconds (at most 30) for the status to change.
@@ -143,7 +151,7 @@ pub struct CodeRequest {
     /// The six digits the user typed.
     #[schema(pattern = "^[0-9]{6}$", example = "123456")]
     pub code: String,
-    /// The user's browser address, as the portal sees it. Omitted: the login's recorded one.
+    #[schema(schema_with = relayed_client_ip)]
     pub client_ip: Option<String>,
     /// The user's browser. Omitted: the login's recorded one.
     pub user_agent: Option<String>,
@@ -153,10 +161,24 @@ pub struct CodeRequest {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// The user's browser address, as the portal sees it. Omitted: the login's recorded one.
+    #[schema(schema_with = relayed_client_ip)]
     pub client_ip: Option<String>,
     /// The user's browser. Omitted: the login's recorded one.
     pub user_agent: Option<String>,
+}
+
+fn start_client_ip() -> utoipa::openapi::Schema {
+    super::ip_schema(
+        true,
+        "The user's browser address (IPv4 or IPv6), shown on the device before approval. Empty or omitted: none.",
+    )
+}
+
+fn relayed_client_ip() -> utoipa::openapi::Schema {
+    super::ip_schema(
+        true,
+        "The user's browser address (IPv4 or IPv6), as the portal sees it. Empty or omitted: the login's recorded one.",
+    )
 }
 
 fn no_store(mut response: Response) -> Response {

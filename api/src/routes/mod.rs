@@ -103,3 +103,27 @@ pub fn clean_text(
     }
     Ok(Some(value))
 }
+
+/// The schema of a relayed client address: an IPv4 or IPv6 address as `std::net::IpAddr`
+/// parses it (surrounding blanks are trimmed first). `empty_is_absent`: where an empty string
+/// counts as leaving the field out (the login calls), the document says so too.
+pub fn ip_schema(empty_is_absent: bool, description: &str) -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let address = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    let mut any_of = AnyOfBuilder::new()
+        .item(address(KnownFormat::Ipv4))
+        .item(address(KnownFormat::Ipv6));
+    if empty_is_absent {
+        any_of = any_of.item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(0)),
+        );
+    }
+    any_of = any_of.item(ObjectBuilder::new().schema_type(Type::Null));
+    any_of.description(Some(description)).into()
+}

@@ -32,14 +32,23 @@ const EMAIL_MAX: usize = 254;
 pub struct ResetRequestBody {
     #[schema(value_type = super::UserTypeName)]
     pub user_type: String,
+    /// Case-insensitive; 1 to 64 of letters, digits, `.`, `_`, `-`, `@`.
+    #[schema(example = "ppk1", pattern = "^[A-Za-z0-9._@-]{1,64}$")]
     pub user_id: String,
-    /// The address registered in LPSE; the link goes there only if it matches.
-    #[schema(format = Email, max_length = 254)]
+    /// The address registered in LPSE; the link goes there only if it matches. Checked as
+    /// typed: an address with `@`, without control characters.
+    #[schema(
+        max_length = 254,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*@[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub email: String,
+    /// `captcha_id` from `GET /v1/captcha`.
+    #[schema(format = Uuid)]
     pub captcha_id: String,
+    /// What the user read in the captcha's image.
     pub captcha_answer: String,
-    /// The user's browser address, as the portal sees it; the per-address limit counts it.
     #[serde(default)]
+    #[schema(schema_with = reset_client_ip)]
     pub client_ip: Option<String>,
 }
 
@@ -88,6 +97,13 @@ fn parse_ip(field: &'static str, value: Option<&str>) -> Result<Option<IpAddr>, 
             })
         })
         .transpose()
+}
+
+fn reset_client_ip() -> utoipa::openapi::Schema {
+    super::ip_schema(
+        false,
+        "The user's browser address (IPv4 or IPv6), as the portal sees it; the per-address limit counts it. Omitted: the caller's own address.",
+    )
 }
 
 fn accepted() -> Response {
