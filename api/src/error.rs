@@ -225,6 +225,11 @@ impl ApiError {
         self.body.code
     }
 
+    /// The message as a person reading `lang` sees it (the console shows refusals on its pages).
+    pub fn message_in(&self, lang: Lang) -> String {
+        self.body.in_language(lang).message
+    }
+
     /// Names the one field that is missing or empty.
     pub fn field(mut self, field: &str) -> Self {
         self.body.field = Some(field.to_owned());

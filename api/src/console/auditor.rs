@@ -165,7 +165,7 @@ pub async fn account(
     let purpose = match crate::routes::audit::purpose(Some(&query.purpose)) {
         Ok(p) => p,
         Err(e) => {
-            let page = empty_page(zone, &signed, query, Some(e.body.message.clone()));
+            let page = empty_page(zone, &signed, query, Some(e.message_in(signed.lang)));
             return html(StatusCode::BAD_REQUEST, page.render());
         }
     };

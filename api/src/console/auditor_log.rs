@@ -19,7 +19,7 @@ use spse_totp_projections::audit_log::{self, AuditRow, AuditSearch};
 use spse_totp_projections::mail::message::LocalZone;
 
 use super::auditor::{audit_page_error, parse_local, AuditQuery};
-use super::i18n::Texts;
+use super::i18n::{Lang, Texts};
 use super::session::Signed;
 use super::{csrf_refused, html, local, Frame};
 use crate::error::ApiError;
@@ -40,9 +40,9 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
 
 /// A refusal the auditor can act on (a missing purpose, a bad filter) as its message; anything
 /// else is the service's fault and answers 503.
-fn refused(e: ApiError) -> Result<String, Response> {
+fn refused(e: ApiError, lang: Lang) -> Result<String, Response> {
     if e.status.is_client_error() {
-        Ok(e.body.message.clone())
+        Ok(e.message_in(lang))
     } else {
         Err(unavailable(&e.code().as_str()))
     }
@@ -185,7 +185,7 @@ pub async fn run_chain(
     let report = match outcome {
         Ok(report) => report,
         Err(e) => {
-            return match refused(e) {
+            return match refused(e, signed.lang) {
                 Ok(message) => {
                     render_chain(
                         &app,
@@ -272,7 +272,7 @@ pub async fn export(
     let export = match result {
         Ok(export) => export,
         Err(e) => {
-            return match refused(e) {
+            return match refused(e, signed.lang) {
                 Ok(message) => audit_page_error(app.config.lpse.time_zone, &signed, query, message),
                 Err(page) => page,
             }
@@ -383,7 +383,7 @@ async fn searched(
     };
     match run.await {
         Ok(found) => Ok(Ok(found)),
-        Err(e) => refused(e).map(Err),
+        Err(e) => refused(e, signed.lang).map(Err),
     }
 }
 

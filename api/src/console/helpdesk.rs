@@ -442,7 +442,11 @@ async fn run(
         ))
         .into_response(),
         Err(e) if e.status.is_client_error() => {
-            let message = format!("{} {}", signed.lang.texts().action_refused, e.body.message);
+            let message = format!(
+                "{} {}",
+                signed.lang.texts().action_refused,
+                e.message_in(signed.lang)
+            );
             render_account(app, signed, key, None, Some(message)).await
         }
         Err(e) => unavailable(&e.code().as_str()),
