@@ -142,7 +142,12 @@ pub enum ApikeyCommand {
         name: String,
         /// The key stops working this many days from now (1 to 3650); without it, it works
         /// until revoked.
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_EXPIRES_IN_DAYS)))]
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_EXPIRES_IN_DAYS))
+        )]
         expires_in_days: Option<u32>,
     },
     /// List every key: id, role, name, created, last used, expires (never the key itself).
