@@ -1,7 +1,8 @@
 //! The console's admin and auditor tools in a real headless Chromium (issue 15): an admin lands on
 //! the admin pages, creates an operator (the setup link shown once) who then completes setup and
 //! signs in, creates an API key (shown once, usable at once), resets an operator's TOTP and
-//! disables one, each event naming the admin. The auditor runs the chain's verification (and
+//! disables one, each event naming the admin; an admin revokes a key after a confirmation, and
+//! the key's next call is refused. The auditor runs the chain's verification (and
 //! sees it fail after a row is altered), downloads a subject export, and searches the whole log
 //! with filters and downloads the CSV; every read is recorded with its purpose.
 //! Screenshots go to `docs/console/`.
