@@ -1,6 +1,6 @@
 //! Who is calling. API keys (portal, helpdesk, auditor) and device tokens both arrive as
 //! `Authorization: Bearer ...`; only their SHA-256 digests are stored, so a lookup by digest is
-//! the whole check.
+//! the check, with an API key's expiry and revocation.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use spse_totp_commands::tokens::sha256_hex;
-use spse_totp_domain::apikey::Role;
+use spse_totp_domain::apikey::{self, Role};
 use spse_totp_domain::AccountKey;
 use spse_totp_projections::{api_keys, device_bindings};
 use spse_totp_store::Actor;
@@ -154,52 +155,91 @@ impl FromRequestParts<AppState> for ApiCaller {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let digest = sha256_hex(bearer(parts)?);
-        if let Some(caller) = app.api_keys.get(&digest) {
-            return Ok(caller);
-        }
-        let row = api_keys::by_digest(&app.db.pool, &digest)
-            .await?
-            .ok_or_else(unauthorized)?;
-        let caller = ApiCaller {
-            key_id: row.key_id,
-            name: row.name,
-            role: row.role,
+        let known = match app.api_keys.get(&digest) {
+            Some(known) => known,
+            None => {
+                let row = api_keys::by_digest(&app.db.pool, &digest)
+                    .await?
+                    .ok_or_else(unauthorized)?;
+                let known = KnownKey {
+                    caller: ApiCaller {
+                        key_id: row.key_id,
+                        name: row.name,
+                        role: row.role,
+                    },
+                    expires_at: row.expires_at,
+                    revoked_at: row.revoked_at,
+                };
+                app.api_keys.put(digest, known.clone());
+                known
+            }
         };
-        app.api_keys.put(digest, caller.clone());
-        Ok(caller)
+        let now = app.now();
+        apikey::check(known.expires_at, known.revoked_at, now).map_err(|refusal| {
+            ApiError::new(
+                ErrorCode::Unauthorized,
+                format!("{refusal}; ask the service's administrator for a new key"),
+            )
+        })?;
+        if app.api_keys.use_is_due(known.caller.key_id, now) {
+            // A failed write costs only the "last used" column a minute of accuracy: never the
+            // call itself.
+            if let Err(e) = api_keys::record_use(&app.db.pool, known.caller.key_id, now).await {
+                tracing::warn!(error = %e, key_id = %known.caller.key_id, "recording an API key's use");
+            }
+        }
+        Ok(known.caller)
     }
 }
 
-/// Keys recently seen valid, so the portal's every call does not read the key table. Only known
-/// keys are kept (an unknown one is looked up each time, so a key created a moment ago works at
-/// once), and only for a short while.
-pub struct KnownKeys {
-    keys: Mutex<HashMap<String, (ApiCaller, Instant)>>,
+/// A key as the key table last said, with what decides whether it still works.
+#[derive(Debug, Clone)]
+struct KnownKey {
+    caller: ApiCaller,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
 }
 
-const KNOWN_FOR: Duration = Duration::from_secs(30);
+/// Keys recently read from the key table, so the portal's every call does not read it. Only
+/// known keys are kept (an unknown one is looked up each time, so a key created a moment ago works
+/// at once), and for at most [`KNOWN_FOR`]: a key revoked on another instance must be refused
+/// here within 2 seconds (issue 13), and the key table reaches this instance through the
+/// projection follower (PostgreSQL) well within the other second. Expiry is checked on every
+/// call against the service's clock, cached or not.
+///
+/// Also when each key's use was last recorded, so that `api_key_usage` is written at most once a
+/// minute per key by each instance rather than on every call.
+pub struct KnownKeys {
+    keys: Mutex<HashMap<String, (KnownKey, Instant)>>,
+    used: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+const KNOWN_FOR: Duration = Duration::from_secs(1);
 const KNOWN_MAX: usize = 1024;
+/// How stale "last used" may be: one write per key per instance per this.
+const USE_RECORDED_EVERY: chrono::Duration = chrono::Duration::seconds(60);
 
 impl Default for KnownKeys {
     fn default() -> Self {
         KnownKeys {
             keys: Mutex::new(HashMap::new()),
+            used: Mutex::new(HashMap::new()),
         }
     }
 }
 
 impl KnownKeys {
-    fn get(&self, digest: &str) -> Option<ApiCaller> {
+    fn get(&self, digest: &str) -> Option<KnownKey> {
         let keys = self
             .keys
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         keys.get(digest)
             .filter(|(_, seen)| seen.elapsed() < KNOWN_FOR)
-            .map(|(caller, _)| caller.clone())
+            .map(|(known, _)| known.clone())
     }
 
-    fn put(&self, digest: String, caller: ApiCaller) {
+    fn put(&self, digest: String, known: KnownKey) {
         let mut keys = self
             .keys
             .lock()
@@ -208,7 +248,31 @@ impl KnownKeys {
             keys.retain(|_, (_, seen)| seen.elapsed() < KNOWN_FOR);
         }
         if keys.len() < KNOWN_MAX {
-            keys.insert(digest, (caller, Instant::now()));
+            keys.insert(digest, (known, Instant::now()));
+        }
+    }
+
+    /// Drops what this instance remembers of a key, so a revocation made here is enforced here
+    /// on the very next call.
+    pub fn forget(&self, key_id: Uuid) {
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|_, (known, _)| known.caller.key_id != key_id);
+    }
+
+    /// Whether a use of `key_id` at `now` should be written, counting it as written if so.
+    fn use_is_due(&self, key_id: Uuid, now: DateTime<Utc>) -> bool {
+        let mut used = self
+            .used
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match used.get(&key_id) {
+            Some(last) if *last <= now && now - *last < USE_RECORDED_EVERY => false,
+            _ => {
+                used.insert(key_id, now);
+                true
+            }
         }
     }
 }

@@ -1,15 +1,16 @@
-//! `spse-totp`: serve, migrate, create API keys, rebuild projections, print an account's history,
-//! export and import the log.
+//! `spse-totp`: serve, migrate, create, list and revoke API keys, rebuild projections, print an
+//! account's history, export and import the log.
 //! Every command that writes works on a fresh folder: opening the database creates and migrates
-//! it. The commands that only read (`history`, `audit verify`, `export`) never create one: run
-//! from the wrong folder they fail, naming the path they looked at.
+//! it. The commands that only read (`history`, `audit verify`, `export`, `apikey list`) never
+//! create one, nor does `apikey revoke` (a new database holds no key to revoke): run from the
+//! wrong folder they fail, naming the path they looked at.
 
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use spse_totp_commands::vault::VaultError;
 use spse_totp_commands::{apikeys, SystemClock};
-use spse_totp_domain::apikey::Role;
+use spse_totp_domain::apikey::{self, Role, MAX_EXPIRES_IN_DAYS};
 use spse_totp_domain::{AccountKey, UserId, UserType};
 use spse_totp_projections::audit;
 use spse_totp_projections::audit_log::summary;
@@ -139,6 +140,26 @@ pub enum ApikeyCommand {
         role: String,
         #[arg(long)]
         name: String,
+        /// The key stops working this many days from now (1 to 3650); without it, it works
+        /// until revoked.
+        #[arg(
+            long,
+            value_name = "N",
+            allow_negative_numbers = true,
+            value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_EXPIRES_IN_DAYS))
+        )]
+        expires_in_days: Option<u32>,
+    },
+    /// List every key: id, role, name, created, last used, expires (never the key itself).
+    List {
+        /// One JSON object per key, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: every instance refuses it within 2 seconds, for good.
+    Revoke {
+        /// The key's id, as `apikey list` shows it.
+        id: uuid::Uuid,
     },
 }
 
@@ -189,17 +210,27 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apikey {
-            command: ApikeyCommand::Create { role, name },
+            command:
+                ApikeyCommand::Create {
+                    role,
+                    name,
+                    expires_in_days,
+                },
         } => {
             let role: Role = role.parse()?;
+            let now = chrono::Utc::now();
+            let expires_at = expires_in_days
+                .map(|days| apikey::expiry(now, days))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("--expires-in-days: {e}"))?;
             let db = config.open_database().await?;
-            let operator = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
-            let created = apikeys::create(
+            let created = apikeys::create_expiring_as(
                 db.events.as_ref(),
                 &name,
                 role,
-                &operator,
-                chrono::Utc::now(),
+                expires_at,
+                apikeys::operator_metadata(&shell_operator()),
+                now,
             )
             .await?;
             // Make the key usable at once, even by a server that is already running.
@@ -211,6 +242,33 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
                 created.key_id
             );
             println!("{}", created.key);
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::List { json },
+        } => {
+            let db = config.open_existing_database().await?;
+            let keys = spse_totp_projections::api_keys::list(&db.pool).await?;
+            print_keys(&keys, json, chrono::Utc::now())?;
+            Ok(())
+        }
+        Command::Apikey {
+            command: ApikeyCommand::Revoke { id },
+        } => {
+            let db = config.open_existing_database().await?;
+            apikeys::revoke(
+                db.events.as_ref(),
+                id,
+                &shell_operator(),
+                chrono::Utc::now(),
+            )
+            .await?;
+            // Recorded in the key table now, so a running server refuses the key at once (after
+            // its one-second cache), rather than when its follower next passes by.
+            ProjectionRunner::new(&db, all_projectors())?
+                .catch_up()
+                .await?;
+            println!("API key {id} is revoked; every instance refuses it within 2 seconds");
             Ok(())
         }
         Command::Projections {
@@ -334,6 +392,91 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Operator { command } => crate::console::cli::run(command, &config).await,
     }
+}
+
+/// Who runs a command at the server's shell, as its events record them.
+fn shell_operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+}
+
+/// The keys as an aligned table (times in UTC), or as JSON Lines with `--json`.
+fn print_keys(
+    keys: &[spse_totp_projections::api_keys::ApiKeyListing],
+    json: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<()> {
+    let time = |at: Option<chrono::DateTime<chrono::Utc>>| {
+        at.map(|at| at.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_else(|| "-".to_owned())
+    };
+    let status = |key: &spse_totp_projections::api_keys::ApiKeyListing| match apikey::check(
+        key.expires_at,
+        key.revoked_at,
+        now,
+    ) {
+        Ok(()) => "active",
+        Err(apikey::KeyRefusal::Revoked) => "revoked",
+        Err(apikey::KeyRefusal::Expired) => "expired",
+    };
+    if json {
+        for key in keys {
+            let line = serde_json::json!({
+                "id": key.key_id,
+                "role": key.role,
+                "name": key.name,
+                "created_at": key.created_at,
+                "last_used_at": key.last_used_at,
+                "expires_at": key.expires_at,
+                "revoked_at": key.revoked_at,
+                "status": status(key),
+            });
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let header = [
+        "ID",
+        "ROLE",
+        "NAME",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "STATUS",
+    ]
+    .map(str::to_owned);
+    let rows: Vec<[String; 7]> = keys
+        .iter()
+        .map(|key| {
+            [
+                key.key_id.to_string(),
+                key.role.clone(),
+                key.name.clone(),
+                time(Some(key.created_at)),
+                time(key.last_used_at),
+                time(key.expires_at),
+                status(key).to_owned(),
+            ]
+        })
+        .collect();
+    let mut widths = header.clone().map(|h| h.chars().count());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!("{}", line.trim_end());
+    }
+    if rows.is_empty() {
+        println!("(no API keys; create one with `spse-totp apikey create`)");
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

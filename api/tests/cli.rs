@@ -330,3 +330,192 @@ fn demo_add_user_writes_an_argon2id_hash_readable_by_its_owner_only() {
         assert_eq!(mode & 0o777, 0o600);
     }
 }
+
+/// The id `apikey list --json` gives the key named `name`.
+fn key_id_named(dir: &std::path::Path, name: &str) -> String {
+    let output = run(dir, &["apikey", "list", "--json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    text(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("one JSON object a line"))
+        .find(|key| key["name"] == name)
+        .and_then(|key| key["id"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("{name} is listed"))
+}
+
+#[tokio::test]
+async fn apikey_list_and_revoke_a_revoked_key_is_refused_by_the_running_server_within_2_s() {
+    let dir = TempDir::new().unwrap();
+    let key = create_key(dir.path(), "portal", "portal-old");
+    let output = run(
+        dir.path(),
+        &[
+            "apikey",
+            "create",
+            "--role",
+            "auditor",
+            "--name",
+            "siem",
+            "--expires-in-days",
+            "30",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let mut served = Served::start(dir.path());
+    let client = reqwest::Client::new();
+    served.wait_until_healthy(&client).await;
+    let (status, body) = start_login(&client, &served.base, &key).await;
+    assert_eq!(status, 201, "{body}");
+
+    // The table: a header and one aligned line a key, newest first; never the key itself.
+    let output = run(dir.path(), &["apikey", "list"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let table = text(&output.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    for column in [
+        "ID",
+        "ROLE",
+        "NAME",
+        "CREATED",
+        "LAST USED",
+        "EXPIRES",
+        "STATUS",
+    ] {
+        assert!(lines[0].contains(column), "{table}");
+    }
+    let column = |name: &str| lines[0].find(name).unwrap();
+    assert!(
+        lines[1].contains("siem") && lines[2].contains("portal-old"),
+        "{table}"
+    );
+    // Aligned: each line's cells start under their headings.
+    assert_eq!(&lines[2][column("ROLE")..column("ROLE") + 6], "portal");
+    assert_eq!(&lines[1][column("ROLE")..column("ROLE") + 7], "auditor");
+    // The portal key was used just now and never expires; the SIEM's key was never used and
+    // expires in 30 days.
+    assert!(lines[2][column("LAST USED")..].starts_with("20"), "{table}");
+    assert!(lines[2][column("EXPIRES")..].starts_with("- "), "{table}");
+    assert!(lines[1][column("LAST USED")..].starts_with("- "), "{table}");
+    let in_30_days = (chrono::Utc::now() + chrono::Duration::days(30))
+        .format("%Y-%m-%d")
+        .to_string();
+    assert!(
+        lines[1][column("EXPIRES")..].starts_with(&in_30_days),
+        "{table}"
+    );
+    assert!(!table.contains(&key));
+
+    // Revoked at the shell: the running server refuses the key within 2 seconds.
+    let id = key_id_named(dir.path(), "portal-old");
+    let output = run(dir.path(), &["apikey", "revoke", &id]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let revoked_at = std::time::Instant::now();
+    loop {
+        let (status, body) = start_login(&client, &served.base, &key).await;
+        if status == 401 {
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("revoked"),
+                "{body}"
+            );
+            break;
+        }
+        assert_eq!(status, 201, "{body}");
+        assert!(
+            revoked_at.elapsed() < std::time::Duration::from_secs(2),
+            "the revoked key still works after {:?}",
+            revoked_at.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let output = run(dir.path(), &["apikey", "list"]);
+    let table = text(&output.stdout);
+    let line = table.lines().find(|l| l.contains("portal-old")).unwrap();
+    assert!(line.trim_end().ends_with("revoked"), "{table}");
+
+    // Again, or an id no key has: refused, saying why, and nothing written.
+    let output = run(dir.path(), &["apikey", "revoke", &id]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("already revoked"),
+        "{}",
+        text(&output.stderr)
+    );
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    let output = run(dir.path(), &["apikey", "revoke", unknown]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("no API key") && stderr.contains(unknown),
+        "{stderr}"
+    );
+    assert!(served.terminate(), "stopped cleanly: {}", served.stderr());
+
+    // A rebuild keeps both the revocation (from the log) and the last use (kept outside it).
+    let before = text(&run(dir.path(), &["apikey", "list"]).stdout);
+    assert!(run(dir.path(), &["projections", "rebuild"])
+        .status
+        .success());
+    assert_eq!(text(&run(dir.path(), &["apikey", "list"]).stdout), before);
+}
+
+#[test]
+fn apikey_create_expires_in_days_is_bounded_and_the_error_names_the_flag() {
+    let dir = TempDir::new().unwrap();
+    for days in ["0", "3651", "-1", "soon"] {
+        let output = run(
+            dir.path(),
+            &[
+                "apikey",
+                "create",
+                "--role",
+                "portal",
+                "--name",
+                "x",
+                "--expires-in-days",
+                days,
+            ],
+        );
+        assert!(!output.status.success(), "{days} is refused");
+        assert!(text(&output.stdout).trim().is_empty(), "no key printed");
+        let stderr = text(&output.stderr);
+        assert!(stderr.contains("--expires-in-days"), "{days}: {stderr}");
+    }
+    // Refused before anything is written.
+    assert!(!dir.path().join("data/spse-totp.db").exists());
+    let output = run(
+        dir.path(),
+        &[
+            "apikey",
+            "create",
+            "--role",
+            "portal",
+            "--name",
+            "x",
+            "--expires-in-days",
+            "3650",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+}
+
+#[test]
+fn apikey_list_and_revoke_never_create_a_database() {
+    let dir = TempDir::new().unwrap();
+    for args in [
+        &["apikey", "list"][..],
+        &["apikey", "revoke", "01900000-0000-7000-8000-000000000000"][..],
+    ] {
+        let output = run(dir.path(), args);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            text(&output.stderr).contains("spse-totp.db"),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(!dir.path().join("data/spse-totp.db").exists());
+}

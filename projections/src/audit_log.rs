@@ -69,8 +69,20 @@ impl Projector for AuditLogProjector {
 pub fn summary(decoded: &Decoded, event_type: &str) -> String {
     match decoded {
         Decoded::Account(key, event) => account_summary(&key.user_id.to_string(), event),
-        Decoded::ApiKey(ApiKeyEvent::ApiKeyCreated { name, role, .. }) => {
-            format!("API key \"{name}\" created with role {role}")
+        Decoded::ApiKey(ApiKeyEvent::ApiKeyCreated {
+            name,
+            role,
+            expires_at,
+            ..
+        }) => match expires_at {
+            None => format!("API key \"{name}\" created with role {role}"),
+            Some(until) => format!(
+                "API key \"{name}\" created with role {role}, expiring {}",
+                until.to_rfc3339()
+            ),
+        },
+        Decoded::ApiKey(ApiKeyEvent::ApiKeyRevoked { key_id, .. }) => {
+            format!("API key {key_id} revoked")
         }
         Decoded::Access(AccessEvent::AuditRecordRead {
             subject,

@@ -1,7 +1,8 @@
 //! The console's admin and auditor tools in a real headless Chromium (issue 15): an admin lands on
 //! the admin pages, creates an operator (the setup link shown once) who then completes setup and
 //! signs in, creates an API key (shown once, usable at once), resets an operator's TOTP and
-//! disables one, each event naming the admin. The auditor runs the chain's verification (and
+//! disables one, each event naming the admin; an admin revokes a key after a confirmation, and
+//! the key's next call is refused. The auditor runs the chain's verification (and
 //! sees it fail after a row is altered), downloads a subject export, and searches the whole log
 //! with filters and downloads the CSV; every read is recorded with its purpose.
 //! Screenshots go to `docs/console/`.
@@ -454,4 +455,130 @@ async fn count(s: &TestServer, event_type: &str) -> usize {
         .iter()
         .filter(|e| e.event_type == event_type)
         .count()
+}
+
+/// The id of the test server's key named `name`.
+async fn key_id(s: &TestServer, name: &str) -> String {
+    spse_totp_projections::api_keys::list(&s.services.db.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == name)
+        .expect("the key is listed")
+        .key_id
+        .to_string()
+}
+
+#[tokio::test]
+async fn an_admin_revokes_an_api_key_in_the_console_and_its_next_call_is_refused() {
+    let Some(b) = Browser::start().await.expect("the browser starts") else {
+        return;
+    };
+    let s = TestServer::start().await;
+    std::fs::create_dir_all(shots()).unwrap();
+    let admin_link = first_admin(&s, "ani.admin").await;
+    let admin_phone = set_up(&b, &s, &admin_link, false).await;
+    sign_in(&b, &s, "ani.admin", &admin_phone).await;
+
+    // The portal's key works, so this instance knows it (and caches it).
+    let (status, body) = s.start_login("penyedia", "vendor1").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let portal = key_id(&s, "test-portal").await;
+    let row = format!("#key-{portal}");
+
+    // Listed as active, with its last use, and a revoke button.
+    b.goto(&s.url("/console/admin/keys")).await.unwrap();
+    assert_eq!(b.text_of(&format!("{row} .status")).await.unwrap(), "aktif");
+    let last_used = b.text_of(&format!("{row} .last-used")).await.unwrap();
+    assert!(last_used.starts_with("2026-11-30 16:"), "{last_used}");
+    b.screenshot(&shots().join("admin-keys.png")).await.unwrap();
+
+    // "Cabut" asks for a confirmation first; nothing is written yet.
+    b.click(&format!("{row} button.revoke")).await.unwrap();
+    b.wait_for("#confirm-revoke")
+        .await
+        .expect("a confirmation step");
+    assert!(b.text_of("#confirm").await.unwrap().contains(&portal));
+    b.screenshot(&shots().join("admin-key-revoke.png"))
+        .await
+        .unwrap();
+    let revoked = |events: Vec<RecordedEvent>| {
+        events
+            .into_iter()
+            .filter(|e| e.event_type == "ApiKeyRevoked")
+            .collect::<Vec<_>>()
+    };
+    assert!(revoked(all_events(&s).await).is_empty());
+
+    // Without the form's token the revocation changes nothing.
+    let answer = s
+        .client
+        .post(s.url(&format!("/console/admin/keys/{portal}/revoke")))
+        .header("cookie", session_cookie(&b).await)
+        .form(&[("confirm", "yes")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    assert!(revoked(all_events(&s).await).is_empty());
+    let (status, body) = s.start_login("penyedia", "vendor2").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    // Confirmed: the key's very next call is refused, with the usual error shape.
+    b.click("#confirm-revoke").await.unwrap();
+    b.wait_for("#message.ok").await.expect("revoked");
+    let (status, body) = s.start_login("penyedia", "vendor3").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("revoked"),
+        "{body}"
+    );
+    let events = revoked(all_events(&s).await);
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].stream, format!("apikey-{portal}"));
+    assert_eq!(
+        events[0].metadata.actor,
+        console_actor("ani.admin", "admin")
+    );
+    // Other keys still work.
+    let (status, body) = s
+        .get("/v1/audit/verify?purpose=after-revoke", &s.auditor_key)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // The list shows it revoked, with no button; a stale form to revoke it again is refused.
+    b.goto(&s.url("/console/admin/keys")).await.unwrap();
+    assert_eq!(
+        b.text_of(&format!("{row} .status")).await.unwrap(),
+        "dicabut"
+    );
+    assert!(b
+        .client
+        .find_all(fantoccini::Locator::Css(&format!("{row} button.revoke")))
+        .await
+        .unwrap()
+        .is_empty());
+    let csrf = b
+        .wait_for("#create-key input[name=csrf]")
+        .await
+        .unwrap()
+        .attr("value")
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = s
+        .client
+        .post(s.url(&format!("/console/admin/keys/{portal}/revoke")))
+        .header("cookie", session_cookie(&b).await)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CONFLICT);
+    assert_eq!(revoked(all_events(&s).await).len(), 1);
+    b.close().await.unwrap();
 }

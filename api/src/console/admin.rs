@@ -1,7 +1,7 @@
 //! The admin's pages: operators (create, showing the setup link once; disable; reset TOTP,
-//! showing the new link once) and API keys (list; create, showing the key once). The same
-//! commands as `spse-totp operator ...` and `spse-totp apikey create`, with the signed-in admin
-//! as the actor of each event. Keys cannot be revoked: the service has no command for it yet.
+//! showing the new link once) and API keys (list; create, showing the key once; revoke, after a
+//! confirmation). The same commands as `spse-totp operator ...` and `spse-totp apikey ...`, with
+//! the signed-in admin as the actor of each event.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -11,7 +11,7 @@ use axum::Form;
 use serde::Deserialize;
 use spse_totp_commands::apikeys;
 use spse_totp_commands::operators::OperatorCommandError;
-use spse_totp_domain::apikey::Role;
+use spse_totp_domain::apikey::{self, KeyRefusal, Role, MAX_EXPIRES_IN_DAYS};
 use spse_totp_domain::operator::{OperatorRole, Username};
 use spse_totp_projections::{api_keys, operators};
 
@@ -338,7 +338,11 @@ pub struct KeyLine {
     key_id: String,
     name: String,
     role: String,
+    status: String,
     created: String,
+    last_used: String,
+    expires: String,
+    revoked: bool,
 }
 
 #[derive(Template)]
@@ -350,6 +354,7 @@ struct KeysPage {
     keys: Vec<KeyLine>,
     name: String,
     role: String,
+    expires_in_days: String,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -360,6 +365,9 @@ pub struct KeyForm {
     name: String,
     #[serde(default)]
     role: String,
+    /// Empty for a key that works until revoked.
+    #[serde(default)]
+    expires_in_days: String,
 }
 
 async fn render_keys(
@@ -370,6 +378,8 @@ async fn render_keys(
     error: Option<String>,
 ) -> Response {
     let zone = app.config.lpse.time_zone;
+    let t = signed.lang.texts();
+    let now = app.now();
     let keys = match api_keys::list(&app.db.pool).await {
         Ok(keys) => keys,
         Err(e) => return unavailable(&e),
@@ -384,13 +394,29 @@ async fn render_keys(
                 .into_iter()
                 .map(|k| KeyLine {
                     key_id: k.key_id.to_string(),
+                    status: match apikey::check(k.expires_at, k.revoked_at, now) {
+                        Ok(()) => t.key_active,
+                        Err(KeyRefusal::Expired) => t.key_expired,
+                        Err(KeyRefusal::Revoked) => t.key_revoked_status,
+                    }
+                    .to_owned(),
+                    revoked: k.revoked_at.is_some(),
                     name: k.name,
                     role: k.role,
                     created: local(zone, k.created_at),
+                    last_used: k
+                        .last_used_at
+                        .map(|at| local(zone, at))
+                        .unwrap_or_else(|| t.never.to_owned()),
+                    expires: k
+                        .expires_at
+                        .map(|at| local(zone, at))
+                        .unwrap_or_else(|| t.never.to_owned()),
                 })
                 .collect(),
             name: form.name,
             role: form.role,
+            expires_in_days: form.expires_in_days,
         }
         .render(),
     )
@@ -424,12 +450,25 @@ pub async fn create_key(
         let error = Some(t.required_fields.to_owned());
         return render_keys(&app, &signed, StatusCode::BAD_REQUEST, form, error).await;
     };
-    let created = match apikeys::create_as(
+    let now = app.now();
+    // The same bounds as `--expires-in-days`.
+    let expires_at = match form.expires_in_days.trim() {
+        "" => None,
+        days => match days.parse::<u32>().map(|days| apikey::expiry(now, days)) {
+            Ok(Ok(at)) => Some(at),
+            _ => {
+                let error = Some(format!("{}: 1 - {MAX_EXPIRES_IN_DAYS}", t.expires_in_days));
+                return render_keys(&app, &signed, StatusCode::BAD_REQUEST, form, error).await;
+            }
+        },
+    };
+    let created = match apikeys::create_expiring_as(
         app.db.events.as_ref(),
         &name,
         role,
+        expires_at,
         ctx.metadata(signed.actor()),
-        app.now(),
+        now,
     )
     .await
     {
@@ -448,4 +487,135 @@ pub async fn create_key(
             label: t.api_keys.to_owned(),
         },
     )
+}
+
+#[derive(Template)]
+#[template(path = "console/revoke_key_confirm.html")]
+struct RevokeConfirmPage {
+    page: Frame,
+    csrf: String,
+    key_id: String,
+    name: String,
+    role: String,
+}
+
+/// The key a path names, if it is listed; otherwise the list again, saying why not.
+async fn listed_key(
+    app: &AppState,
+    signed: &Signed,
+    key_id: &str,
+) -> Result<api_keys::ApiKeyListing, Response> {
+    let t = signed.lang.texts();
+    let found = match key_id.parse::<uuid::Uuid>() {
+        Ok(key_id) => match api_keys::list(&app.db.pool).await {
+            Ok(keys) => keys.into_iter().find(|k| k.key_id == key_id),
+            Err(e) => return Err(unavailable(&e)),
+        },
+        Err(_) => None,
+    };
+    match found {
+        Some(key) => Ok(key),
+        None => {
+            let error = Some(format!(
+                "{} {}",
+                t.action_refused,
+                apikey::ApiKeyError::Unknown
+            ));
+            Err(render_keys(
+                app,
+                signed,
+                StatusCode::NOT_FOUND,
+                KeyForm::default(),
+                error,
+            )
+            .await)
+        }
+    }
+}
+
+/// The confirmation step: what revoking this key will do, and the button that does it.
+pub async fn confirm_revoke_key(
+    State(app): State<AppState>,
+    signed: Signed,
+    Path(key_id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let key = match listed_key(&app, &signed, &key_id).await {
+        Ok(key) => key,
+        Err(page) => return page,
+    };
+    html(
+        StatusCode::OK,
+        RevokeConfirmPage {
+            page: Frame::new(signed.lang, Some(&signed)),
+            csrf: signed.csrf().to_owned(),
+            key_id: key.key_id.to_string(),
+            name: key.name,
+            role: key.role,
+        }
+        .render(),
+    )
+}
+
+pub async fn revoke_key(
+    State(app): State<AppState>,
+    signed: Signed,
+    ctx: RequestContext,
+    Path(key_id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    if let Err(page) = signed.require(OperatorRole::Admin) {
+        return page;
+    }
+    if !signed.csrf_ok(&form.csrf) {
+        return csrf_refused(signed.lang, Some(&signed));
+    }
+    let key = match listed_key(&app, &signed, &key_id).await {
+        Ok(key) => key,
+        Err(page) => return page,
+    };
+    let t = signed.lang.texts();
+    match apikeys::revoke_as(
+        app.db.events.as_ref(),
+        key.key_id,
+        ctx.metadata(signed.actor()),
+        app.now(),
+    )
+    .await
+    {
+        Ok(position) => {
+            app.caught_up(Some(position)).await;
+            // Other instances drop the key from their caches within a second; this one at once.
+            app.api_keys.forget(key.key_id);
+            message_with_link(
+                signed.lang,
+                Some(&signed),
+                &format!("{} \"{}\" ({})", t.key_revoked, key.name, key.key_id),
+                Link {
+                    href: "/console/admin/keys".to_owned(),
+                    label: t.api_keys.to_owned(),
+                },
+            )
+        }
+        Err(e) => match e.rejected() {
+            Some(error) => {
+                let error = Some(format!("{} {error}", t.action_refused));
+                render_keys(
+                    &app,
+                    &signed,
+                    StatusCode::CONFLICT,
+                    KeyForm::default(),
+                    error,
+                )
+                .await
+            }
+            None => unavailable(&e),
+        },
+    }
 }

@@ -93,6 +93,11 @@ pub fn router() -> Router<AppState> {
             post(admin::reset_operator_totp),
         )
         .route("/admin/keys", get(admin::keys).post(admin::create_key))
+        .route(
+            "/admin/keys/{key_id}/revoke/confirm",
+            post(admin::confirm_revoke_key),
+        )
+        .route("/admin/keys/{key_id}/revoke", post(admin::revoke_key))
         .layer(middleware::from_fn(headers))
 }
 
