@@ -17,6 +17,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod audit_checkpoints;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod enrollments;
