@@ -301,15 +301,16 @@ pub struct CheckpointSeen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckpointProblem {
-    /// The log's head is behind it: events were removed from the end.
+    /// The log no longer reaches it: its head is behind the checkpoint's position, or the event
+    /// there (the head when it was signed) is gone while later ones were appended since (on
+    /// PostgreSQL positions are never reused). Events were removed from the log's end as it
+    /// was then.
     Truncated,
     /// Its MAC does not verify under the key that claims to have signed it: forged or altered.
     MacInvalid,
     /// The event at its position has another hash: replaced, or its position reused after a
-    /// deletion.
+    /// deletion (SQLite gives the next event the freed position).
     HashMismatch,
-    /// No event is at its position any more: deleted.
-    EventMissing,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -554,8 +555,8 @@ impl Chains {
             }
             let problem = match hashes.get(&checkpoint.position) {
                 None => Some((
-                    CheckpointProblem::EventMissing,
-                    "no event is at the checkpoint's position any more: it was deleted",
+                    CheckpointProblem::Truncated,
+                    "no event is at the checkpoint's position any more, which was the log's head when signed: events were removed from its end",
                 )),
                 Some(hash) if hash.as_deref() != Some(checkpoint.chain_hash.as_str()) => Some((
                     CheckpointProblem::HashMismatch,

@@ -520,9 +520,10 @@ pub struct CheckpointAnswer {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BrokenCheckpointAnswer {
-    /// `truncated`: the log ends before the checkpoint's position; `mac_invalid`: the
+    /// `truncated`: the log no longer reaches the checkpoint's position (it ends before it, or
+    /// the event there is gone): events were removed from its end; `mac_invalid`: the
     /// checkpoint was forged or altered; `hash_mismatch`: the event at its position was
-    /// replaced; `event_missing`: the event at its position was deleted.
+    /// replaced, or its position reused after a deletion.
     #[schema(value_type = String, example = "truncated")]
     pub problem: CheckpointProblem,
     pub position: u64,
