@@ -32,10 +32,10 @@ pub enum AccessEvent {
         /// The first broken link or signed checkpoint in words, when not `ok`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         broken: Option<String>,
-        /// The newest signed checkpoint that held, in words; absent in verifications recorded
-        /// before checkpoints existed, or when none had been signed yet.
+        /// The position of the newest signed checkpoint that held; absent in verifications
+        /// recorded before checkpoints existed, or when none had been signed yet.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        checkpoint: Option<String>,
+        checkpoint: Option<u64>,
     },
 }
 
@@ -92,7 +92,7 @@ mod tests {
             legacy: 0,
             streams: 2,
             broken: Some("account-penyedia-PPK1 version 3".to_owned()),
-            checkpoint: Some("position 6".to_owned()),
+            checkpoint: Some(6),
         };
         let back = AccessEvent::from_stored(verified.event_type(), verified.to_payload()).unwrap();
         assert_eq!(back, verified);

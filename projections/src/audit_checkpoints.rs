@@ -150,19 +150,21 @@ fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// The checkpoint with the highest position signed under the key named `fingerprint`.
-pub async fn newest(
-    pool: &AnyPool,
-    fingerprint: &str,
-) -> Result<Option<SignedCheckpoint>, sqlx::Error> {
-    let row: Option<Row> = sqlx::query_as(&format!(
+/// The checkpoint with the highest position that `key` signed (its MAC verifies), among the
+/// newest few under its fingerprint: one made up by someone without the key neither stops the
+/// writer nor moves its interval (`audit verify` reports it).
+pub async fn newest(pool: &AnyPool, key: &AuditKey) -> Result<Option<SignedCheckpoint>, sqlx::Error> {
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM audit_checkpoints WHERE key_fingerprint = $1 \
-         ORDER BY position DESC LIMIT 1"
+         ORDER BY position DESC LIMIT 16"
     ))
-    .bind(fingerprint)
-    .fetch_optional(pool)
+    .bind(key.fingerprint())
+    .fetch_all(pool)
     .await?;
-    Ok(row.map(SignedCheckpoint::from))
+    Ok(rows
+        .into_iter()
+        .map(SignedCheckpoint::from)
+        .find(|c| key.verifies(c)))
 }
 
 /// Checkpoints (under any key) at positions in `(after, up_to]`, in position order, at most
@@ -196,11 +198,12 @@ pub async fn write_if_moved(
     now: DateTime<Utc>,
 ) -> Result<Option<SignedCheckpoint>, CheckpointError> {
     let fingerprint = key.fingerprint();
-    let last = newest(&db.pool, &fingerprint).await?;
-    if last
-        .as_ref()
-        .is_some_and(|last| now < last.signed_at + CHECKPOINT_EVERY)
-    {
+    let last = newest(&db.pool, key).await?;
+    if last.as_ref().is_some_and(|last| {
+        last.signed_at
+            .checked_add_signed(CHECKPOINT_EVERY)
+            .is_none_or(|due| now < due)
+    }) {
         return Ok(None);
     }
     let head = db.events.head_position().await?;

@@ -97,7 +97,9 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
             ),
             (true, _) => format!(
                 "Hash chain verified intact: {checked} events in {streams} streams; {}",
-                checkpoint.as_deref().unwrap_or("no signed checkpoint yet")
+                checkpoint.map_or("no signed checkpoint yet".to_owned(), |p| format!(
+                    "the log reaches its newest signed checkpoint, position {p}"
+                ))
             ),
             (false, broken) => format!(
                 "Hash chain verified BROKEN after {checked} events: {}",

@@ -110,7 +110,7 @@ async fn last_verification(app: &AppState) -> Result<Option<LastVerification>, R
             ok,
             checked,
             streams,
-            checkpoint: checkpoint.unwrap_or_default(),
+            checkpoint: checkpoint.map(|p| p.to_string()).unwrap_or_default(),
             broken: broken.unwrap_or_default(),
         })),
         _ => Ok(None),
@@ -223,15 +223,7 @@ pub async fn run_chain(
                     b.reason
                 )
             })),
-        checkpoint: report.newest_checkpoint.map(|c| {
-            format!(
-                "position {} ({} of {} checkpoints), signed {}",
-                c.position,
-                report.checkpoints,
-                report.checkpoints + report.checkpoints_other_key,
-                local(zone, c.signed_at)
-            )
-        }),
+        checkpoint: report.newest_checkpoint.map(|c| c.position),
     };
     let position = match audit::record_read(
         app.db.events.as_ref(),

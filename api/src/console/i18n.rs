@@ -308,7 +308,7 @@ pub static ID: Texts = Texts {
     created_at: "Dibuat",
     checked: "Kejadian diperiksa",
     streams: "Jumlah stream",
-    newest_checkpoint: "Titik periksa bertanda tangan terbaru",
+    newest_checkpoint: "Posisi titik periksa bertanda tangan terbaru",
     no_checkpoint: "Belum ada titik periksa bertanda tangan",
     broken_at: "Mata rantai rusak pertama",
 };
@@ -424,7 +424,7 @@ pub static EN: Texts = Texts {
     created_at: "Created",
     checked: "Events checked",
     streams: "Streams",
-    newest_checkpoint: "Newest signed checkpoint",
+    newest_checkpoint: "Position of the newest signed checkpoint",
     no_checkpoint: "No signed checkpoint yet",
     broken_at: "First broken link",
 };

@@ -524,12 +524,29 @@ pub struct BrokenCheckpointAnswer {
     /// the event there is gone): events were removed from its end; `mac_invalid`: the
     /// checkpoint was forged or altered; `hash_mismatch`: the event at its position was
     /// replaced, or its position reused after a deletion.
-    #[schema(value_type = String, example = "truncated")]
-    pub problem: CheckpointProblem,
+    pub problem: CheckpointProblemAnswer,
     pub position: u64,
     pub signed_at: DateTime<Utc>,
     pub key_fingerprint: String,
     pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointProblemAnswer {
+    Truncated,
+    MacInvalid,
+    HashMismatch,
+}
+
+impl From<CheckpointProblem> for CheckpointProblemAnswer {
+    fn from(p: CheckpointProblem) -> Self {
+        match p {
+            CheckpointProblem::Truncated => CheckpointProblemAnswer::Truncated,
+            CheckpointProblem::MacInvalid => CheckpointProblemAnswer::MacInvalid,
+            CheckpointProblem::HashMismatch => CheckpointProblemAnswer::HashMismatch,
+        }
+    }
 }
 
 impl From<VerifyReport> for VerifyAnswer {
@@ -552,7 +569,7 @@ impl From<VerifyReport> for VerifyAnswer {
             }),
             truncated: r.truncated,
             broken_checkpoint: r.broken_checkpoint.map(|b| BrokenCheckpointAnswer {
-                problem: b.problem,
+                problem: b.problem.into(),
                 position: b.position,
                 signed_at: b.signed_at,
                 key_fingerprint: b.key_fingerprint,
