@@ -312,7 +312,8 @@ impl Config {
             self.master_key_file = v;
         }
         if let Some(v) = f.audit_key.filter(|v| !v.trim().is_empty()) {
-            self.audit_key = Some(AuditKey::parse(&v).map_err(|e| invalid("SPSE_TOTP_AUDIT_KEY", e))?);
+            self.audit_key =
+                Some(AuditKey::parse(&v).map_err(|e| invalid("SPSE_TOTP_AUDIT_KEY", e))?);
         }
         if let Some(v) = f.public_base_url {
             url_check(&v)?;
@@ -779,7 +780,10 @@ mod tests {
         assert!(!format!("{config:?}").contains(&hex_key));
         let base64_key = "Dw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8=";
         let same = with(&[("SPSE_TOTP_AUDIT_KEY", base64_key)]).unwrap();
-        assert_eq!(same.audit_key.expect("a key").fingerprint(), key.fingerprint());
+        assert_eq!(
+            same.audit_key.expect("a key").fingerprint(),
+            key.fingerprint()
+        );
         for bad in ["0f0f", "not a key!", &"0f".repeat(33)] {
             let err = with(&[("SPSE_TOTP_AUDIT_KEY", bad)]).unwrap_err();
             assert!(err.to_string().contains("SPSE_TOTP_AUDIT_KEY"), "{err}");

@@ -344,14 +344,11 @@ async fn audit_verify_reports_a_log_cut_short_after_its_checkpoint() {
     let key = spse_totp_projections::audit_checkpoints::AuditKey::parse(&key_text).unwrap();
     let url = format!("sqlite://{}/data/spse-totp.db", dir.path().display());
     let db = spse_totp_store::Database::open(&url).await.unwrap();
-    let signed = spse_totp_projections::audit_checkpoints::write_if_moved(
-        &db,
-        &key,
-        chrono::Utc::now(),
-    )
-    .await
-    .unwrap()
-    .expect("a checkpoint");
+    let signed =
+        spse_totp_projections::audit_checkpoints::write_if_moved(&db, &key, chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("a checkpoint");
     let verify = || {
         support::command(dir.path(), &["audit", "verify"])
             .env("SPSE_TOTP_AUDIT_KEY", &key_text)
@@ -362,7 +359,10 @@ async fn audit_verify_reports_a_log_cut_short_after_its_checkpoint() {
     let output = verify();
     assert!(output.status.success(), "{}", text(&output.stderr));
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
-    assert_eq!(report["newest_checkpoint"]["position"], signed.position, "{report}");
+    assert_eq!(
+        report["newest_checkpoint"]["position"], signed.position,
+        "{report}"
+    );
     assert_eq!(report["checkpoint_key"], key.fingerprint(), "{report}");
 
     spse_totp_store::test_database::drop_append_only_guard(&db)
@@ -375,10 +375,16 @@ async fn audit_verify_reports_a_log_cut_short_after_its_checkpoint() {
         .unwrap();
     db.pool.close().await;
     let output = verify();
-    assert!(!output.status.success(), "a log cut short fails the command");
+    assert!(
+        !output.status.success(),
+        "a log cut short fails the command"
+    );
     let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
     assert_eq!(report["truncated"], true, "{report}");
-    assert_eq!(report["broken_checkpoint"]["problem"], "truncated", "{report}");
+    assert_eq!(
+        report["broken_checkpoint"]["problem"], "truncated",
+        "{report}"
+    );
     assert!(
         text(&output.stderr).contains("TRUNCATED"),
         "{}",

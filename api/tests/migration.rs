@@ -458,7 +458,11 @@ async fn an_old_format_database_is_converted_in_place_and_verifies() {
         let report = spse_totp_projections::audit::verify(db.log_source())
             .await
             .expect("verify");
-        assert_eq!(report.broken, Some(broken), "{engine}: still named, nothing else");
+        assert_eq!(
+            report.broken,
+            Some(broken),
+            "{engine}: still named, nothing else"
+        );
         // The verifier stops at that row, so each appended event's link is checked here: its
         // hash chains to the converted hash of its stream's last old row.
         for stream in ["account-penyedia-VENDOR-1", "legacy-start"] {
@@ -481,7 +485,11 @@ async fn an_old_format_database_is_converted_in_place_and_verifies() {
                     recorded_at_micros: after.recorded_at.timestamp_micros(),
                 },
             );
-            assert_eq!(after.hash.as_deref(), Some(expected.as_str()), "{engine}: {stream}");
+            assert_eq!(
+                after.hash.as_deref(),
+                Some(expected.as_str()),
+                "{engine}: {stream}"
+            );
         }
 
         // Every audit row is kept, and a search shows it with what the event row holds.

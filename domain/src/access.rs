@@ -100,7 +100,11 @@ mod tests {
         let older = serde_json::json!({"ok": true, "checked": 3, "legacy": 1, "streams": 1});
         assert!(matches!(
             AccessEvent::from_stored("ChainVerified", older),
-            Ok(AccessEvent::ChainVerified { checkpoint: None, legacy: 1, .. })
+            Ok(AccessEvent::ChainVerified {
+                checkpoint: None,
+                legacy: 1,
+                ..
+            })
         ));
     }
 }

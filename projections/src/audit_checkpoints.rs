@@ -153,7 +153,10 @@ fn to_i64(v: u64) -> i64 {
 /// The checkpoint with the highest position that `key` signed (its MAC verifies), among the
 /// newest few under its fingerprint: one made up by someone without the key neither stops the
 /// writer nor moves its interval (`audit verify` reports it).
-pub async fn newest(pool: &AnyPool, key: &AuditKey) -> Result<Option<SignedCheckpoint>, sqlx::Error> {
+pub async fn newest(
+    pool: &AnyPool,
+    key: &AuditKey,
+) -> Result<Option<SignedCheckpoint>, sqlx::Error> {
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM audit_checkpoints WHERE key_fingerprint = $1 \
          ORDER BY position DESC LIMIT 16"

@@ -133,7 +133,10 @@ async fn truncation_forgery_and_a_replaced_event_are_reported_and_a_clean_log_ve
             key: &key,
         };
         append(&db, "s", 1, 4).await;
-        write_if_moved(&db, &key, t0()).await.unwrap().expect("signed");
+        write_if_moved(&db, &key, t0())
+            .await
+            .unwrap()
+            .expect("signed");
         append(&db, "t", 1, 3).await;
         let signed = write_if_moved(&db, &key, t0() + Duration::minutes(1))
             .await
@@ -228,7 +231,10 @@ async fn a_forged_checkpoint_is_reported() {
             key: &key,
         };
         append(&db, "s", 1, 3).await;
-        let signed = write_if_moved(&db, &key, t0()).await.unwrap().expect("signed");
+        let signed = write_if_moved(&db, &key, t0())
+            .await
+            .unwrap()
+            .expect("signed");
         spse_totp_store::test_database::drop_append_only_guard(&db)
             .await
             .unwrap();

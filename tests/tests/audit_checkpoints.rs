@@ -67,7 +67,11 @@ async fn the_follower_signs_the_head_after_appends_when_time_moves_and_not_witho
     let first = checkpoints(&server).await;
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].0 as u64, head(&server).await);
-    assert_eq!(first[0].1, server.now().timestamp_micros(), "the server's clock");
+    assert_eq!(
+        first[0].1,
+        server.now().timestamp_micros(),
+        "the server's clock"
+    );
 
     server.activate_by_code(P, "ppk1").await;
     assert!(head(&server).await > first[0].0 as u64);
@@ -122,6 +126,33 @@ async fn a_clean_log_after_load_verifies_with_its_checkpoint() {
         "{body}"
     );
     assert!(body.get("broken_checkpoint").is_none(), "{body}");
+
+    // The OpenAPI document describes every field the answer can hold.
+    let (_, doc) = server
+        .call(reqwest::Method::GET, "/openapi.json", None, None)
+        .await;
+    let schemas = &doc["components"]["schemas"];
+    let answer = &schemas["VerifyAnswer"]["properties"];
+    for field in [
+        "ok",
+        "checked",
+        "legacy",
+        "streams",
+        "broken",
+        "head",
+        "checkpoint_key",
+        "checkpoints",
+        "checkpoints_other_key",
+        "newest_checkpoint",
+        "truncated",
+        "broken_checkpoint",
+    ] {
+        assert!(answer.get(field).is_some(), "{field}: {answer}");
+    }
+    assert_eq!(
+        schemas["CheckpointProblemAnswer"]["enum"],
+        serde_json::json!(["truncated", "mac_invalid", "hash_mismatch"])
+    );
 }
 
 #[tokio::test]
@@ -142,7 +173,10 @@ async fn a_log_whose_last_rows_are_deleted_is_reported_truncated() {
     let body = verify(&server).await;
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["truncated"], true, "{body}");
-    assert!(body.get("broken").is_none(), "every chain still holds: {body}");
+    assert!(
+        body.get("broken").is_none(),
+        "every chain still holds: {body}"
+    );
     assert_eq!(body["broken_checkpoint"]["problem"], "truncated", "{body}");
     assert_eq!(body["broken_checkpoint"]["position"], signed, "{body}");
     // (The verification's own read record is appended first: on SQLite it takes a freed
@@ -170,7 +204,10 @@ async fn a_forged_checkpoint_is_reported() {
     let body = verify(&server).await;
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["truncated"], false, "{body}");
-    assert_eq!(body["broken_checkpoint"]["problem"], "mac_invalid", "{body}");
+    assert_eq!(
+        body["broken_checkpoint"]["problem"], "mac_invalid",
+        "{body}"
+    );
     assert_eq!(body["broken_checkpoint"]["position"], signed, "{body}");
 }
 
