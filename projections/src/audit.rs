@@ -284,7 +284,8 @@ pub struct VerifyReport {
     /// The newest checkpoint verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newest_checkpoint: Option<CheckpointSeen>,
-    /// True when the log's head is behind a valid checkpoint: events were removed from its end.
+    /// True when the log no longer reaches a valid checkpoint (its head is behind it, or the
+    /// event there is gone): events were removed from its end.
     pub truncated: bool,
     /// The first checkpoint that does not hold, when one does not.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -402,9 +403,46 @@ pub async fn verify_signed(
         let beyond = audit_checkpoints::between(check.pool, after, u64::MAX, CHECKPOINT_PAGE)
             .await
             .map_err(StoreError::from)?;
-        chains.check_beyond_head(check.key, beyond);
+        // A checkpoint signed while the walk ran may name events appended since it ended: those
+        // that are there now are checked as any other, not taken for a cut.
+        let mut appended_since = HashMap::new();
+        for checkpoint in &beyond {
+            if appended_since.contains_key(&checkpoint.position) {
+                continue;
+            }
+            if let Some(hash) = hash_at(log, checkpoint.position).await? {
+                appended_since.insert(checkpoint.position, hash);
+            }
+        }
+        let (present, missing): (Vec<_>, Vec<_>) = beyond
+            .into_iter()
+            .partition(|c| appended_since.contains_key(&c.position));
+        if !chains.check_checkpoints(check.key, present, &appended_since) {
+            return Ok(chains.report);
+        }
+        chains.check_beyond_head(check.key, missing);
     }
     Ok(chains.report)
+}
+
+/// The hash of the event at `position`, if there is one (`Some(None)`: there is, without a hash).
+async fn hash_at(log: LogSource<'_>, position: u64) -> Result<Option<Option<String>>, StoreError> {
+    match log {
+        LogSource::Table(pool) => {
+            let row: Option<(Option<Vec<u8>>,)> =
+                sqlx::query_as("SELECT hash FROM events WHERE position = $1")
+                    .bind(to_i64(position))
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(|(hash,)| hash.as_deref().map(hex::encode)))
+        }
+        LogSource::Store(events) => Ok(events
+            .read_all(position.saturating_sub(1), 1)
+            .await?
+            .into_iter()
+            .find(|e| e.position == position)
+            .map(|e| e.hash)),
+    }
 }
 
 /// One event as the verifier checks it: the fields the hash covers, as stored.

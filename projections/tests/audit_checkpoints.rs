@@ -284,3 +284,99 @@ async fn a_forged_checkpoint_is_reported() {
         assert!(!report.truncated, "{engine}");
     }
 }
+
+/// The log as a walk that began before the last events committed sees it: pages stop at `seen`,
+/// while a read of one position (as the verifier does for a checkpoint past its walk) sees all.
+struct SeenUpTo {
+    inner: std::sync::Arc<dyn spse_totp_store::EventStore>,
+    seen: u64,
+}
+
+#[async_trait::async_trait]
+impl spse_totp_store::EventStore for SeenUpTo {
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<spse_totp_store::Appended, spse_totp_store::StoreError> {
+        self.inner.append(stream, expected, events).await
+    }
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<spse_totp_store::RecordedEvent>, spse_totp_store::StoreError> {
+        self.inner.read_stream(stream, from_version, limit).await
+    }
+    async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<spse_totp_store::RecordedEvent>, spse_totp_store::StoreError> {
+        let mut events = self.inner.read_all(after, limit).await?;
+        if limit > 1 {
+            events.retain(|e| e.position <= self.seen);
+        }
+        Ok(events)
+    }
+    async fn stream_version(&self, stream: &str) -> Result<u64, spse_totp_store::StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn head_position(&self) -> Result<u64, spse_totp_store::StoreError> {
+        self.inner.head_position().await
+    }
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.subscribe()
+    }
+}
+
+/// A checkpoint signed while a verification ran, past the events its walk read, names events
+/// that are there: it is checked against them, not taken for a log cut short.
+#[tokio::test]
+async fn a_checkpoint_signed_during_the_walk_is_not_a_truncation() {
+    let dir = TempDir::new().unwrap();
+    let key = AuditKey::new([4; 32]);
+    for (db, engine) in databases(&dir, "during").await {
+        append(&db, "s", 1, 3).await;
+        let walked = db.events.head_position().await.unwrap();
+        append(&db, "s", 4, 2).await;
+        let signed = write_if_moved(&db, &key, t0())
+            .await
+            .unwrap()
+            .expect("signed");
+        assert!(signed.position > walked);
+        let log = SeenUpTo {
+            inner: std::sync::Arc::clone(&db.events),
+            seen: walked,
+        };
+        let check = CheckpointCheck {
+            pool: &db.pool,
+            key: &key,
+        };
+        let report = verify_signed(spse_totp_store::LogSource::Store(&log), Some(check))
+            .await
+            .unwrap();
+        assert!(report.ok, "{engine}: {report:?}");
+        assert_eq!(report.head, walked, "{engine}");
+        assert_eq!(
+            report.newest_checkpoint.map(|c| c.position),
+            Some(signed.position),
+            "{engine}"
+        );
+        // The same walk with the signed event gone is a cut.
+        spse_totp_store::test_database::drop_append_only_guard(&db)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM events WHERE position = $1")
+            .bind(i64::try_from(signed.position).unwrap())
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        let report = verify_signed(spse_totp_store::LogSource::Store(&log), Some(check))
+            .await
+            .unwrap();
+        assert!(report.truncated, "{engine}: {report:?}");
+    }
+}
