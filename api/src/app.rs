@@ -18,6 +18,7 @@ use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
 use spse_totp_commands::vault::{self, MasterKey, Vault, VaultError};
 use spse_totp_commands::Clock;
+use spse_totp_projections::audit_checkpoints::{self, AuditKey};
 use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
 use spse_totp_store::{Database, DatabaseError};
@@ -99,6 +100,16 @@ pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey,
     Ok(key)
 }
 
+/// The key the log's checkpoints are signed under: `SPSE_TOTP_AUDIT_KEY`, or one derived from
+/// the master key (so a deployment that sets nothing still signs, and anyone who can read the
+/// database but not the key cannot).
+pub fn audit_key(config: &Config, master: &MasterKey) -> AuditKey {
+    config
+        .audit_key
+        .clone()
+        .unwrap_or_else(|| AuditKey::new(master.derive(audit_checkpoints::MASTER_KEY_LABEL)))
+}
+
 /// Captchas, rate limits, reset tokens and the mail sender (issue 3).
 fn reset_services(
     config: &Config,
@@ -175,7 +186,9 @@ impl App {
         let demo = crate::demo::Portal::start(&config, &db, &clock).await?;
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
+        let audit_key = audit_key(&config, &key);
         let services = Arc::new(Services {
+            audit_key,
             config,
             db,
             accounts,

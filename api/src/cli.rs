@@ -370,25 +370,56 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             command: AuditCommand::Verify,
         } => {
             let db = config.open_existing_database().await?;
-            let report = audit::verify(db.log_source()).await?;
+            let key = verify_key(&config)?;
+            if key.is_none() {
+                eprintln!(
+                    "warning: the signed checkpoints are NOT checked (a log cut short is not detected): \
+                     no SPSE_TOTP_AUDIT_KEY and no master key (SPSE_TOTP_MASTER_KEY, or the file {})",
+                    config.master_key_file.display()
+                );
+            }
+            let checkpoints = key.as_ref().map(|key| audit::CheckpointCheck {
+                pool: &db.pool,
+                key,
+            });
+            let report = audit::verify_signed(db.log_source(), checkpoints).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
-            match &report.broken {
-                None => {
-                    eprintln!(
-                        "ok: {} events in {} streams chain correctly ({} older than the chain)",
-                        report.checked, report.streams, report.legacy
-                    );
-                    Ok(())
-                }
-                // The error makes the exit status non-zero, which is what scripts check.
-                Some(broken) => anyhow::bail!(
+            // The error makes the exit status non-zero, which is what scripts check.
+            if let Some(broken) = &report.broken {
+                anyhow::bail!(
                     "the log is BROKEN in stream {} at position {} (version {}): {}",
                     broken.stream,
                     broken.position,
                     broken.version,
                     broken.reason
-                ),
+                );
             }
+            if let Some(broken) = &report.broken_checkpoint {
+                let what = if report.truncated {
+                    "the log is TRUNCATED"
+                } else {
+                    "a signed checkpoint is BROKEN"
+                };
+                anyhow::bail!(
+                    "{what}: checkpoint of position {} signed at {}: {}",
+                    broken.position,
+                    broken.signed_at,
+                    broken.reason
+                );
+            }
+            let anchored = match &report.newest_checkpoint {
+                Some(c) => format!(
+                    "; {} signed checkpoints hold, the newest at position {} (signed {})",
+                    report.checkpoints, c.position, c.signed_at
+                ),
+                None if key.is_some() => "; no signed checkpoint yet".to_owned(),
+                None => String::new(),
+            };
+            eprintln!(
+                "ok: {} events in {} streams chain correctly, head at position {}{anchored}",
+                report.checked, report.streams, report.head
+            );
+            Ok(())
         }
         Command::Operator { command } => crate::console::cli::run(command, &config).await,
     }
@@ -487,6 +518,22 @@ fn print_keys(
 pub struct ListenError {
     pub address: std::net::SocketAddr,
     pub source: std::io::Error,
+}
+
+/// The key `audit verify` checks the signed checkpoints with: `SPSE_TOTP_AUDIT_KEY`, or the one
+/// derived from the master key when that is at hand. A read-only command never creates a key
+/// file, so without either it checks the chain alone (and says so).
+fn verify_key(
+    config: &Config,
+) -> Result<Option<spse_totp_projections::audit_checkpoints::AuditKey>, VaultError> {
+    if let Some(key) = &config.audit_key {
+        return Ok(Some(key.clone()));
+    }
+    if config.master_key.is_none() && !config.master_key_file.exists() {
+        return Ok(None);
+    }
+    let master = crate::app::master_key(config)?;
+    Ok(Some(crate::app::audit_key(config, &master)))
 }
 
 /// The configured master key must be the one an export's secrets are sealed under; none is ever

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::Duration;
 use serde::Deserialize;
 use spse_totp_domain::Policy;
+use spse_totp_projections::audit_checkpoints::AuditKey;
 use spse_totp_projections::mail::message::LocalZone;
 use spse_totp_projections::mail::{MailSettings, SmtpSettings, SmtpTls};
 use spse_totp_store::{Database, DatabaseError};
@@ -40,6 +41,7 @@ struct FileConfig {
     event_store_url: Option<String>,
     master_key: Option<String>,
     master_key_file: Option<PathBuf>,
+    audit_key: Option<String>,
     public_base_url: Option<String>,
     log_format: Option<String>,
     max_body_bytes: Option<usize>,
@@ -93,6 +95,9 @@ pub struct Config {
     /// The master key itself (base64 or hex). When absent the key file is used.
     pub master_key: Option<String>,
     pub master_key_file: PathBuf,
+    /// `SPSE_TOTP_AUDIT_KEY`: the key the log's checkpoints are signed under (32 bytes, hex or
+    /// base64). When absent, a key derived from the master key.
+    pub audit_key: Option<AuditKey>,
     /// How the outside world reaches this service; goes into QR codes and emailed links, never
     /// taken from a request's Host header.
     pub public_base_url: String,
@@ -221,6 +226,7 @@ impl Default for Config {
             event_store_url: None,
             master_key: None,
             master_key_file: PathBuf::from("./data/master.key"),
+            audit_key: None,
             public_base_url: "http://127.0.0.1:8080".to_owned(),
             log_format: LogFormat::Text,
             max_body_bytes: 16 * 1024,
@@ -304,6 +310,10 @@ impl Config {
         }
         if let Some(v) = f.master_key_file {
             self.master_key_file = v;
+        }
+        if let Some(v) = f.audit_key.filter(|v| !v.trim().is_empty()) {
+            self.audit_key =
+                Some(AuditKey::parse(&v).map_err(|e| invalid("SPSE_TOTP_AUDIT_KEY", e))?);
         }
         if let Some(v) = f.public_base_url {
             url_check(&v)?;
@@ -510,6 +520,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         event_store_url: env("SPSE_TOTP_EVENT_STORE_URL"),
         master_key: env("SPSE_TOTP_MASTER_KEY"),
         master_key_file: env("SPSE_TOTP_MASTER_KEY_FILE").map(PathBuf::from),
+        audit_key: env("SPSE_TOTP_AUDIT_KEY"),
         public_base_url: env("SPSE_TOTP_PUBLIC_BASE_URL"),
         log_format: env("SPSE_TOTP_LOG_FORMAT"),
         max_body_bytes: parsed(env, "SPSE_TOTP_MAX_BODY_BYTES")?,
@@ -758,5 +769,24 @@ mod tests {
         assert!(with(&[]).unwrap().proxies().is_empty());
         let alias = with(&[("SPSE_TOTP_TRUST_FORWARDED_FOR", "true")]).unwrap();
         assert!(alias.proxies().trusts("192.0.2.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_audit_key_is_32_bytes_and_never_printed() {
+        assert!(with(&[]).unwrap().audit_key.is_none());
+        let hex_key = "0f".repeat(32);
+        let config = with(&[("SPSE_TOTP_AUDIT_KEY", &hex_key)]).unwrap();
+        let key = config.audit_key.clone().expect("a key");
+        assert!(!format!("{config:?}").contains(&hex_key));
+        let base64_key = "Dw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8PDw8=";
+        let same = with(&[("SPSE_TOTP_AUDIT_KEY", base64_key)]).unwrap();
+        assert_eq!(
+            same.audit_key.expect("a key").fingerprint(),
+            key.fingerprint()
+        );
+        for bad in ["0f0f", "not a key!", &"0f".repeat(33)] {
+            let err = with(&[("SPSE_TOTP_AUDIT_KEY", bad)]).unwrap_err();
+            assert!(err.to_string().contains("SPSE_TOTP_AUDIT_KEY"), "{err}");
+        }
     }
 }

@@ -1,14 +1,15 @@
 //! Work nobody asks for, run under the log follower's `sweeps` leadership (on PostgreSQL one
 //! instance sweeps): recording logins that ran out of time and destroying the secrets of QR
 //! codes never scanned (both reactions in the read side, written through the store's port), and
-//! clearing expired captchas and rate-limit windows.
+//! clearing expired captchas and rate-limit windows, and signing a checkpoint of the log's head
+//! when it has moved (so `audit verify` can tell a log cut short).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use spse_totp_projections::follower::{follow, Pace, Round, Wake, Work};
 use spse_totp_projections::leadership::Lease;
-use spse_totp_projections::sweeps;
+use spse_totp_projections::{audit_checkpoints, sweeps};
 use tokio::sync::watch;
 
 use crate::state::AppState;
@@ -63,6 +64,7 @@ pub async fn sweep(app: &AppState) -> Result<usize, SweepError> {
     let destroyed = sweeps::sweep_vault(&app.db, app.now(), BATCH).await?;
     app.resets.captchas.sweep(app.now()).await?;
     app.resets.rate_limits.sweep(app.now()).await?;
+    audit_checkpoints::write_if_moved(&app.db, &app.audit_key, app.now()).await?;
     if expired.accounts > 0 || destroyed > 0 {
         tracing::info!(
             accounts_with_expired_logins = expired.accounts,

@@ -48,6 +48,8 @@ pub struct Services {
     /// Console operators and their sessions (issue 15).
     pub operators: Arc<OperatorService>,
     pub console_sessions: ConsoleSessions,
+    /// Signs the log's checkpoints and checks them in `audit verify` (issue 13, section 4).
+    pub audit_key: spse_totp_projections::audit_checkpoints::AuditKey,
 }
 
 /// What reset and recovery use besides the account service.

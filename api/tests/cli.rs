@@ -519,3 +519,76 @@ fn apikey_list_and_revoke_never_create_a_database() {
     }
     assert!(!dir.path().join("data/spse-totp.db").exists());
 }
+
+/// `audit verify` checks the signed checkpoints with `SPSE_TOTP_AUDIT_KEY`: a log whose last
+/// event was deleted is reported truncated and fails the command; without any key it says the
+/// checkpoints were not checked.
+#[tokio::test]
+async fn audit_verify_reports_a_log_cut_short_after_its_checkpoint() {
+    let dir = TempDir::new().unwrap();
+    for name in ["a", "b", "c"] {
+        create_key(dir.path(), "portal", name);
+    }
+    let key_text = "2a".repeat(32);
+    let key = spse_totp_projections::audit_checkpoints::AuditKey::parse(&key_text).unwrap();
+    let url = format!("sqlite://{}/data/spse-totp.db", dir.path().display());
+    let db = spse_totp_store::Database::open(&url).await.unwrap();
+    let signed =
+        spse_totp_projections::audit_checkpoints::write_if_moved(&db, &key, chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("a checkpoint");
+    let verify = || {
+        support::command(dir.path(), &["audit", "verify"])
+            .env("SPSE_TOTP_AUDIT_KEY", &key_text)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("spse-totp runs")
+    };
+    let output = verify();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(
+        report["newest_checkpoint"]["position"], signed.position,
+        "{report}"
+    );
+    assert_eq!(report["checkpoint_key"], key.fingerprint(), "{report}");
+
+    spse_totp_store::test_database::drop_append_only_guard(&db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM events WHERE position = $1")
+        .bind(i64::try_from(signed.position).unwrap())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    db.pool.close().await;
+    let output = verify();
+    assert!(
+        !output.status.success(),
+        "a log cut short fails the command"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("a JSON report");
+    assert_eq!(report["truncated"], true, "{report}");
+    assert_eq!(
+        report["broken_checkpoint"]["problem"], "truncated",
+        "{report}"
+    );
+    assert!(
+        text(&output.stderr).contains("TRUNCATED"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // With no key at hand (no audit key, no master key file) the chain alone is checked, and
+    // the command says what it could not see.
+    if !dir.path().join("data/master.key").exists() {
+        let output = run(dir.path(), &["audit", "verify"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert!(
+            text(&output.stderr).contains("NOT checked"),
+            "{}",
+            text(&output.stderr)
+        );
+    }
+}

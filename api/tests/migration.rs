@@ -397,15 +397,44 @@ async fn an_old_format_database_is_converted_in_place_and_verifies() {
             .expect("stored ids");
         assert!(ids.iter().all(|id| id.len() == 16), "{engine}");
 
+        // The row written before the chain existed kept its missing hash, and is a break
+        // (issue 13: no row is exempt from the chain); the rest verifies up to it.
+        let legacy = rows
+            .iter()
+            .find(|r| r.hash.is_none())
+            .expect("the row without a hash");
         let report = spse_totp_projections::audit::verify(db.log_source())
             .await
             .expect("verify");
-        assert!(report.ok, "{engine}: {report:?}");
+        assert!(!report.ok, "{engine}: {report:?}");
+        let broken = report.broken.clone().expect("the unhashed row");
         assert_eq!(
-            (report.checked, report.legacy),
-            (rows.len() as u64, 1),
+            (broken.stream.as_str(), broken.position, broken.version),
+            ("legacy-start", legacy.position as u64, 1),
             "{engine}"
         );
+        assert_eq!(report.legacy, 0, "{engine}");
+        // The way out the operations guide gives: export, then import into a new database,
+        // which chains every event as it appends it; that copy verifies whole.
+        let mut exported = Vec::new();
+        spse_totp_store::transfer::export(&db, &mut exported, Utc::now())
+            .await
+            .expect("export");
+        let copy_dir = TempDir::new().expect("a folder");
+        let copy = spse_totp_store::Database::open(&format!(
+            "sqlite://{}/copy.db?mode=rwc",
+            copy_dir.path().display()
+        ))
+        .await
+        .expect("a new database");
+        spse_totp_store::transfer::import(&copy, exported.as_slice())
+            .await
+            .expect("import");
+        let report = spse_totp_projections::audit::verify(copy.log_source())
+            .await
+            .expect("verify the copy");
+        assert!(report.ok, "{engine}: {report:?}");
+        assert_eq!(report.checked, rows.len() as u64, "{engine}");
 
         // The chains go on from the converted hashes.
         for stream in ["account-penyedia-VENDOR-1", "legacy-start"] {
@@ -429,8 +458,39 @@ async fn an_old_format_database_is_converted_in_place_and_verifies() {
         let report = spse_totp_projections::audit::verify(db.log_source())
             .await
             .expect("verify");
-        assert!(report.ok, "{engine}: {report:?}");
-        assert_eq!(report.checked, rows.len() as u64 + 2, "{engine}");
+        assert_eq!(
+            report.broken,
+            Some(broken),
+            "{engine}: still named, nothing else"
+        );
+        // The verifier stops at that row, so each appended event's link is checked here: its
+        // hash chains to the converted hash of its stream's last old row.
+        for stream in ["account-penyedia-VENDOR-1", "legacy-start"] {
+            let events = db.events.read_stream(stream, 1, 100).await.expect("read");
+            let [.., before, after] = events.as_slice() else {
+                panic!("{engine}: {stream} has an appended event");
+            };
+            assert_eq!(after.event_type, "TestedAfter");
+            let metadata = serde_json::to_value(&after.metadata).expect("metadata");
+            let expected = spse_totp_store::chain::event_hash(
+                before.hash.as_deref(),
+                &spse_totp_store::chain::ChainedFields {
+                    stream,
+                    version: after.version,
+                    event_id: after.event_id,
+                    event_type: &after.event_type,
+                    schema_version: after.schema_version,
+                    payload: &after.payload,
+                    metadata: &metadata,
+                    recorded_at_micros: after.recorded_at.timestamp_micros(),
+                },
+            );
+            assert_eq!(
+                after.hash.as_deref(),
+                Some(expected.as_str()),
+                "{engine}: {stream}"
+            );
+        }
 
         // Every audit row is kept, and a search shows it with what the event row holds.
         let found = spse_totp_projections::audit_log::search(

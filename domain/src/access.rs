@@ -26,12 +26,16 @@ pub enum AccessEvent {
         ok: bool,
         /// Events checked (up to the broken one, if any).
         checked: u64,
-        /// Events older than the chain (no hash).
+        /// Events older than the chain (no hash): always 0 since such an event is a broken link.
         legacy: u64,
         streams: u64,
-        /// The first broken link in words (stream, version, position, reason), when not `ok`.
+        /// The first broken link or signed checkpoint in words, when not `ok`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         broken: Option<String>,
+        /// The position of the newest signed checkpoint that held; absent in verifications
+        /// recorded before checkpoints existed, or when none had been signed yet.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        checkpoint: Option<u64>,
     },
 }
 
@@ -88,8 +92,19 @@ mod tests {
             legacy: 0,
             streams: 2,
             broken: Some("account-penyedia-PPK1 version 3".to_owned()),
+            checkpoint: Some(6),
         };
         let back = AccessEvent::from_stored(verified.event_type(), verified.to_payload()).unwrap();
         assert_eq!(back, verified);
+        // A verification recorded before checkpoints existed still reads.
+        let older = serde_json::json!({"ok": true, "checked": 3, "legacy": 1, "streams": 1});
+        assert!(matches!(
+            AccessEvent::from_stored("ChainVerified", older),
+            Ok(AccessEvent::ChainVerified {
+                checkpoint: None,
+                legacy: 1,
+                ..
+            })
+        ));
     }
 }

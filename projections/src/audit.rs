@@ -18,6 +18,7 @@ use spse_totp_domain::AccountEvent;
 use sqlx::AnyPool;
 use uuid::Uuid;
 
+use crate::audit_checkpoints::{self, AuditKey, SignedCheckpoint};
 use spse_totp_store::chain::{event_hash, ChainedFields};
 use spse_totp_store::stored_metadata;
 use spse_totp_store::{
@@ -258,27 +259,105 @@ pub struct BrokenLink {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
-    /// True when every chained event's hash re-computes and links to its predecessor.
+    /// True when every event's hash re-computes and links to its predecessor, and, when
+    /// checkpoints were checked, none is broken and the log reaches the newest of them.
     pub ok: bool,
     /// Events checked (up to the broken one, if any).
     pub checked: u64,
-    /// Events written before the chain existed (no hash). A database created with the chain
-    /// has none; they are listed, not counted as broken, since nothing was ever promised of them.
+    /// Always 0: a row without a hash is a broken link (issue 13). Kept so that readers of the
+    /// earlier report, which counted such rows here as older than the chain, still find it.
     pub legacy: u64,
     pub streams: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<BrokenLink>,
+    /// The position of the last event read: the log's head when the walk completed.
+    pub head: u64,
+    /// The fingerprint of the audit key the signed checkpoints were checked with; absent when
+    /// they were not checked (no key at hand).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_key: Option<String>,
+    /// Checkpoints whose MAC verified and whose hash is the event's at their position.
+    pub checkpoints: u64,
+    /// Checkpoints signed under another key (the audit key or the master key changed since),
+    /// which this key cannot check: neither trusted nor reported as forged.
+    pub checkpoints_other_key: u64,
+    /// The newest checkpoint verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_checkpoint: Option<CheckpointSeen>,
+    /// True when the log no longer reaches a valid checkpoint (its head is behind it, or the
+    /// event there is gone): events were removed from its end.
+    pub truncated: bool,
+    /// The first checkpoint that does not hold, when one does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_checkpoint: Option<BrokenCheckpoint>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointSeen {
+    pub position: u64,
+    pub signed_at: DateTime<Utc>,
+}
+
+/// What is wrong with a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointProblem {
+    /// The log no longer reaches it: its head is behind the checkpoint's position, or the event
+    /// there (the head when it was signed) is gone while later ones were appended since (on
+    /// PostgreSQL positions are never reused). Events were removed from the log's end as it
+    /// was then.
+    Truncated,
+    /// Its MAC does not verify under the key that claims to have signed it: forged or altered.
+    MacInvalid,
+    /// The event at its position has another hash: replaced, or its position reused after a
+    /// deletion (SQLite gives the next event the freed position).
+    HashMismatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BrokenCheckpoint {
+    pub problem: CheckpointProblem,
+    pub position: u64,
+    pub signed_at: DateTime<Utc>,
+    pub key_fingerprint: String,
+    pub reason: String,
+}
+
+/// Where the verifier finds the signed checkpoints and the key to check them with.
+#[derive(Clone, Copy)]
+pub struct CheckpointCheck<'a> {
+    pub pool: &'a AnyPool,
+    pub key: &'a AuditKey,
+}
+
+/// Most checkpoints read for one page of events (a page of 1,000 events holds at most that many
+/// positions, each signed under a few keys at most).
+const CHECKPOINT_PAGE: i64 = 100_000;
+
 /// Re-computes every stream's chain in position order and stops at the first broken link.
+/// Signed checkpoints are not checked: see [`verify_signed`].
+pub async fn verify(log: LogSource<'_>) -> Result<VerifyReport, StoreError> {
+    verify_signed(log, None).await
+}
+
+/// Re-computes every stream's chain in position order and, with `checkpoints`, checks every
+/// signed checkpoint against the event at its position and the log's head against the newest;
+/// stops at the first break.
 ///
 /// Detected: any change to an event's columns (its own hash no longer matches), an event removed
 /// or inserted in the middle of a stream (a version gap, or the next event's link no longer
-/// matches), a hash removed after the chain began. Not detectable by a chain alone: removing a
-/// stream's last events, or rewriting a whole stream's tail with freshly computed hashes (that
-/// needs an anchor outside the database, e.g. the report's last hashes kept elsewhere).
-pub async fn verify(log: LogSource<'_>) -> Result<VerifyReport, StoreError> {
+/// matches), a row without a hash, and, with checkpoints, the log's end removed (its head behind
+/// a checkpoint), an event at a checkpoint's position removed or replaced, a checkpoint forged
+/// or altered. Not detectable: removing a stream's last events between two checkpointed
+/// positions, or events appended after the newest checkpoint and removed before the next one
+/// (at most one checkpoint interval), or the newest checkpoints deleted along with the log's
+/// end (the service's own log keeps a copy of each checkpoint for that case).
+pub async fn verify_signed(
+    log: LogSource<'_>,
+    checkpoints: Option<CheckpointCheck<'_>>,
+) -> Result<VerifyReport, StoreError> {
     let mut chains = Chains::default();
+    chains.report.checkpoint_key = checkpoints.map(|c| c.key.fingerprint());
     let mut after: u64 = 0;
     let sql = format!(
         "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT {FOLD_PAGE}",
@@ -303,14 +382,67 @@ pub async fn verify(log: LogSource<'_>) -> Result<VerifyReport, StoreError> {
         let Some(last) = links.last().map(|l| l.position) else {
             break;
         };
+        let hashes: HashMap<u64, Option<String>> =
+            links.iter().map(|l| (l.position, l.hash.clone())).collect();
         for link in links {
             if !chains.follow(link) {
                 return Ok(chains.report);
             }
         }
+        if let Some(check) = checkpoints {
+            let signed = audit_checkpoints::between(check.pool, after, last, CHECKPOINT_PAGE)
+                .await
+                .map_err(StoreError::from)?;
+            if !chains.check_checkpoints(check.key, signed, &hashes) {
+                return Ok(chains.report);
+            }
+        }
         after = last;
     }
+    if let Some(check) = checkpoints {
+        let beyond = audit_checkpoints::between(check.pool, after, u64::MAX, CHECKPOINT_PAGE)
+            .await
+            .map_err(StoreError::from)?;
+        // A checkpoint signed while the walk ran may name events appended since it ended: those
+        // that are there now are checked as any other, not taken for a cut.
+        let mut appended_since = HashMap::new();
+        for checkpoint in &beyond {
+            if appended_since.contains_key(&checkpoint.position) {
+                continue;
+            }
+            if let Some(hash) = hash_at(log, checkpoint.position).await? {
+                appended_since.insert(checkpoint.position, hash);
+            }
+        }
+        let (present, missing): (Vec<_>, Vec<_>) = beyond
+            .into_iter()
+            .partition(|c| appended_since.contains_key(&c.position));
+        if !chains.check_checkpoints(check.key, present, &appended_since) {
+            return Ok(chains.report);
+        }
+        chains.check_beyond_head(check.key, missing);
+    }
     Ok(chains.report)
+}
+
+/// The hash of the event at `position`, if there is one (`Some(None)`: there is, without a hash).
+async fn hash_at(log: LogSource<'_>, position: u64) -> Result<Option<Option<String>>, StoreError> {
+    match log {
+        LogSource::Table(pool) => {
+            let row: Option<(Option<Vec<u8>>,)> =
+                sqlx::query_as("SELECT hash FROM events WHERE position = $1")
+                    .bind(to_i64(position))
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(|(hash,)| hash.as_deref().map(hex::encode)))
+        }
+        LogSource::Store(events) => Ok(events
+            .read_all(position.saturating_sub(1), 1)
+            .await?
+            .into_iter()
+            .find(|e| e.position == position)
+            .map(|e| e.hash)),
+    }
 }
 
 /// One event as the verifier checks it: the fields the hash covers, as stored.
@@ -383,6 +515,13 @@ impl Default for Chains {
                 legacy: 0,
                 streams: 0,
                 broken: None,
+                head: 0,
+                checkpoint_key: None,
+                checkpoints: 0,
+                checkpoints_other_key: 0,
+                newest_checkpoint: None,
+                truncated: false,
+                broken_checkpoint: None,
             },
         }
     }
@@ -392,6 +531,7 @@ impl Chains {
     /// Checks `link` against its stream's head; false (and the report names it) when broken.
     fn follow(&mut self, link: Link) -> bool {
         self.report.checked += 1;
+        self.report.head = link.position;
         let head = self.heads.get(&link.stream);
         if head.is_none() {
             self.report.streams += 1;
@@ -406,11 +546,95 @@ impl Chains {
             });
             return false;
         }
-        if link.hash.is_none() {
-            self.report.legacy += 1;
-        }
         self.heads.insert(link.stream, (link.version, link.hash));
         true
+    }
+}
+
+impl Chains {
+    fn break_checkpoint(
+        &mut self,
+        problem: CheckpointProblem,
+        checkpoint: &SignedCheckpoint,
+        reason: String,
+    ) {
+        self.report.ok = false;
+        self.report.truncated = problem == CheckpointProblem::Truncated;
+        self.report.broken_checkpoint = Some(BrokenCheckpoint {
+            problem,
+            position: checkpoint.position,
+            signed_at: checkpoint.signed_at,
+            key_fingerprint: checkpoint.key_fingerprint.clone(),
+            reason,
+        });
+    }
+
+    /// Checks the checkpoints at positions of one page of events (`hashes`, by position);
+    /// false (and the report names it) at the first that does not hold.
+    fn check_checkpoints(
+        &mut self,
+        key: &AuditKey,
+        signed: Vec<SignedCheckpoint>,
+        hashes: &HashMap<u64, Option<String>>,
+    ) -> bool {
+        let fingerprint = key.fingerprint();
+        for checkpoint in signed {
+            if checkpoint.key_fingerprint != fingerprint {
+                self.report.checkpoints_other_key += 1;
+                continue;
+            }
+            if !key.verifies(&checkpoint) {
+                self.break_checkpoint(
+                    CheckpointProblem::MacInvalid,
+                    &checkpoint,
+                    "the checkpoint's MAC does not verify under the audit key: it was forged or altered".to_owned(),
+                );
+                return false;
+            }
+            let problem = match hashes.get(&checkpoint.position) {
+                None => Some((
+                    CheckpointProblem::Truncated,
+                    "no event is at the checkpoint's position any more, which was the log's head when signed: events were removed from its end",
+                )),
+                Some(hash) if hash.as_deref() != Some(checkpoint.chain_hash.as_str()) => Some((
+                    CheckpointProblem::HashMismatch,
+                    "the event at the checkpoint's position is not the one signed: it was replaced, or its position reused after a deletion",
+                )),
+                Some(_) => None,
+            };
+            if let Some((problem, reason)) = problem {
+                self.break_checkpoint(problem, &checkpoint, reason.to_owned());
+                return false;
+            }
+            self.report.checkpoints += 1;
+            self.report.newest_checkpoint = Some(CheckpointSeen {
+                position: checkpoint.position,
+                signed_at: checkpoint.signed_at,
+            });
+        }
+        true
+    }
+
+    /// Checkpoints past the last event read: the newest valid one means the log was cut short.
+    fn check_beyond_head(&mut self, key: &AuditKey, beyond: Vec<SignedCheckpoint>) {
+        let fingerprint = key.fingerprint();
+        let (ours, others): (Vec<_>, Vec<_>) = beyond
+            .into_iter()
+            .partition(|c| c.key_fingerprint == fingerprint);
+        self.report.checkpoints_other_key += others.len() as u64;
+        if let Some(valid) = ours.iter().rev().find(|c| key.verifies(c)) {
+            let reason = format!(
+                "the log ends at position {} but a checkpoint signed at {} reached position {}: events were removed from its end",
+                self.report.head, valid.signed_at, valid.position
+            );
+            self.break_checkpoint(CheckpointProblem::Truncated, valid, reason);
+        } else if let Some(forged) = ours.first() {
+            self.break_checkpoint(
+                CheckpointProblem::MacInvalid,
+                forged,
+                "the checkpoint's MAC does not verify under the audit key: it was forged or altered".to_owned(),
+            );
+        }
     }
 }
 
@@ -426,11 +650,14 @@ fn check_link(head: Option<&(u64, Option<String>)>, link: &Link) -> Result<(), S
             "version {version} follows version {previous_version}: events are missing or inserted"
         ));
     }
+    // The service hashes every event it writes (import re-chains what it reads), so a row
+    // without a hash was written or altered outside it.
     let Some(stored) = link.hash.as_deref() else {
-        return match previous_hash {
-            Some(_) => Err("the hash is missing after the chain began".to_owned()),
-            None => Ok(()),
-        };
+        return Err(match previous_hash {
+            Some(_) => "the hash is missing: the event was written or altered outside the service",
+            None => "the hash is missing (no event is exempt from the chain): the event was written or altered outside the service",
+        }
+        .to_owned());
     };
     let expected = event_hash(
         previous_hash,

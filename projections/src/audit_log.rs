@@ -101,9 +101,17 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
             legacy,
             streams,
             broken,
+            checkpoint,
         }) => match (ok, broken) {
-            (true, _) => format!(
+            // Verifications recorded before checkpoints existed said how many rows had no hash.
+            (true, _) if *legacy > 0 => format!(
                 "Hash chain verified intact: {checked} events in {streams} streams ({legacy} older than the chain)"
+            ),
+            (true, _) => format!(
+                "Hash chain verified intact: {checked} events in {streams} streams; {}",
+                checkpoint.map_or("no signed checkpoint yet".to_owned(), |p| format!(
+                    "the log reaches its newest signed checkpoint, position {p}"
+                ))
             ),
             (false, broken) => format!(
                 "Hash chain verified BROKEN after {checked} events: {}",

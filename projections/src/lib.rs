@@ -8,7 +8,8 @@
 //! repeats nothing and loses nothing; `rebuild` replays the log from zero into the same tables.
 //!
 //! Every background reaction to the log runs under the one [`follower`]: the runner, the mail
-//! sender ([`mail`], one outbox row per message owed) and the [`sweeps`]. The reactions record
+//! sender ([`mail`], one outbox row per message owed) and the [`sweeps`], which also sign the
+//! log's head ([`audit_checkpoints`]) for the verifier. The reactions record
 //! their outcomes as events through the store's port ([`reaction`]), never the command handlers.
 //!
 //! Depends on `spse-totp-domain` for the events and rules and on `spse-totp-store` for the port;
@@ -17,6 +18,7 @@
 pub mod accounts;
 pub mod api_keys;
 pub mod audit;
+pub mod audit_checkpoints;
 pub mod audit_log;
 pub mod device_bindings;
 pub mod enrollments;

@@ -56,7 +56,7 @@ pub struct LastVerification {
     ok: bool,
     checked: u64,
     streams: u64,
-    legacy: u64,
+    checkpoint: String,
     broken: String,
 }
 
@@ -96,9 +96,10 @@ async fn last_verification(app: &AppState) -> Result<Option<LastVerification>, R
         Ok(AccessEvent::ChainVerified {
             ok,
             checked,
-            legacy,
             streams,
             broken,
+            checkpoint,
+            ..
         }) => Ok(Some(LastVerification {
             when: local(zone, event.recorded_at),
             who: format!(
@@ -109,7 +110,7 @@ async fn last_verification(app: &AppState) -> Result<Option<LastVerification>, R
             ok,
             checked,
             streams,
-            legacy,
+            checkpoint: checkpoint.map(|p| p.to_string()).unwrap_or_default(),
             broken: broken.unwrap_or_default(),
         })),
         _ => Ok(None),
@@ -200,17 +201,29 @@ pub async fn run_chain(
             }
         }
     };
+    let zone = app.config.lpse.time_zone;
     let verified = AccessEvent::ChainVerified {
         ok: report.ok,
         checked: report.checked,
         legacy: report.legacy,
         streams: report.streams,
-        broken: report.broken.map(|b| {
-            format!(
-                "{} version {} (position {}): {}",
-                b.stream, b.version, b.position, b.reason
-            )
-        }),
+        broken: report
+            .broken
+            .map(|b| {
+                format!(
+                    "{} version {} (position {}): {}",
+                    b.stream, b.version, b.position, b.reason
+                )
+            })
+            .or(report.broken_checkpoint.map(|b| {
+                format!(
+                    "checkpoint of position {} signed {}: {}",
+                    b.position,
+                    local(zone, b.signed_at),
+                    b.reason
+                )
+            })),
+        checkpoint: report.newest_checkpoint.map(|c| c.position),
     };
     let position = match audit::record_read(
         app.db.events.as_ref(),

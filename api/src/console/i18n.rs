@@ -181,7 +181,8 @@ pub struct Texts {
     pub created_at: &'static str,
     pub checked: &'static str,
     pub streams: &'static str,
-    pub legacy: &'static str,
+    pub newest_checkpoint: &'static str,
+    pub no_checkpoint: &'static str,
     pub broken_at: &'static str,
 }
 
@@ -306,7 +307,8 @@ pub static ID: Texts = Texts {
     created_at: "Dibuat",
     checked: "Kejadian diperiksa",
     streams: "Jumlah stream",
-    legacy: "Kejadian sebelum rantai ada",
+    newest_checkpoint: "Posisi titik periksa bertanda tangan terbaru",
+    no_checkpoint: "Belum ada titik periksa bertanda tangan",
     broken_at: "Mata rantai rusak pertama",
 };
 
@@ -433,7 +435,8 @@ pub static EN: Texts = Texts {
     created_at: "Created",
     checked: "Events checked",
     streams: "Streams",
-    legacy: "Events older than the chain",
+    newest_checkpoint: "Position of the newest signed checkpoint",
+    no_checkpoint: "No signed checkpoint yet",
     broken_at: "First broken link",
 };
 

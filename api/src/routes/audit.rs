@@ -15,7 +15,9 @@ use serde_json::Value;
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::Role;
 use spse_totp_domain::{AccountKey, UserId, UserType};
-use spse_totp_projections::audit::{self, HistoryFilter, VerifyReport};
+use spse_totp_projections::audit::{
+    self, CheckpointCheck, CheckpointProblem, HistoryFilter, VerifyReport,
+};
 use spse_totp_projections::audit_log::{self, summary, AuditRow, AuditSearch};
 use spse_totp_projections::{login_sessions, Decoded};
 use spse_totp_store::{Actor, RecordedEvent};
@@ -481,16 +483,74 @@ pub(crate) async fn subject_export(
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyAnswer {
+    /// True when every event chains and, when checkpoints were checked, none is broken and the
+    /// log reaches the newest of them.
     pub ok: bool,
     /// Events checked.
     pub checked: u64,
-    /// Events older than the chain (no hash); a database created with it has none.
+    /// Always 0: an event without a hash is a broken link. Kept for readers of the earlier
+    /// answer, which counted such events here as older than the chain.
     pub legacy: u64,
     pub streams: u64,
     /// The first broken link: `{stream, position, version, reason}`.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub broken: Option<Value>,
+    /// The position of the last event read: the log's head when nothing is broken.
+    pub head: u64,
+    /// The fingerprint of the audit key the signed checkpoints were checked with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub checkpoint_key: Option<String>,
+    /// Signed checkpoints verified: MAC valid and the event at their position unchanged.
+    pub checkpoints: u64,
+    /// Checkpoints signed under another audit key (the key changed since), not checked.
+    pub checkpoints_other_key: u64,
+    /// The newest checkpoint verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newest_checkpoint: Option<CheckpointAnswer>,
+    /// True when the log's head is behind a valid checkpoint: events were removed from its end.
+    pub truncated: bool,
+    /// The first checkpoint that does not hold.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_checkpoint: Option<BrokenCheckpointAnswer>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckpointAnswer {
+    pub position: u64,
+    pub signed_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrokenCheckpointAnswer {
+    /// `truncated`: the log no longer reaches the checkpoint's position (it ends before it, or
+    /// the event there is gone): events were removed from its end; `mac_invalid`: the
+    /// checkpoint was forged or altered; `hash_mismatch`: the event at its position was
+    /// replaced, or its position reused after a deletion.
+    pub problem: CheckpointProblemAnswer,
+    pub position: u64,
+    pub signed_at: DateTime<Utc>,
+    pub key_fingerprint: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointProblemAnswer {
+    Truncated,
+    MacInvalid,
+    HashMismatch,
+}
+
+impl From<CheckpointProblem> for CheckpointProblemAnswer {
+    fn from(p: CheckpointProblem) -> Self {
+        match p {
+            CheckpointProblem::Truncated => CheckpointProblemAnswer::Truncated,
+            CheckpointProblem::MacInvalid => CheckpointProblemAnswer::MacInvalid,
+            CheckpointProblem::HashMismatch => CheckpointProblemAnswer::HashMismatch,
+        }
+    }
 }
 
 impl From<VerifyReport> for VerifyAnswer {
@@ -503,6 +563,22 @@ impl From<VerifyReport> for VerifyAnswer {
             broken: r
                 .broken
                 .map(|b| serde_json::to_value(b).unwrap_or(Value::Null)),
+            head: r.head,
+            checkpoint_key: r.checkpoint_key,
+            checkpoints: r.checkpoints,
+            checkpoints_other_key: r.checkpoints_other_key,
+            newest_checkpoint: r.newest_checkpoint.map(|c| CheckpointAnswer {
+                position: c.position,
+                signed_at: c.signed_at,
+            }),
+            truncated: r.truncated,
+            broken_checkpoint: r.broken_checkpoint.map(|b| BrokenCheckpointAnswer {
+                problem: b.problem.into(),
+                position: b.position,
+                signed_at: b.signed_at,
+                key_fingerprint: b.key_fingerprint,
+                reason: b.reason,
+            }),
         }
     }
 }
@@ -521,7 +597,8 @@ pub struct VerifyQuery {
     pub purpose: Option<String>,
 }
 
-/// Re-computes every stream's hash chain and names the first broken link.
+/// Re-computes every stream's hash chain and checks the log's signed checkpoints; names the
+/// first broken link or checkpoint (a log cut short is `truncated`).
 #[utoipa::path(get, path = "/v1/audit/verify", tag = "audit", params(VerifyQuery),
     security(("api_key" = [])),
     responses((status = 200, body = VerifyAnswer), (status = 403, body = super::ErrorBody)))]
@@ -555,7 +632,11 @@ pub(crate) async fn run_verify(
         query: None,
     };
     record(app, ctx, actor, read).await?;
-    Ok(audit::verify(app.db.log_source()).await?)
+    let checkpoints = CheckpointCheck {
+        pool: &app.db.pool,
+        key: &app.audit_key,
+    };
+    Ok(audit::verify_signed(app.db.log_source(), Some(checkpoints)).await?)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

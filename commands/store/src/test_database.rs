@@ -45,18 +45,23 @@ pub async fn fresh_postgres_url() -> Result<Option<String>, sqlx::Error> {
     )))
 }
 
-/// Plays the insider with SQL access who drops the triggers that keep the event log append-only
-/// (migration `..._events_append_only.sql`), so a test can then tamper with events and check that
-/// the hash chain still names what changed.
+/// Plays the insider with SQL access who drops the triggers that keep the event log and its
+/// signed checkpoints append-only (migrations `..._events_append_only.sql` and
+/// `..._audit_checkpoints.sql`), so a test can then tamper with either and check that the hash
+/// chain and the checkpoints still name what changed.
 pub async fn drop_append_only_guard(db: &crate::Database) -> Result<(), sqlx::Error> {
     let statements: &[&str] = match db.engine {
         crate::database::Engine::Sqlite => &[
             "DROP TRIGGER events_no_update",
             "DROP TRIGGER events_no_delete",
+            "DROP TRIGGER audit_checkpoints_no_update",
+            "DROP TRIGGER audit_checkpoints_no_delete",
         ],
         crate::database::Engine::Postgres => &[
             "DROP TRIGGER events_no_update_or_delete ON events",
             "DROP TRIGGER events_no_truncate ON events",
+            "DROP TRIGGER audit_checkpoints_no_update_or_delete ON audit_checkpoints",
+            "DROP TRIGGER audit_checkpoints_no_truncate ON audit_checkpoints",
         ],
     };
     for statement in statements {
