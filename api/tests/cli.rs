@@ -15,6 +15,8 @@ async fn start_login(client: &reqwest::Client, base: &str, key: &str) -> (u16, V
     let response = client
         .post(format!("{base}/v1/logins"))
         .bearer_auth(key)
+        // English: the tests read why a key is refused.
+        .header(reqwest::header::ACCEPT_LANGUAGE, "en")
         .json(&json!({"user_type": "non_penyedia", "user_id": "ppk1"}))
         .send()
         .await

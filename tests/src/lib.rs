@@ -154,6 +154,27 @@ impl TestServer {
         if let Some(body) = body {
             request = request.json(&body);
         }
+        Self::answer(request).await
+    }
+
+    /// `POST` asking for English messages (`Accept-Language: en`), for tests that read the
+    /// particular message of a refusal rather than its code.
+    pub async fn post_in_english(
+        &self,
+        path: &str,
+        bearer: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .header(reqwest::header::ACCEPT_LANGUAGE, "en")
+            .json(&body);
+        Self::answer(request).await
+    }
+
+    async fn answer(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.send().await.expect("the request is answered");
         let status = response.status();
         let text = response.text().await.expect("a body");

@@ -16,8 +16,9 @@ use spse_totp_store::test_database::{fresh_postgres_url, skipped};
 use spse_totp_tests::TestServer;
 use uuid::Uuid;
 
+/// Starts a login with `key`, asking for English messages: the tests read why a key is refused.
 async fn start_login(s: &TestServer, key: &str, user_id: &str) -> (StatusCode, Value) {
-    s.post(
+    s.post_in_english(
         "/v1/logins",
         key,
         json!({"user_type": "penyedia", "user_id": user_id}),

@@ -540,7 +540,13 @@ async fn an_admin_revokes_an_api_key_in_the_console_and_its_next_call_is_refused
     // Confirmed: the key's very next call is refused, with the usual error shape.
     b.click("#confirm-revoke").await.unwrap();
     b.wait_for("#message.ok").await.expect("revoked");
-    let (status, body) = s.start_login("penyedia", "vendor3").await;
+    let (status, body) = s
+        .post_in_english(
+            "/v1/logins",
+            &s.portal_key,
+            json!({"user_type": "penyedia", "user_id": "vendor3"}),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"]["code"], "unauthorized", "{body}");
     assert!(
