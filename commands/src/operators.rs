@@ -364,7 +364,7 @@ impl OperatorService {
             .await?;
         self.execute(username, &command, metadata, Self::plain)
             .await?;
-        let otpauth_uri = otpauth_uri(&secret, username, public_base_url)?;
+        let otpauth_uri = otpauth_uri(&secret, username, enrollment_id, public_base_url)?;
         let qr_svg = crate::enrollment::qr_svg(&otpauth_uri)
             .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
         Ok(ActivationQr {
@@ -708,7 +708,12 @@ fn verify_password(stored: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) -> Outcome<String> {
+fn otpauth_uri(
+    secret: &TotpSecret,
+    username: &Username,
+    enrollment_id: EnrollmentId,
+    public_base_url: &str,
+) -> Outcome<String> {
     let host = url::Url::parse(public_base_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -718,7 +723,7 @@ fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) 
     } else {
         format!("{username}@{host}")
     };
-    totp_rs::TOTP::new(
+    let totp = totp_rs::TOTP::new(
         ALGORITHM,
         DIGITS,
         1,
@@ -727,8 +732,16 @@ fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) 
         Some(CONSOLE_ISSUER.to_owned()),
         account,
     )
-    .map(|totp| totp.get_url())
-    .map_err(|e| OperatorCommandError::Uri(e.to_string()))
+    .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
+    let mut uri = url::Url::parse(&totp.get_url())
+        .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
+    // What a push-capable app needs to bind itself through the device API, as on a user's QR
+    // code; a standard authenticator ignores them.
+    uri.query_pairs_mut()
+        .append_pair("user_type", "operator")
+        .append_pair("enrollment_id", &enrollment_id.to_string())
+        .append_pair("server", public_base_url);
+    Ok(uri.to_string())
 }
 
 /// A signed-in operator, as a request finds them.
