@@ -84,7 +84,15 @@ async fn sign_in_on_device(b: &Browser, s: &TestServer, username: &str) -> Strin
     b.fill("#username", username).await.expect("username");
     b.fill("#password", PASSWORD).await.expect("password");
     b.click("#submit").await.expect("sign in");
-    b.text_of("#number").await.expect("the approval number")
+    match b.text_of("#number").await {
+        Ok(number) => number,
+        Err(e) => panic!(
+            "{e}: {} {:?} {:?}",
+            b.text_of("body").await.unwrap_or_default(),
+            b.client.current_url().await,
+            types(&events_of(s, "operator-dewi.hd").await)
+        ),
+    }
 }
 
 fn types(events: &[RecordedEvent]) -> Vec<&str> {
@@ -231,7 +239,15 @@ async fn an_operator_binds_the_companion_and_signs_in_by_approving_on_it() {
     let code = device_ok(&s, &state, &["code"]).await;
     b.fill("#code", code.trim()).await.unwrap();
     b.click("#submit-code").await.unwrap();
-    assert_eq!(b.text_of("#operator").await.unwrap(), "Dewi Lestari");
+    match b.text_of("#operator").await {
+        Ok(who) => assert_eq!(who, "Dewi Lestari"),
+        Err(e) => panic!(
+            "{e}: {} {:?} {:?}",
+            b.text_of("body").await.unwrap_or_default(),
+            b.client.current_url().await,
+            types(&events_of(&s, stream).await)
+        ),
+    }
 
     // On a phone: the waiting page and the helpdesk's account page.
     b.close().await.unwrap();

@@ -118,7 +118,7 @@ pub async fn submit(
             Ok(started) => {
                 app.caught_up(started.position).await;
                 let value = format!(
-                    "{}.{}.{}",
+                    "{}:{}:{}",
                     username,
                     started.sign_in_id.simple(),
                     started.browser_secret
@@ -171,7 +171,7 @@ async fn signed_in(app: &AppState, username: &Username) -> Response {
     response
 }
 
-/// The waiting browser's cookie: `{username}.{sign-in id}.{secret}`; the stream holds only the
+/// The waiting browser's cookie: `{username}:{sign-in id}:{secret}` (a username may hold dots); the stream holds only the
 /// secret's SHA-256, so only this browser turns the device's approval into a session.
 fn wait_cookie_name(app: &AppState) -> String {
     cookie_name(app, "spse_console_wait")
@@ -185,7 +185,7 @@ struct Waiting {
 
 fn waiting_of(app: &AppState, headers: &HeaderMap) -> Option<Waiting> {
     let value = cookie(headers, &wait_cookie_name(app))?;
-    let mut parts = value.splitn(3, '.');
+    let mut parts = value.splitn(3, ':');
     let username = Username::parse(parts.next()?).ok()?;
     let sign_in_id = Uuid::try_parse(parts.next()?).ok()?;
     let secret = parts.next()?.to_owned();
@@ -325,8 +325,9 @@ pub async fn wait_submit(
     if !pre_token_matches(&app, &headers, &form.csrf) {
         return csrf_refused(lang, None);
     }
+    // No sign-in waits in this browser (any more): the console, or its sign-in page.
     let Some(waiting) = waiting_of(&app, &headers) else {
-        return Redirect::to("/console/sign-in").into_response();
+        return Redirect::to("/console").into_response();
     };
     let role = match operators::get(&app.db.pool, &waiting.username).await {
         Ok(Some(row)) => row.role.as_str().to_owned(),

@@ -8,6 +8,11 @@
   var shown = document.getElementById('countdown');
   var started = Date.now();
   var form = document.getElementById('continue');
+  // Once a form is sent by hand (a typed code), the poll must not send another over it.
+  var sent = false;
+  Array.prototype.forEach.call(document.forms, function (f) {
+    f.addEventListener('submit', function () { sent = true; });
+  });
   function pad(n) { return n < 10 ? '0' + n : '' + n; }
   function tick() {
     var s = Math.max(0, left - Math.floor((Date.now() - started) / 1000));
@@ -19,9 +24,10 @@
     fetch(box.dataset.wait, { credentials: 'same-origin', cache: 'no-store' })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (answer) {
-        if (answer.done) { form.submit(); } else { poll(); }
+        if (sent) { return; }
+        if (answer.done) { sent = true; form.submit(); } else { poll(); }
       })
-      .catch(function () { window.setTimeout(poll, 2000); });
+      .catch(function () { if (!sent) { window.setTimeout(poll, 2000); } });
   }
   poll();
 })();
