@@ -481,7 +481,9 @@ impl OperatorService {
         let (op, _) = self
             .execute(username, &command, metadata, |op| async move {
                 let secret = match op.pending_enrollment {
-                    Some(e) if e.enrollment_id == enrollment_id => Some(self.open(enrollment_id).await?),
+                    Some(e) if e.enrollment_id == enrollment_id => {
+                        Some(self.open(enrollment_id).await?)
+                    }
                     _ => None,
                 };
                 Ok(Prepared {
@@ -733,8 +735,8 @@ fn otpauth_uri(
         account,
     )
     .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
-    let mut uri = url::Url::parse(&totp.get_url())
-        .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
+    let mut uri =
+        url::Url::parse(&totp.get_url()).map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
     // What a push-capable app needs to bind itself through the device API, as on a user's QR
     // code; a standard authenticator ignores them.
     uri.query_pairs_mut()

@@ -80,7 +80,9 @@ async fn waiting_sign_in(s: &TestServer, state: &Path) -> String {
 
 /// Username and password, no code: the page that waits for the device.
 async fn sign_in_on_device(b: &Browser, s: &TestServer, username: &str) -> String {
-    b.goto(&s.url("/console/sign-in")).await.expect("sign-in page");
+    b.goto(&s.url("/console/sign-in"))
+        .await
+        .expect("sign-in page");
     b.fill("#username", username).await.expect("username");
     b.fill("#password", PASSWORD).await.expect("password");
     b.click("#submit").await.expect("sign in");
@@ -159,7 +161,9 @@ async fn an_operator_binds_the_companion_and_signs_in_by_approving_on_it() {
     let number = sign_in_on_device(&b, &s, "dewi.hd").await;
     let page = b.text_of("main").await.unwrap();
     assert!(page.contains("Lanjutkan"), "{page}");
-    b.screenshot(&shots().join("sign-in-wait.png")).await.unwrap();
+    b.screenshot(&shots().join("sign-in-wait.png"))
+        .await
+        .unwrap();
     let sign_in_id = waiting_sign_in(&s, &state).await;
     let (status, body) = s.get("/v1/device/logins", &user_token).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -487,8 +487,14 @@ pub fn event_phrase(lang: Lang, event_type: &str) -> &'static str {
         "NoticeEmailFailed" => ("Email pemberitahuan gagal", "Notice email failed"),
         "OperatorDeviceBound" => ("Perangkat operator terikat", "Operator device bound"),
         "OperatorSignInStarted" => ("Masuk menunggu perangkat", "Sign-in waits for the device"),
-        "OperatorSignInApproved" => ("Masuk disetujui dari perangkat", "Sign-in approved on the device"),
-        "OperatorSignInDenied" => ("Masuk ditolak dari perangkat", "Sign-in denied on the device"),
+        "OperatorSignInApproved" => (
+            "Masuk disetujui dari perangkat",
+            "Sign-in approved on the device",
+        ),
+        "OperatorSignInDenied" => (
+            "Masuk ditolak dari perangkat",
+            "Sign-in denied on the device",
+        ),
         "OperatorSignInExpired" => ("Masuk kedaluwarsa", "Sign-in expired"),
         _ => ("Kejadian lain", "Other event"),
     };

@@ -54,7 +54,10 @@ pub fn router() -> Router<AppState> {
         .route("/console.css", get(stylesheet))
         .route("/console.js", get(script))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
-        .route("/sign-in/wait", get(sign_in::wait_page).post(sign_in::wait_submit))
+        .route(
+            "/sign-in/wait",
+            get(sign_in::wait_page).post(sign_in::wait_submit),
+        )
         .route("/sign-in/wait/poll", get(sign_in::wait_poll))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/setup", get(setup::page))

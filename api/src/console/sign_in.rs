@@ -7,14 +7,14 @@ use axum::http::header::{self, HeaderMap};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
-use serde_json::json;
-use uuid::Uuid;
 use serde::Deserialize;
+use serde_json::json;
 use spse_totp_commands::operators::OperatorCommandError;
 use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::TotpCode;
 use spse_totp_projections::operators;
 use spse_totp_store::Actor;
+use uuid::Uuid;
 
 use super::i18n::{Chosen, Lang};
 use super::session::{
@@ -209,7 +209,11 @@ struct WaitPage {
 
 /// The page that shows the approval number and waits. It only reads: what the device answered
 /// is acted on when the "Lanjutkan" form (sent by the script, or by hand) is posted.
-pub async fn wait_page(State(app): State<AppState>, chosen: Chosen, headers: HeaderMap) -> Response {
+pub async fn wait_page(
+    State(app): State<AppState>,
+    chosen: Chosen,
+    headers: HeaderMap,
+) -> Response {
     render_wait(&app, &headers, chosen.lang, None, StatusCode::OK).await
 }
 

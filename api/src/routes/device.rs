@@ -11,8 +11,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::accounts::CommandError;
 use spse_totp_commands::operators::OperatorCommandError;
-use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
+use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::DomainError;
 use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
 use spse_totp_projections::{enrollments, login_sessions, operators};
@@ -118,7 +118,17 @@ pub async fn activate(
         .await
         .map_err(|e| operator_refusal(&e))?
     {
-        return bind_operator_device(&app, &username, body.enrollment_id, code, device_id, label, platform, &metadata).await;
+        return bind_operator_device(
+            &app,
+            &username,
+            body.enrollment_id,
+            code,
+            device_id,
+            label,
+            platform,
+            &metadata,
+        )
+        .await;
     }
     let outcome = app
         .accounts
@@ -369,7 +379,15 @@ async fn bind_operator_device(
 ) -> Result<Response, ApiError> {
     let (device_token, op) = app
         .operators
-        .bind_device(username, enrollment_id, code, device_id.0, label, platform, metadata)
+        .bind_device(
+            username,
+            enrollment_id,
+            code,
+            device_id.0,
+            label,
+            platform,
+            metadata,
+        )
         .await
         .map_err(|e| operator_refusal(&e))?;
     let device = op

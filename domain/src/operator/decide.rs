@@ -422,7 +422,12 @@ pub fn decide(
                 sign_in_id: *sign_in_id,
                 at: now,
             }];
-            Err(failure_after(op, SignInFailure::DeniedOnDevice, &ctx, denied))
+            Err(failure_after(
+                op,
+                SignInFailure::DeniedOnDevice,
+                &ctx,
+                denied,
+            ))
         }
         OperatorCommand::FinishDeviceSignIn {
             sign_in_id,

@@ -188,7 +188,8 @@ impl Operator {
                     sign_in.approved_step = Some(*step);
                 }
             }
-            OperatorEvent::OperatorSignInDenied { .. } | OperatorEvent::OperatorSignInExpired { .. } => {
+            OperatorEvent::OperatorSignInDenied { .. }
+            | OperatorEvent::OperatorSignInExpired { .. } => {
                 self.sign_in = None;
             }
             OperatorEvent::OperatorLocked {
