@@ -10,7 +10,8 @@ use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 use spse_totp_commands::operators::OperatorCommandError;
-use spse_totp_domain::operator::{OperatorError, Username};
+use spse_totp_commands::tokens::sha256_hex;
+use spse_totp_domain::operator::{DeviceSignIn, OperatorError, Username};
 use spse_totp_domain::TotpCode;
 use spse_totp_projections::operators;
 use spse_totp_store::Actor;
@@ -20,7 +21,7 @@ use super::i18n::{Chosen, Lang};
 use super::session::{
     cookie, cookie_name, pre_token, pre_token_matches, session_cookie_name, set_cookie, Signed,
 };
-use super::{csrf_refused, html, local, Frame};
+use super::{csrf_refused, html, local, same_secret, Frame};
 use crate::state::{AppState, RequestContext};
 
 #[derive(Template)]
@@ -183,6 +184,14 @@ struct Waiting {
     secret: String,
 }
 
+impl Waiting {
+    /// Whether `sign_in` is the one this browser started: its id, and the secret only it holds.
+    fn owns(&self, sign_in: &DeviceSignIn) -> bool {
+        sign_in.sign_in_id == self.sign_in_id
+            && same_secret(&sign_in.browser_sha256, &sha256_hex(&self.secret))
+    }
+}
+
 fn waiting_of(app: &AppState, headers: &HeaderMap) -> Option<Waiting> {
     let value = cookie(headers, &wait_cookie_name(app))?;
     let mut parts = value.splitn(3, ':');
@@ -232,11 +241,7 @@ async fn render_wait(
         Err(e) => return unavailable(&e),
     };
     let now = app.now();
-    let (number, seconds_left) = match op
-        .sign_in
-        .as_ref()
-        .filter(|s| s.sign_in_id == waiting.sign_in_id)
-    {
+    let (number, seconds_left) = match op.sign_in.as_ref().filter(|s| waiting.owns(s)) {
         Some(s) => (
             s.number.value().to_string(),
             (s.expires_at - now).num_seconds().max(0),
@@ -292,7 +297,7 @@ pub async fn wait_poll(
         let done = op
             .sign_in
             .as_ref()
-            .filter(|s| s.sign_in_id == waiting.sign_in_id)
+            .filter(|s| waiting.owns(s))
             .is_none_or(|s| s.approved_step.is_some() || s.expires_at <= app.now());
         if done || tokio::time::Instant::now() >= deadline {
             return Json(json!({ "done": done })).into_response();
