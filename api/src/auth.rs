@@ -10,10 +10,12 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
+use spse_totp_commands::operators::OPERATOR_DEVICE_TOKEN_PREFIX;
 use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_domain::apikey::{self, Role};
+use spse_totp_domain::operator::Username;
 use spse_totp_domain::AccountKey;
-use spse_totp_projections::{api_keys, device_bindings};
+use spse_totp_projections::{api_keys, device_bindings, operators};
 use spse_totp_store::Actor;
 use uuid::Uuid;
 
@@ -277,10 +279,20 @@ impl KnownKeys {
     }
 }
 
-/// A caller holding the device token issued at activation: the account's bound device.
+/// Whose device a token is: a user's account or a console operator (issue 15). Told apart by
+/// the token's prefix (`spse_odt_` is an operator's), then authenticated by the SHA-256 lookup
+/// in that owner's table only, so a token can never act for the other kind of owner.
+#[derive(Debug, Clone)]
+pub enum DeviceOwner {
+    Account(AccountKey),
+    Operator(Username),
+}
+
+/// A caller holding the device token issued at activation: the account's (or operator's)
+/// bound device.
 #[derive(Debug, Clone)]
 pub struct DeviceCaller {
-    pub account: AccountKey,
+    pub owner: DeviceOwner,
     pub device_id: Uuid,
     pub token_sha256: String,
 }
@@ -306,14 +318,27 @@ impl FromRequestParts<AppState> for DeviceCaller {
                 "this device is not bound to any account",
             )
         };
-        let token_sha256 = sha256_hex(bearer(parts).map_err(|_| not_recognised())?);
+        let token = bearer(parts).map_err(|_| not_recognised())?;
+        let token_sha256 = sha256_hex(token);
+        if token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
+            let row = operators::by_device_token(&app.db.pool, &token_sha256)
+                .await?
+                .ok_or_else(not_recognised)?;
+            return Ok(DeviceCaller {
+                owner: DeviceOwner::Operator(
+                    Username::parse(&row.username).map_err(|_| not_recognised())?,
+                ),
+                device_id: row.device_id.parse().map_err(|_| not_recognised())?,
+                token_sha256,
+            });
+        }
         let row = device_bindings::by_token(&app.db.pool, &token_sha256)
             .await?
             .ok_or_else(not_recognised)?;
         let account = AccountKey::from_stream_name(&row.stream).ok_or_else(not_recognised)?;
         let device_id = row.device_id.parse().map_err(|_| not_recognised())?;
         Ok(DeviceCaller {
-            account,
+            owner: DeviceOwner::Account(account),
             device_id,
             token_sha256,
         })

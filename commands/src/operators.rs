@@ -17,7 +17,7 @@ use spse_totp_domain::operator::{
     OperatorRole, Username,
 };
 use spse_totp_domain::totp::{TotpSecret, ALGORITHM, DIGITS, PERIOD_SECONDS};
-use spse_totp_domain::{EnrollmentId, Policy, TotpCode};
+use spse_totp_domain::{ApprovalNumber, EnrollmentId, Policy, TotpCode};
 use spse_totp_store::{Database, EventMetadata, EventStore, ExpectedVersion, NewEvent, StoreError};
 use uuid::Uuid;
 
@@ -66,6 +66,23 @@ impl OperatorCommandError {
 }
 
 type Outcome<T> = Result<T, OperatorCommandError>;
+
+/// An operator's device token starts so: the device API looks it up among operators' devices,
+/// every other token among users' (`spse_dt_`). The prefix only routes; the SHA-256 lookup is
+/// what authenticates.
+pub const OPERATOR_DEVICE_TOKEN_PREFIX: &str = "spse_odt";
+
+/// A sign-in waiting for the operator's device.
+#[derive(Debug, Clone)]
+pub struct DeviceSignInStarted {
+    pub sign_in_id: Uuid,
+    /// Shown on the page; the operator types or picks it on the device.
+    pub number: ApprovalNumber,
+    /// For the waiting browser's cookie; only its SHA-256 is recorded.
+    pub browser_secret: String,
+    pub expires_at: DateTime<Utc>,
+    pub position: Option<u64>,
+}
 
 /// What a setup page shows to activate TOTP: the standard URI and its QR code.
 pub struct ActivationQr {
@@ -347,7 +364,7 @@ impl OperatorService {
             .await?;
         self.execute(username, &command, metadata, Self::plain)
             .await?;
-        let otpauth_uri = otpauth_uri(&secret, username, public_base_url)?;
+        let otpauth_uri = otpauth_uri(&secret, username, enrollment_id, public_base_url)?;
         let qr_svg = crate::enrollment::qr_svg(&otpauth_uri)
             .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
         Ok(ActivationQr {
@@ -429,6 +446,195 @@ impl OperatorService {
         Ok(op)
     }
 
+    /// The operator a scanned QR code's enrollment belongs to, if an operator's: how the device
+    /// API's activation tells an operator's QR code from a user's.
+    pub async fn enrollment_owner(&self, enrollment_id: EnrollmentId) -> Outcome<Option<Username>> {
+        let stream = self.vault.stream_of(enrollment_id).await?;
+        Ok(stream
+            .as_deref()
+            .and_then(|s| s.strip_prefix(operator::STREAM_PREFIX))
+            .and_then(|name| Username::parse(name).ok()))
+    }
+
+    /// The device API's activation for an operator's QR code: activates TOTP and binds the
+    /// device. Returns the device token (shown once; only its SHA-256 is recorded).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn bind_device(
+        &self,
+        username: &Username,
+        enrollment_id: EnrollmentId,
+        code: TotpCode,
+        device_id: Uuid,
+        label: String,
+        platform: Option<String>,
+        metadata: &EventMetadata,
+    ) -> Outcome<(String, Operator)> {
+        let device_token = random_token(OPERATOR_DEVICE_TOKEN_PREFIX);
+        let command = OperatorCommand::BindDevice {
+            enrollment_id,
+            code,
+            device_id,
+            label,
+            platform,
+            device_token_sha256: sha256_hex(&device_token),
+        };
+        let (op, _) = self
+            .execute(username, &command, metadata, |op| async move {
+                let secret = match op.pending_enrollment {
+                    Some(e) if e.enrollment_id == enrollment_id => {
+                        Some(self.open(enrollment_id).await?)
+                    }
+                    _ => None,
+                };
+                Ok(Prepared {
+                    secret,
+                    password_matches: false,
+                })
+            })
+            .await?;
+        self.vault.keep(enrollment_id).await?;
+        Ok((device_token, op))
+    }
+
+    /// Username and password without a code: the operator's device is asked. A wrong password
+    /// counts as on the form with a code. The browser keeps the returned secret (a cookie).
+    pub async fn start_device_sign_in(
+        &self,
+        username: &Username,
+        password: &str,
+        metadata: &EventMetadata,
+    ) -> Outcome<DeviceSignInStarted> {
+        let password_matches = self.password_matches(username, password).await?;
+        let sign_in_id = Uuid::new_v4();
+        let number = ApprovalNumber::draw(|| crate::tokens::random_bytes::<1>()[0]);
+        let browser_secret = random_token("spse_csi");
+        let command = OperatorCommand::StartDeviceSignIn {
+            sign_in_id,
+            number,
+            browser_sha256: sha256_hex(&browser_secret),
+        };
+        let (op, position) = self
+            .execute(username, &command, metadata, |_| async move {
+                Ok(Prepared {
+                    secret: None,
+                    password_matches,
+                })
+            })
+            .await?;
+        let expires_at = op
+            .sign_in
+            .as_ref()
+            .map(|s| s.expires_at)
+            .unwrap_or_else(|| self.now());
+        Ok(DeviceSignInStarted {
+            sign_in_id,
+            number,
+            browser_secret,
+            expires_at,
+            position,
+        })
+    }
+
+    async fn password_matches(&self, username: &Username, password: &str) -> Outcome<bool> {
+        let hash: Option<String> = sqlx::query_scalar(
+            "SELECT password_hash FROM operator_credentials WHERE username = $1",
+        )
+        .bind(username.as_str())
+        .fetch_optional(&self.db.pool)
+        .await?;
+        Ok(hash.is_some_and(|hash| verify_password(&hash, password)))
+    }
+
+    /// "Authorize Login" on the operator's device: a fresh code and the number on the page.
+    pub async fn approve_on_device(
+        &self,
+        username: &Username,
+        sign_in_id: Uuid,
+        device_token_sha256: &str,
+        code: TotpCode,
+        number: Option<ApprovalNumber>,
+        metadata: &EventMetadata,
+    ) -> Outcome<Option<u64>> {
+        let command = OperatorCommand::ApproveOnDevice {
+            sign_in_id,
+            device_token_sha256: device_token_sha256.to_owned(),
+            code,
+            number,
+        };
+        let (_, position) = self
+            .execute(username, &command, metadata, |op| self.prepare_secret(op))
+            .await?;
+        Ok(position)
+    }
+
+    /// The device refuses: the sign-in ends and counts as a failed one.
+    pub async fn deny_on_device(
+        &self,
+        username: &Username,
+        sign_in_id: Uuid,
+        device_token_sha256: &str,
+        metadata: &EventMetadata,
+    ) -> Outcome<Option<u64>> {
+        let command = OperatorCommand::DenyOnDevice {
+            sign_in_id,
+            device_token_sha256: device_token_sha256.to_owned(),
+        };
+        let (_, position) = self
+            .execute(username, &command, metadata, Self::plain)
+            .await?;
+        Ok(position)
+    }
+
+    /// The waiting browser asks: signed in once approved (`SignInWaiting` until then), the
+    /// expiry recorded once the login time is over.
+    pub async fn finish_device_sign_in(
+        &self,
+        username: &Username,
+        sign_in_id: Uuid,
+        browser_secret: &str,
+        metadata: &EventMetadata,
+    ) -> Outcome<Operator> {
+        let command = OperatorCommand::FinishDeviceSignIn {
+            sign_in_id,
+            browser_sha256: sha256_hex(browser_secret),
+        };
+        let (op, _) = self
+            .execute(username, &command, metadata, Self::plain)
+            .await?;
+        Ok(op)
+    }
+
+    /// The waiting browser types a code instead of waiting for the device.
+    pub async fn code_for_device_sign_in(
+        &self,
+        username: &Username,
+        sign_in_id: Uuid,
+        browser_secret: &str,
+        code: TotpCode,
+        metadata: &EventMetadata,
+    ) -> Outcome<Operator> {
+        let command = OperatorCommand::CodeForDeviceSignIn {
+            sign_in_id,
+            browser_sha256: sha256_hex(browser_secret),
+            code,
+        };
+        let (op, _) = self
+            .execute(username, &command, metadata, |op| self.prepare_secret(op))
+            .await?;
+        Ok(op)
+    }
+
+    async fn prepare_secret(&self, op: Operator) -> Outcome<Prepared> {
+        let secret = match op.enrollment_id {
+            Some(id) => Some(self.open(id).await?),
+            None => None,
+        };
+        Ok(Prepared {
+            secret,
+            password_matches: false,
+        })
+    }
+
     pub async fn sign_out(
         &self,
         username: &Username,
@@ -504,7 +710,12 @@ fn verify_password(stored: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) -> Outcome<String> {
+fn otpauth_uri(
+    secret: &TotpSecret,
+    username: &Username,
+    enrollment_id: EnrollmentId,
+    public_base_url: &str,
+) -> Outcome<String> {
     let host = url::Url::parse(public_base_url)
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
@@ -514,7 +725,7 @@ fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) 
     } else {
         format!("{username}@{host}")
     };
-    totp_rs::TOTP::new(
+    let totp = totp_rs::TOTP::new(
         ALGORITHM,
         DIGITS,
         1,
@@ -523,8 +734,16 @@ fn otpauth_uri(secret: &TotpSecret, username: &Username, public_base_url: &str) 
         Some(CONSOLE_ISSUER.to_owned()),
         account,
     )
-    .map(|totp| totp.get_url())
-    .map_err(|e| OperatorCommandError::Uri(e.to_string()))
+    .map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
+    let mut uri =
+        url::Url::parse(&totp.get_url()).map_err(|e| OperatorCommandError::Uri(e.to_string()))?;
+    // What a push-capable app needs to bind itself through the device API, as on a user's QR
+    // code; a standard authenticator ignores them.
+    uri.query_pairs_mut()
+        .append_pair("user_type", "operator")
+        .append_pair("enrollment_id", &enrollment_id.to_string())
+        .append_pair("server", public_base_url);
+    Ok(uri.to_string())
 }
 
 /// A signed-in operator, as a request finds them.

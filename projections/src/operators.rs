@@ -60,8 +60,9 @@ impl Projector for OperatorsProjector {
                 "status = 'active', setup_id = NULL, setup_expires_at = NULL, failed_attempts = 0, locked_until = NULL",
             ),
             OperatorEvent::OperatorSignedIn { .. } => sql!(
-                "UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_sign_in_at = $1, updated_at = $1 \
-                 WHERE username = $2",
+                "UPDATE operators SET failed_attempts = 0, locked_until = NULL, last_sign_in_at = $1, updated_at = $1, \
+                 sign_in_id = NULL, sign_in_started_at = NULL, sign_in_expires_at = NULL, \
+                 sign_in_client_ip = NULL, sign_in_user_agent = NULL WHERE username = $2",
                 at,
                 user,
             ),
@@ -79,17 +80,59 @@ impl Projector for OperatorsProjector {
                 at,
                 user,
             ),
-            OperatorEvent::OperatorDisabled { .. } => {
-                set("status = 'disabled', setup_id = NULL, setup_expires_at = NULL")
-            }
+            OperatorEvent::OperatorDisabled { .. } => set(
+                "status = 'disabled', setup_id = NULL, setup_expires_at = NULL, sign_in_id = NULL, \
+                 sign_in_started_at = NULL, sign_in_expires_at = NULL, sign_in_client_ip = NULL, sign_in_user_agent = NULL",
+            ),
+            OperatorEvent::OperatorDeviceBound {
+                device_id,
+                label,
+                device_token_sha256,
+                at: bound_at,
+                ..
+            } => sql!(
+                "UPDATE operators SET device_id = $1, device_label = $2, device_token_sha256 = $3, \
+                 device_bound_at = $4, updated_at = $5 WHERE username = $6",
+                device_id.to_string(),
+                label.as_str(),
+                device_token_sha256.as_str(),
+                to_db(*bound_at),
+                at,
+                user,
+            ),
+            OperatorEvent::OperatorSignInStarted {
+                sign_in_id,
+                expires_at,
+                at: started_at,
+                ..
+            } => sql!(
+                "UPDATE operators SET sign_in_id = $1, sign_in_started_at = $2, sign_in_expires_at = $3, \
+                 sign_in_client_ip = $4, sign_in_user_agent = $5, updated_at = $6 WHERE username = $7",
+                sign_in_id.to_string(),
+                to_db(*started_at),
+                to_db(*expires_at),
+                recorded.metadata.client_ip.clone(),
+                recorded.metadata.user_agent.clone(),
+                at,
+                user,
+            ),
+            // Approved: no longer waiting for the device, though the browser has yet to come.
+            OperatorEvent::OperatorSignInApproved { .. }
+            | OperatorEvent::OperatorSignInDenied { .. }
+            | OperatorEvent::OperatorSignInExpired { .. } => set(
+                "sign_in_id = NULL, sign_in_started_at = NULL, sign_in_expires_at = NULL, \
+                 sign_in_client_ip = NULL, sign_in_user_agent = NULL",
+            ),
             OperatorEvent::OperatorTotpReset {
                 setup_id,
                 setup_expires_at,
                 ..
             } => sql!(
                 "UPDATE operators SET status = CASE WHEN status = 'active' THEN 'pending' ELSE status END, \
-                 setup_id = $1, setup_expires_at = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3 \
-                 WHERE username = $4",
+                 setup_id = $1, setup_expires_at = $2, failed_attempts = 0, locked_until = NULL, updated_at = $3, \
+                 device_id = NULL, device_label = NULL, device_token_sha256 = NULL, device_bound_at = NULL, \
+                 sign_in_id = NULL, sign_in_started_at = NULL, sign_in_expires_at = NULL, \
+                 sign_in_client_ip = NULL, sign_in_user_agent = NULL WHERE username = $4",
                 setup_id.to_string(),
                 to_db(*setup_expires_at),
                 at,
@@ -131,7 +174,22 @@ pub fn summary(username: &Username, event: &OperatorEvent) -> String {
         OperatorEvent::OperatorSignedOut { .. } => format!("Operator {username} signed out"),
         OperatorEvent::OperatorDisabled { .. } => format!("Operator {username} disabled"),
         OperatorEvent::OperatorTotpReset { .. } => {
-            format!("Operator {username}: TOTP reset, a new setup link issued")
+            format!("Operator {username}: TOTP reset (device unbound), a new setup link issued")
+        }
+        OperatorEvent::OperatorDeviceBound { label, .. } => {
+            format!("Operator {username} bound the device {label}")
+        }
+        OperatorEvent::OperatorSignInStarted { sign_in_id, .. } => {
+            format!("Operator {username}: sign-in {sign_in_id} waits for the device")
+        }
+        OperatorEvent::OperatorSignInApproved { sign_in_id, .. } => {
+            format!("Operator {username}: sign-in {sign_in_id} approved on the device")
+        }
+        OperatorEvent::OperatorSignInDenied { sign_in_id, .. } => {
+            format!("Operator {username}: sign-in {sign_in_id} denied on the device")
+        }
+        OperatorEvent::OperatorSignInExpired { sign_in_id, .. } => {
+            format!("Operator {username}: sign-in {sign_in_id} expired")
         }
     }
 }
@@ -154,6 +212,57 @@ pub struct OperatorRow {
     pub created_at: DateTime<Utc>,
     #[sqlx(try_from = "MaybeMicros")]
     pub last_sign_in_at: Option<DateTime<Utc>>,
+    pub device_label: Option<String>,
+    #[sqlx(try_from = "MaybeMicros")]
+    pub device_bound_at: Option<DateTime<Utc>>,
+}
+
+/// The operator's bound device, as a device token finds it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct OperatorDeviceRow {
+    pub username: String,
+    pub device_id: String,
+}
+
+pub async fn by_device_token(
+    pool: &AnyPool,
+    token_sha256: &str,
+) -> Result<Option<OperatorDeviceRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT username, device_id FROM operators WHERE device_token_sha256 = $1 AND status = 'active'",
+    )
+    .bind(token_sha256)
+    .fetch_optional(pool)
+    .await
+}
+
+/// The sign-in waiting for the operator's device, as the device lists it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct WaitingSignIn {
+    pub sign_in_id: String,
+    #[sqlx(try_from = "Micros")]
+    pub started_at: DateTime<Utc>,
+    #[sqlx(try_from = "Micros")]
+    pub expires_at: DateTime<Utc>,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The sign-in waiting for `username`'s device at `now`, if any (one at most).
+pub async fn waiting_sign_ins(
+    pool: &AnyPool,
+    username: &Username,
+    now: DateTime<Utc>,
+) -> Result<Vec<WaitingSignIn>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT sign_in_id, sign_in_started_at AS started_at, sign_in_expires_at AS expires_at, \
+         sign_in_client_ip AS client_ip, sign_in_user_agent AS user_agent FROM operators \
+         WHERE username = $1 AND sign_in_id IS NOT NULL AND sign_in_expires_at > $2",
+    )
+    .bind(username.as_str())
+    .bind(to_db(now))
+    .fetch_all(pool)
+    .await
 }
 
 impl OperatorRow {
@@ -163,7 +272,7 @@ impl OperatorRow {
 }
 
 const COLUMNS: &str = "username, name, email, role, status, setup_id, setup_expires_at, \
-     failed_attempts, locked_until, created_at, last_sign_in_at";
+     failed_attempts, locked_until, created_at, last_sign_in_at, device_label, device_bound_at";
 
 pub async fn get(pool: &AnyPool, username: &Username) -> Result<Option<OperatorRow>, sqlx::Error> {
     sqlx::query_as(&format!(

@@ -86,6 +86,14 @@ impl Browser {
                 ],
             }
         });
+        // Headless Chromium will not make a window narrower than 500 pixels: a phone's width is
+        // emulated instead, so a phone-sized screenshot shows what a phone shows.
+        let mut capabilities = capabilities;
+        if width < 500 {
+            capabilities["goog:chromeOptions"]["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": width, "height": height, "pixelRatio": 1.0 }
+            });
+        }
         let capabilities = match capabilities {
             serde_json::Value::Object(map) => map,
             _ => bail!("capabilities are a JSON object"),

@@ -93,7 +93,7 @@ pub async fn run(command: OperatorCliCommand, config: &Config) -> anyhow::Result
                 .with_context(|| format!("resetting TOTP of operator {username}"))?;
             runner.catch_up().await?;
             eprintln!(
-                "operator {username}'s TOTP is reset; they activate a new device on this link (valid 24 hours):"
+                "operator {username}'s TOTP is reset and any bound device unbound; they activate a new device on this link (valid 24 hours):"
             );
             println!("{}", setup_link(&config.public_base_url, &token));
         }

@@ -40,17 +40,25 @@ use crate::state::AppState;
 
 /// The console's stylesheet, embedded: no request leaves for another host.
 const STYLESHEET: &str = include_str!("../../templates/console/console.css");
+const SCRIPT: &str = include_str!("../../templates/console/console.js");
 
 /// No script at all, styles only from this origin, forms only to it, never framed. The QR code
 /// is inline SVG markup, which needs no source.
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self' data:; \
+// Scripts only from this service (the waiting page's long-poll), and it may only call here.
+const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; \
      form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/console.css", get(stylesheet))
+        .route("/console.js", get(script))
         .route("/sign-in", get(sign_in::page).post(sign_in::submit))
+        .route(
+            "/sign-in/wait",
+            get(sign_in::wait_page).post(sign_in::wait_submit),
+        )
+        .route("/sign-in/wait/poll", get(sign_in::wait_poll))
         .route("/sign-out", post(sign_in::sign_out))
         .route("/setup", get(setup::page))
         .route("/setup/password", post(setup::password))
@@ -134,6 +142,17 @@ async fn stylesheet() -> Response {
             (header::CACHE_CONTROL, "public, max-age=3600"),
         ],
         STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        SCRIPT,
     )
         .into_response()
 }

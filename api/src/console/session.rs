@@ -32,7 +32,7 @@ fn secure(app: &AppState) -> bool {
     app.config.public_base_url.starts_with("https://")
 }
 
-fn name(app: &AppState, base: &str) -> String {
+pub fn cookie_name(app: &AppState, base: &str) -> String {
     if secure(app) {
         format!("__Host-{base}")
     } else {
@@ -41,11 +41,11 @@ fn name(app: &AppState, base: &str) -> String {
 }
 
 pub fn session_cookie_name(app: &AppState) -> String {
-    name(app, "spse_console")
+    cookie_name(app, "spse_console")
 }
 
 pub fn pre_cookie_name(app: &AppState) -> String {
-    name(app, "spse_console_pre")
+    cookie_name(app, "spse_console_pre")
 }
 
 /// A `Set-Cookie` value: `HttpOnly`, `SameSite=Strict`, path `/` (as `__Host-` needs), and

@@ -10,16 +10,18 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::accounts::CommandError;
+use spse_totp_commands::operators::OperatorCommandError;
 use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
+use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::DomainError;
 use spse_totp_domain::{AccountCommand, ApprovalNumber, DeviceId, EnrollmentId, LoginId};
-use spse_totp_projections::{enrollments, login_sessions};
+use spse_totp_projections::{enrollments, login_sessions, operators};
 use spse_totp_store::Actor;
 use utoipa::ToSchema;
 
 use super::logins::{decided, parse_code, LoginView, WaitQuery, MAX_WAIT_SECONDS};
 use super::{clean_text, AccountRef};
-use crate::auth::DeviceCaller;
+use crate::auth::{DeviceCaller, DeviceOwner};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
@@ -137,6 +139,24 @@ pub async fn activate(
     let metadata = ctx.metadata(Actor::Device {
         device_id: device_id.0,
     });
+    if let Some(username) = app
+        .operators
+        .enrollment_owner(body.enrollment_id)
+        .await
+        .map_err(|e| operator_refusal(&e))?
+    {
+        return bind_operator_device(
+            &app,
+            &username,
+            body.enrollment_id,
+            code,
+            device_id,
+            label,
+            platform,
+            &metadata,
+        )
+        .await;
+    }
     let outcome = app
         .accounts
         .activate_device(
@@ -210,7 +230,13 @@ pub async fn pending(
     // still wakes it.
     let mut progress = app.projections.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
-    let stream = device.account.stream_name();
+    let account = match &device.owner {
+        DeviceOwner::Account(account) => account,
+        DeviceOwner::Operator(username) => {
+            return operator_pending(&app, username, progress, deadline).await
+        }
+    };
+    let stream = account.stream_name();
     let rows = loop {
         let rows = login_sessions::pending_approvals(&app.db.pool, &stream, app.now()).await?;
         if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
@@ -222,8 +248,8 @@ pub async fn pending(
         }
     };
     Ok(Json(PendingLogins {
-        user_type: device.account.user_type.as_str().to_owned(),
-        user_id: device.account.user_id.to_string(),
+        user_type: account.user_type.as_str().to_owned(),
+        user_id: account.user_id.to_string(),
         // The approval number is deliberately absent: the user must read it off the portal.
         logins: rows
             .into_iter()
@@ -257,6 +283,23 @@ pub async fn approve(
         .map(ApprovalNumber::new)
         .transpose()
         .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e.to_string()))?;
+    let account = match &device.owner {
+        DeviceOwner::Account(account) => account,
+        DeviceOwner::Operator(username) => {
+            let outcome = app
+                .operators
+                .approve_on_device(
+                    username,
+                    login_id.0,
+                    &device.token_sha256,
+                    code,
+                    number,
+                    &ctx.metadata(device.actor()),
+                )
+                .await;
+            return operator_answer(&app, username, login_id, "approved", outcome).await;
+        }
+    };
     let command = AccountCommand::ApproveOnDevice(ApproveOnDevice {
         login_id,
         device_token_sha256: device.token_sha256.clone(),
@@ -265,7 +308,7 @@ pub async fn approve(
     });
     decided(
         &app,
-        &device.account,
+        account,
         command,
         "approve_on_device",
         ctx.metadata(device.actor()),
@@ -285,17 +328,188 @@ pub async fn deny(
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
 ) -> Result<Json<LoginView>, ApiError> {
+    let account = match &device.owner {
+        DeviceOwner::Account(account) => account,
+        DeviceOwner::Operator(username) => {
+            let outcome = app
+                .operators
+                .deny_on_device(
+                    username,
+                    login_id.0,
+                    &device.token_sha256,
+                    &ctx.metadata(device.actor()),
+                )
+                .await;
+            return operator_answer(&app, username, login_id, "denied", outcome).await;
+        }
+    };
     let command = AccountCommand::DenyOnDevice(DenyOnDevice {
         login_id,
         device_token_sha256: device.token_sha256.clone(),
     });
     decided(
         &app,
-        &device.account,
+        account,
         command,
         "deny_on_device",
         ctx.metadata(device.actor()),
         login_id,
     )
     .await
+}
+
+/// What an operator's device is told about a refused approval or denial, in the words the
+/// device API uses for a user's login.
+fn operator_refusal(error: &OperatorCommandError) -> ApiError {
+    let Some(refused) = error.rejected() else {
+        return ApiError::internal(error);
+    };
+    let code = match refused {
+        OperatorError::WrongDevice | OperatorError::Disabled | OperatorError::NotFound => {
+            ErrorCode::DeviceNotRecognised
+        }
+        OperatorError::SignInUnknown | OperatorError::SignInWaiting => ErrorCode::LoginNotFound,
+        OperatorError::SignInExpired => ErrorCode::LoginExpired,
+        OperatorError::Locked { .. } => ErrorCode::AccountLocked,
+        OperatorError::NumberRequired => ErrorCode::NumberRequired,
+        OperatorError::SignInRefused { .. } | OperatorError::InvalidCode => ErrorCode::InvalidCode,
+        OperatorError::EnrollmentExpired
+        | OperatorError::SetupLinkExpired
+        | OperatorError::SetupLinkUnknown => ErrorCode::EnrollmentExpired,
+        OperatorError::NotActive => ErrorCode::TotpNotActive,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let mut api = ApiError::new(code, refused.to_string());
+    match refused {
+        OperatorError::SignInRefused { attempts_left } => {
+            api.body.attempts_left = Some(*attempts_left);
+        }
+        OperatorError::Locked { until } => {
+            api.body.locked_until = Some(until.to_rfc3339());
+        }
+        _ => {}
+    }
+    api
+}
+
+/// The activation of an operator's QR code: the operator's TOTP is active and this device bound.
+#[allow(clippy::too_many_arguments)]
+async fn bind_operator_device(
+    app: &AppState,
+    username: &Username,
+    enrollment_id: EnrollmentId,
+    code: spse_totp_domain::TotpCode,
+    device_id: DeviceId,
+    label: String,
+    platform: Option<String>,
+    metadata: &spse_totp_store::EventMetadata,
+) -> Result<Response, ApiError> {
+    let (device_token, op) = app
+        .operators
+        .bind_device(
+            username,
+            enrollment_id,
+            code,
+            device_id.0,
+            label,
+            platform,
+            metadata,
+        )
+        .await
+        .map_err(|e| operator_refusal(&e))?;
+    let device = op
+        .device
+        .as_ref()
+        .ok_or_else(|| ApiError::internal(&"activation left no device"))?;
+    let body = ActivationResponse {
+        device_token,
+        account: AccountRef {
+            user_type: OPERATOR_USER_TYPE.to_owned(),
+            user_id: username.to_string(),
+            totp_status: "active".to_owned(),
+        },
+        device: DeviceView {
+            device_id: device.device_id.to_string(),
+            label: device.label.clone(),
+            activated_at: device.bound_at,
+        },
+    };
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// How the device API names a console operator where it names a user's type.
+pub const OPERATOR_USER_TYPE: &str = "operator";
+
+/// The operator's waiting sign-in (at most one), long-polled as a user's logins are.
+async fn operator_pending(
+    app: &AppState,
+    username: &Username,
+    mut progress: tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+) -> Result<Json<PendingLogins>, ApiError> {
+    let rows = loop {
+        let rows = operators::waiting_sign_ins(&app.db.pool, username, app.now()).await?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            break rows;
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { break rows },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    };
+    Ok(Json(PendingLogins {
+        user_type: OPERATOR_USER_TYPE.to_owned(),
+        user_id: username.to_string(),
+        logins: rows
+            .into_iter()
+            .map(|r| PendingLogin {
+                login_id: r.sign_in_id,
+                started_at: r.started_at,
+                expires_at: r.expires_at,
+                client_ip: r.client_ip,
+                user_agent: r.user_agent,
+            })
+            .collect(),
+    }))
+}
+
+/// The answer to an operator's device after approving or denying: the sign-in as it stands.
+/// A denial is refused in the domain's terms (it counts as a failed sign-in) yet is what the
+/// device asked for, so it answers 200 `denied`.
+async fn operator_answer(
+    app: &AppState,
+    username: &Username,
+    login_id: LoginId,
+    status: &str,
+    outcome: Result<Option<u64>, OperatorCommandError>,
+) -> Result<Json<LoginView>, ApiError> {
+    let position = match outcome {
+        Ok(position) => position,
+        Err(OperatorCommandError::Rejected {
+            error: OperatorError::SignInRefused { .. } | OperatorError::Locked { .. },
+            position,
+        }) if status == "denied" => position,
+        Err(e) => {
+            if let OperatorCommandError::Rejected { position, .. } = &e {
+                app.caught_up(*position).await;
+            }
+            return Err(operator_refusal(&e));
+        }
+    };
+    app.caught_up(position).await;
+    let now = app.now();
+    Ok(Json(LoginView {
+        login_id: login_id.to_string(),
+        status: status.to_owned(),
+        expires_at: now,
+        decided_at: Some(now),
+        method: Some("device".to_owned()),
+        user_type: OPERATOR_USER_TYPE.to_owned(),
+        user_id: username.to_string(),
+        approval_number: None,
+    }))
 }

@@ -6,10 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use super::events::{OperatorEvent, SignInFailure};
-use super::state::{Operator, OperatorStatus};
+use super::state::{DeviceSignIn, Operator, OperatorStatus};
 use super::{OperatorError, OperatorRejection, OperatorRole, Username, MIN_PASSWORD_CHARS};
 use crate::account::OpenedSecret;
-use crate::code::TotpCode;
+use crate::code::{ApprovalNumber, TotpCode};
 use crate::ids::EnrollmentId;
 use crate::policy::Policy;
 use crate::totp;
@@ -42,6 +42,44 @@ pub enum OperatorCommand {
     },
     /// Username, password and code on the sign-in form.
     SignIn {
+        code: TotpCode,
+    },
+    /// The device API's activation with the scanned QR code's first code: activates TOTP like
+    /// `ActivateTotp` and binds the device that holds `device_token_sha256`'s token.
+    BindDevice {
+        enrollment_id: EnrollmentId,
+        code: TotpCode,
+        device_id: Uuid,
+        label: String,
+        platform: Option<String>,
+        device_token_sha256: String,
+    },
+    /// Username and password without a code: the device is asked to approve.
+    StartDeviceSignIn {
+        sign_in_id: Uuid,
+        number: ApprovalNumber,
+        browser_sha256: String,
+    },
+    ApproveOnDevice {
+        sign_in_id: Uuid,
+        device_token_sha256: String,
+        code: TotpCode,
+        number: Option<ApprovalNumber>,
+    },
+    DenyOnDevice {
+        sign_in_id: Uuid,
+        device_token_sha256: String,
+    },
+    /// The waiting browser asks how its sign-in went: approved becomes signed in (once),
+    /// past the login time becomes expired.
+    FinishDeviceSignIn {
+        sign_in_id: Uuid,
+        browser_sha256: String,
+    },
+    /// The waiting browser types a code instead: the password was checked when it started.
+    CodeForDeviceSignIn {
+        sign_in_id: Uuid,
+        browser_sha256: String,
         code: TotpCode,
     },
     SignOut,
@@ -88,12 +126,22 @@ fn setup_link(op: &Operator, setup_id: Uuid, now: DateTime<Utc>) -> Result<(), O
 /// A failed sign-in counts exactly as a user's wrong code does: the same limit, the same
 /// doubling lock (DESIGN.md), kept in the operator's own stream so it is exact across instances.
 fn failure(op: &Operator, reason: SignInFailure, ctx: &OperatorContext) -> OperatorRejection {
+    failure_after(op, reason, ctx, Vec::new())
+}
+
+/// A failure recorded after `before` (a denial's own event).
+fn failure_after(
+    op: &Operator,
+    reason: SignInFailure,
+    ctx: &OperatorContext,
+    mut record: Vec<OperatorEvent>,
+) -> OperatorRejection {
     let failed_attempts = op.lockout.failed_attempts + 1;
-    let mut record = vec![OperatorEvent::OperatorSignInFailed {
+    record.push(OperatorEvent::OperatorSignInFailed {
         reason,
         failed_attempts,
         at: ctx.now,
-    }];
+    });
     if failed_attempts >= ctx.policy.max_failed_attempts {
         let lock_number = op.lockout.locks_in_a_row + 1;
         let until = ctx.now + ctx.policy.lock_duration(lock_number);
@@ -136,6 +184,51 @@ fn fresh_step(
             Some(step) => Ok(step),
         },
     )
+}
+
+/// An active operator, not locked: who may sign in at all.
+fn may_sign_in(op: &Operator, now: DateTime<Utc>) -> Result<(), OperatorError> {
+    match op.status {
+        OperatorStatus::Absent => return Err(OperatorError::NotFound),
+        OperatorStatus::Disabled => return Err(OperatorError::Disabled),
+        OperatorStatus::Pending => return Err(OperatorError::NotActive),
+        OperatorStatus::Active => {}
+    }
+    match op.lockout.locked_at(now) {
+        Some(until) => Err(OperatorError::Locked { until }),
+        None => Ok(()),
+    }
+}
+
+/// The waiting sign-in `sign_in_id`; past its time it ends as expired (the record says so).
+fn waiting(
+    op: &Operator,
+    sign_in_id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<&DeviceSignIn, OperatorRejection> {
+    let sign_in = op
+        .sign_in
+        .as_ref()
+        .filter(|s| s.sign_in_id == sign_in_id)
+        .ok_or(OperatorError::SignInUnknown)?;
+    if sign_in.expires_at <= now {
+        return Err(OperatorRejection {
+            error: OperatorError::SignInExpired,
+            record: vec![OperatorEvent::OperatorSignInExpired {
+                sign_in_id,
+                at: now,
+            }],
+        });
+    }
+    Ok(sign_in)
+}
+
+/// The device behind `token_sha256`, if it is the operator's bound device.
+fn bound_device(op: &Operator, token_sha256: &str) -> Result<(), OperatorError> {
+    match &op.device {
+        Some(device) if device.token_sha256 == token_sha256 => Ok(()),
+        _ => Err(OperatorError::WrongDevice),
+    }
 }
 
 pub fn decide(
@@ -223,7 +316,154 @@ pub fn decide(
             }
             let enrollment_id = op.enrollment_id.ok_or(OperatorError::NotActive)?;
             match fresh_step(op, enrollment_id, code, &ctx)? {
-                Ok(step) => Ok(vec![OperatorEvent::OperatorSignedIn { step, at: now }]),
+                Ok(step) => Ok(vec![OperatorEvent::OperatorSignedIn {
+                    step,
+                    sign_in_id: None,
+                    at: now,
+                }]),
+                Err(reason) => Err(failure(op, reason, &ctx)),
+            }
+        }
+        OperatorCommand::BindDevice {
+            enrollment_id,
+            code,
+            device_id,
+            label,
+            platform,
+            device_token_sha256,
+        } => {
+            // The setup link must still work: a device binds only while the operator sets up.
+            let link = op.setup.as_ref().ok_or(OperatorError::SetupLinkUnknown)?;
+            setup_link(op, link.setup_id, now)?;
+            let enrollment = op
+                .pending_enrollment
+                .as_ref()
+                .filter(|e| e.enrollment_id == *enrollment_id)
+                .ok_or(OperatorError::EnrollmentExpired)?;
+            if enrollment.expires_at <= now {
+                return Err(OperatorError::EnrollmentExpired.into());
+            }
+            match fresh_step(op, enrollment.enrollment_id, code, &ctx)? {
+                Ok(step) => Ok(vec![
+                    OperatorEvent::OperatorTotpActivated {
+                        enrollment_id: enrollment.enrollment_id,
+                        step,
+                        at: now,
+                    },
+                    OperatorEvent::OperatorDeviceBound {
+                        device_id: *device_id,
+                        label: required("device_label", label)?,
+                        platform: platform.clone(),
+                        device_token_sha256: device_token_sha256.clone(),
+                        at: now,
+                    },
+                ]),
+                Err(_) => Err(OperatorError::InvalidCode.into()),
+            }
+        }
+        OperatorCommand::StartDeviceSignIn {
+            sign_in_id,
+            number,
+            browser_sha256,
+        } => {
+            may_sign_in(op, now)?;
+            if !ctx.password_matches {
+                return Err(failure(op, SignInFailure::WrongPassword, &ctx));
+            }
+            if op.device.is_none() {
+                return Err(OperatorError::NoDevice.into());
+            }
+            Ok(vec![OperatorEvent::OperatorSignInStarted {
+                sign_in_id: *sign_in_id,
+                number: *number,
+                browser_sha256: browser_sha256.clone(),
+                expires_at: now + ctx.policy.login_ttl,
+                at: now,
+            }])
+        }
+        OperatorCommand::ApproveOnDevice {
+            sign_in_id,
+            device_token_sha256,
+            code,
+            number,
+        } => {
+            bound_device(op, device_token_sha256)?;
+            may_sign_in(op, now)?;
+            let sign_in = waiting(op, *sign_in_id, now)?;
+            if sign_in.approved_step.is_some() {
+                return Ok(Vec::new());
+            }
+            let Some(number) = number else {
+                return Err(OperatorError::NumberRequired.into());
+            };
+            if *number != sign_in.number {
+                return Err(failure(op, SignInFailure::WrongNumber, &ctx));
+            }
+            let enrollment_id = op.enrollment_id.ok_or(OperatorError::NotActive)?;
+            match fresh_step(op, enrollment_id, code, &ctx)? {
+                Ok(step) => Ok(vec![OperatorEvent::OperatorSignInApproved {
+                    sign_in_id: *sign_in_id,
+                    step,
+                    at: now,
+                }]),
+                Err(reason) => Err(failure(op, reason, &ctx)),
+            }
+        }
+        OperatorCommand::DenyOnDevice {
+            sign_in_id,
+            device_token_sha256,
+        } => {
+            bound_device(op, device_token_sha256)?;
+            let sign_in = waiting(op, *sign_in_id, now)?;
+            if sign_in.approved_step.is_some() {
+                return Err(OperatorError::SignInUnknown.into());
+            }
+            let denied = vec![OperatorEvent::OperatorSignInDenied {
+                sign_in_id: *sign_in_id,
+                at: now,
+            }];
+            Err(failure_after(
+                op,
+                SignInFailure::DeniedOnDevice,
+                &ctx,
+                denied,
+            ))
+        }
+        OperatorCommand::FinishDeviceSignIn {
+            sign_in_id,
+            browser_sha256,
+        } => {
+            let sign_in = waiting(op, *sign_in_id, now)?;
+            if sign_in.browser_sha256 != *browser_sha256 {
+                return Err(OperatorError::SignInUnknown.into());
+            }
+            may_sign_in(op, now)?;
+            match sign_in.approved_step {
+                Some(step) => Ok(vec![OperatorEvent::OperatorSignedIn {
+                    step,
+                    sign_in_id: Some(*sign_in_id),
+                    at: now,
+                }]),
+                None => Err(OperatorError::SignInWaiting.into()),
+            }
+        }
+        OperatorCommand::CodeForDeviceSignIn {
+            sign_in_id,
+            browser_sha256,
+            code,
+        } => {
+            let sign_in = waiting(op, *sign_in_id, now)?;
+            if sign_in.browser_sha256 != *browser_sha256 {
+                return Err(OperatorError::SignInUnknown.into());
+            }
+            may_sign_in(op, now)?;
+            let enrollment_id = op.enrollment_id.ok_or(OperatorError::NotActive)?;
+            match fresh_step(op, enrollment_id, code, &ctx)? {
+                Ok(step) => Ok(vec![OperatorEvent::OperatorSignedIn {
+                    step,
+                    sign_in_id: Some(*sign_in_id),
+                    at: now,
+                }]),
                 Err(reason) => Err(failure(op, reason, &ctx)),
             }
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{OperatorRole, Username};
+use crate::code::ApprovalNumber;
 use crate::ids::EnrollmentId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,6 +17,10 @@ pub enum SignInFailure {
     WrongCode,
     /// The code of a step already used (RFC 6238 section 5.2).
     ReplayedCode,
+    /// The operator's device answered "no": someone else knows the password.
+    DeniedOnDevice,
+    /// The device sent a number other than the one the sign-in page shows.
+    WrongNumber,
 }
 
 impl SignInFailure {
@@ -24,6 +29,8 @@ impl SignInFailure {
             SignInFailure::WrongPassword => "wrong_password",
             SignInFailure::WrongCode => "wrong_code",
             SignInFailure::ReplayedCode => "replayed_code",
+            SignInFailure::DeniedOnDevice => "denied_on_device",
+            SignInFailure::WrongNumber => "wrong_number",
         }
     }
 }
@@ -57,6 +64,46 @@ pub enum OperatorEvent {
     },
     OperatorSignedIn {
         step: u64,
+        /// The sign-in approved on the operator's device this completes; none for a typed code.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sign_in_id: Option<Uuid>,
+        at: DateTime<Utc>,
+    },
+    /// A push-capable authenticator activated the operator's TOTP through the device API: it
+    /// holds the secret and a device token (only the token's SHA-256 is kept), and approves
+    /// sign-ins from here on. Recorded right after `OperatorTotpActivated`.
+    OperatorDeviceBound {
+        device_id: Uuid,
+        label: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        platform: Option<String>,
+        device_token_sha256: String,
+        at: DateTime<Utc>,
+    },
+    /// The password matched and the operator's device was asked to approve; the page shows
+    /// `number`. `browser_sha256` is the SHA-256 of a secret only the waiting browser holds, so
+    /// only it can turn the approval into a session.
+    OperatorSignInStarted {
+        sign_in_id: Uuid,
+        number: ApprovalNumber,
+        browser_sha256: String,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    },
+    /// Approved on the device with a fresh code and the number shown.
+    OperatorSignInApproved {
+        sign_in_id: Uuid,
+        step: u64,
+        at: DateTime<Utc>,
+    },
+    /// Refused on the device; recorded with an `OperatorSignInFailed` that counts toward the lock.
+    OperatorSignInDenied {
+        sign_in_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    /// Nobody answered within the login time.
+    OperatorSignInExpired {
+        sign_in_id: Uuid,
         at: DateTime<Utc>,
     },
     OperatorSignInFailed {
@@ -98,6 +145,11 @@ impl OperatorEvent {
             OperatorEvent::OperatorSignedOut { .. } => "OperatorSignedOut",
             OperatorEvent::OperatorDisabled { .. } => "OperatorDisabled",
             OperatorEvent::OperatorTotpReset { .. } => "OperatorTotpReset",
+            OperatorEvent::OperatorDeviceBound { .. } => "OperatorDeviceBound",
+            OperatorEvent::OperatorSignInStarted { .. } => "OperatorSignInStarted",
+            OperatorEvent::OperatorSignInApproved { .. } => "OperatorSignInApproved",
+            OperatorEvent::OperatorSignInDenied { .. } => "OperatorSignInDenied",
+            OperatorEvent::OperatorSignInExpired { .. } => "OperatorSignInExpired",
         }
     }
 

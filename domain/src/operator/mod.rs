@@ -16,7 +16,7 @@ mod tests;
 
 pub use decide::{decide, OperatorCommand, OperatorContext};
 pub use events::{OperatorEvent, SignInFailure};
-pub use state::{Operator, OperatorStatus};
+pub use state::{DeviceSignIn, Operator, OperatorDevice, OperatorStatus};
 
 use std::fmt;
 use std::str::FromStr;
@@ -157,6 +157,22 @@ pub enum OperatorError {
     NotActive,
     #[error("{0} is required")]
     Required(&'static str),
+    /// A sign-in through the device needs a device bound through the device API.
+    #[error("no device is bound to this operator")]
+    NoDevice,
+    /// The device token is not the one bound to this operator now.
+    #[error("this device is not bound to the operator")]
+    WrongDevice,
+    /// Not the operator's waiting sign-in (replaced, finished, or never started here).
+    #[error("no such sign-in is waiting")]
+    SignInUnknown,
+    #[error("the sign-in was not approved in time")]
+    SignInExpired,
+    /// Not approved yet: keep waiting.
+    #[error("the sign-in waits for the device")]
+    SignInWaiting,
+    #[error("the approval number is required")]
+    NumberRequired,
     /// Prepared against an older state (a secret for another enrollment): reload and decide again.
     #[error("the command was prepared against an older state of the operator")]
     StalePreparation,

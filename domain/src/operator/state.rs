@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::events::OperatorEvent;
 use super::{OperatorRole, Username};
 use crate::account::Lockout;
+use crate::code::ApprovalNumber;
 use crate::ids::EnrollmentId;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +60,30 @@ pub struct Operator {
     pub enrollment_id: Option<EnrollmentId>,
     pub last_accepted_step: Option<u64>,
     pub lockout: Lockout,
+    /// The push-capable device bound through the device API, if any.
+    #[serde(default)]
+    pub device: Option<OperatorDevice>,
+    /// The one sign-in waiting for (or approved on) the device; a new one replaces it.
+    #[serde(default)]
+    pub sign_in: Option<DeviceSignIn>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorDevice {
+    pub device_id: Uuid,
+    pub label: String,
+    pub token_sha256: String,
+    pub bound_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceSignIn {
+    pub sign_in_id: Uuid,
+    pub number: ApprovalNumber,
+    pub browser_sha256: String,
+    pub expires_at: DateTime<Utc>,
+    /// The step of the device's code once approved; the browser has not picked it up yet.
+    pub approved_step: Option<u64>,
 }
 
 impl Operator {
@@ -122,10 +147,51 @@ impl Operator {
             OperatorEvent::OperatorSignedIn { step, .. } => {
                 self.last_accepted_step = Some(*step);
                 self.lockout = Lockout::default();
+                self.sign_in = None;
             }
             OperatorEvent::OperatorSignInFailed {
                 failed_attempts, ..
             } => self.lockout.failed_attempts = *failed_attempts,
+            OperatorEvent::OperatorDeviceBound {
+                device_id,
+                label,
+                device_token_sha256,
+                at,
+                ..
+            } => {
+                self.device = Some(OperatorDevice {
+                    device_id: *device_id,
+                    label: label.clone(),
+                    token_sha256: device_token_sha256.clone(),
+                    bound_at: *at,
+                });
+            }
+            OperatorEvent::OperatorSignInStarted {
+                sign_in_id,
+                number,
+                browser_sha256,
+                expires_at,
+                ..
+            } => {
+                self.sign_in = Some(DeviceSignIn {
+                    sign_in_id: *sign_in_id,
+                    number: *number,
+                    browser_sha256: browser_sha256.clone(),
+                    expires_at: *expires_at,
+                    approved_step: None,
+                });
+            }
+            OperatorEvent::OperatorSignInApproved { step, .. } => {
+                // The code is used from here on, whether or not the browser comes for it.
+                self.last_accepted_step = Some(*step);
+                if let Some(sign_in) = self.sign_in.as_mut() {
+                    sign_in.approved_step = Some(*step);
+                }
+            }
+            OperatorEvent::OperatorSignInDenied { .. }
+            | OperatorEvent::OperatorSignInExpired { .. } => {
+                self.sign_in = None;
+            }
             OperatorEvent::OperatorLocked {
                 until, lock_number, ..
             } => {
@@ -138,6 +204,7 @@ impl Operator {
                 self.status = OperatorStatus::Disabled;
                 self.setup = None;
                 self.pending_enrollment = None;
+                self.sign_in = None;
             }
             OperatorEvent::OperatorTotpReset {
                 setup_id,
@@ -147,6 +214,8 @@ impl Operator {
                 self.enrollment_id = None;
                 self.pending_enrollment = None;
                 self.last_accepted_step = None;
+                self.device = None;
+                self.sign_in = None;
                 self.lockout = Lockout::default();
                 self.setup = Some(SetupLink {
                     setup_id: *setup_id,

@@ -263,3 +263,187 @@ fn a_disabled_operator_cannot_sign_in_and_a_reset_needs_a_new_activation() {
     );
     assert_eq!(refused.unwrap_err().error, OperatorError::Disabled);
 }
+
+fn bound_on_device() -> Vec<OperatorEvent> {
+    let mut events = created();
+    for command in [
+        OperatorCommand::SetPassword {
+            setup_id: setup_id(),
+            password_chars: 16,
+        },
+        OperatorCommand::StartEnrollment {
+            setup_id: setup_id(),
+            enrollment_id: enrollment(),
+        },
+        OperatorCommand::BindDevice {
+            enrollment_id: enrollment(),
+            code: code_at(t0()),
+            device_id: Uuid::from_u128(7),
+            label: "Pixel".into(),
+            platform: None,
+            device_token_sha256: "token-hash".into(),
+        },
+    ] {
+        let more = run(&events, command, t0(), false).unwrap();
+        events.extend(more);
+    }
+    events
+}
+
+fn sign_in_id() -> Uuid {
+    Uuid::from_u128(9)
+}
+
+fn number() -> crate::code::ApprovalNumber {
+    crate::code::ApprovalNumber::new(42).unwrap()
+}
+
+fn started(events: &[OperatorEvent], now: DateTime<Utc>) -> Vec<OperatorEvent> {
+    let mut events = events.to_vec();
+    let more = run(
+        &events,
+        OperatorCommand::StartDeviceSignIn {
+            sign_in_id: sign_in_id(),
+            number: number(),
+            browser_sha256: "browser".into(),
+        },
+        now,
+        true,
+    )
+    .unwrap();
+    events.extend(more);
+    events
+}
+
+#[test]
+fn a_device_binds_at_setup_and_an_approval_becomes_one_sign_in() {
+    let events = bound_on_device();
+    let op = Operator::from_events(&events);
+    assert_eq!(op.status, OperatorStatus::Active);
+    assert_eq!(op.device.as_ref().unwrap().label, "Pixel");
+    let later = t0() + Duration::seconds(30);
+    let mut events = started(&events, later);
+    // Not approved yet: the browser keeps waiting; a stranger's browser is not this one.
+    let finish = |events: &[OperatorEvent], browser: &str| {
+        run(
+            events,
+            OperatorCommand::FinishDeviceSignIn {
+                sign_in_id: sign_in_id(),
+                browser_sha256: browser.into(),
+            },
+            later,
+            false,
+        )
+    };
+    assert_eq!(
+        finish(&events, "browser").unwrap_err().error,
+        OperatorError::SignInWaiting
+    );
+    let approve = |events: &[OperatorEvent], token: &str| {
+        run(
+            events,
+            OperatorCommand::ApproveOnDevice {
+                sign_in_id: sign_in_id(),
+                device_token_sha256: token.into(),
+                code: code_at(later),
+                number: Some(number()),
+            },
+            later,
+            false,
+        )
+    };
+    assert_eq!(
+        approve(&events, "another-device").unwrap_err().error,
+        OperatorError::WrongDevice
+    );
+    events.extend(approve(&events, "token-hash").unwrap());
+    assert_eq!(
+        finish(&events, "elsewhere").unwrap_err().error,
+        OperatorError::SignInUnknown
+    );
+    let signed_in = finish(&events, "browser").unwrap();
+    assert!(matches!(
+        signed_in[..],
+        [OperatorEvent::OperatorSignedIn {
+            sign_in_id: Some(_),
+            ..
+        }]
+    ));
+    events.extend(signed_in);
+    // Used: the same approval does not sign in twice.
+    assert_eq!(
+        finish(&events, "browser").unwrap_err().error,
+        OperatorError::SignInUnknown
+    );
+}
+
+#[test]
+fn a_denial_counts_toward_the_lock_and_an_unanswered_sign_in_expires() {
+    let mut events = bound_on_device();
+    let later = t0() + Duration::seconds(30);
+    for attempt in 1..=5u32 {
+        events = started(&events, later);
+        let denied = run(
+            &events,
+            OperatorCommand::DenyOnDevice {
+                sign_in_id: sign_in_id(),
+                device_token_sha256: "token-hash".into(),
+            },
+            later,
+            false,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            denied.record[..2],
+            [
+                OperatorEvent::OperatorSignInDenied { .. },
+                OperatorEvent::OperatorSignInFailed {
+                    reason: SignInFailure::DeniedOnDevice,
+                    ..
+                }
+            ]
+        ));
+        if attempt == 5 {
+            assert!(matches!(denied.error, OperatorError::Locked { .. }));
+        }
+        events.extend(denied.record);
+    }
+    let op = Operator::from_events(&events);
+    assert!(op.lockout.locked_at(later).is_some());
+
+    let events = started(&bound_on_device(), later);
+    let too_late = later + Policy::default().login_ttl;
+    let expired = run(
+        &events,
+        OperatorCommand::FinishDeviceSignIn {
+            sign_in_id: sign_in_id(),
+            browser_sha256: "browser".into(),
+        },
+        too_late,
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(expired.error, OperatorError::SignInExpired);
+    assert!(matches!(
+        expired.record[..],
+        [OperatorEvent::OperatorSignInExpired { .. }]
+    ));
+}
+
+#[test]
+fn a_reset_unbinds_the_device() {
+    let events = bound_on_device();
+    let mut reset = events.clone();
+    reset.extend(
+        run(
+            &events,
+            OperatorCommand::ResetTotp {
+                setup_id: Uuid::from_u128(3),
+            },
+            t0(),
+            false,
+        )
+        .unwrap(),
+    );
+    assert!(Operator::from_events(&reset).device.is_none());
+}
