@@ -16,7 +16,7 @@ use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
-use spse_totp_commands::vault::{self, MasterKey, Vault, VaultError};
+use spse_totp_commands::vault::{self, KeyRing, MasterKey, Vault, VaultError};
 use spse_totp_commands::Clock;
 use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
 use spse_totp_projections::{all_projectors, ProjectionError, ProjectionRunner};
@@ -81,10 +81,11 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
     Ok(key)
 }
 
-/// The master key for `db`: as [`master_key`], but a key file is created only while the database
-/// has sealed nothing, and a key that is not the one the database's secrets are sealed under is
-/// refused ([`VaultError::is_wrong_key`]: the binary exits with status 2).
-pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey, VaultError> {
+/// The master keys for `db`: the key of [`master_key`], but a key file is created only while the
+/// database has sealed nothing, and a key that is not the one the database's secrets are sealed
+/// under (nor the one a rotation under way goes to) is refused ([`VaultError::is_wrong_key`]: the
+/// binary exits with status 2). During a rotation to the configured key, the old key too.
+pub async fn master_key_for(config: &Config, db: &Database) -> Result<KeyRing, VaultError> {
     let recorded = vault::recorded_key_id(db).await?;
     if let Some(expected) = &recorded {
         if config.master_key.is_none() && !config.master_key_file.exists() {
@@ -95,8 +96,7 @@ pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey,
         }
     }
     let key = master_key(config)?;
-    vault::check_key(db, &key).await?;
-    Ok(key)
+    vault::key_ring(db, &key).await
 }
 
 /// Captchas, rate limits, reset tokens and the mail sender (issue 3).
@@ -150,10 +150,11 @@ impl App {
             );
         }
         let db = config.open_database().await?;
-        let key = master_key_for(&config, &db).await?;
+        let keys = master_key_for(&config, &db).await?;
+        let key = keys.derivation_key().clone();
         let accounts = Arc::new(AccountService::new(
             Arc::clone(&db.events),
-            Vault::new(&db, &key),
+            Vault::with_keys(&db, &keys),
             SnapshotStore::new(&db),
             Arc::clone(&clock),
             ServiceSettings {
@@ -166,7 +167,7 @@ impl App {
         let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
         let operators = Arc::new(OperatorService::new(
             &db,
-            &key,
+            &keys,
             Arc::clone(&clock),
             config.policy.clone(),
         ));
