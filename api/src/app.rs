@@ -99,6 +99,21 @@ pub async fn master_key_for(config: &Config, db: &Database) -> Result<KeyRing, V
     vault::key_ring(db, &key).await
 }
 
+/// Every few seconds, whether a master key rotation moved the database away from this
+/// instance's key: if so its vault stops opening secrets, also those it keeps in memory, and
+/// `/readyz` reports it.
+async fn watch_master_key(app: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = app.accounts.vault().check_record().await {
+            tracing::warn!(error = %e, "could not read the master key record");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
 /// Captchas, rate limits, reset tokens and the mail sender (issue 3).
 fn reset_services(
     config: &Config,
@@ -193,6 +208,7 @@ impl App {
         let tasks = vec![
             tokio::spawn(Arc::clone(&services.projections).run(stop.clone())),
             tokio::spawn(dispatcher.run(stop.clone())),
+            tokio::spawn(watch_master_key(Arc::clone(&services), stop.clone())),
             tokio::spawn(housekeeping::run(Arc::clone(&services), stop)),
         ];
         Ok(App {

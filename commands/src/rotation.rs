@@ -22,9 +22,11 @@
 //!   old instances do.
 //! - After the switch, every row is sealed under the new key only and the record names the new
 //!   key: an instance with the old key fails to open any row it reads (`KeyMismatch`, naming
-//!   the new fingerprint), fails to seal, and refuses to start (exit code 2). A secret it holds
-//!   in memory already (the last one an account's approval opened) it can still use: it is the
-//!   same secret, so it gives no wrong answer; restart such instances with the new key.
+//!   the new fingerprint), fails to seal, and refuses to start (exit code 2). A sealed secret it
+//!   keeps in memory (the last one an account's approval opened) it stops opening once it reads
+//!   the record again (`Vault::check_record`: every few seconds, and on each `/readyz`, which
+//!   then answers 503 so a load balancer takes the instance out); until then it opens the same
+//!   secret, so it gives no wrong answer meanwhile. Restart such instances with the new key.
 //!
 //! The window cases, where a write by another instance meets the switch:
 //! - Every insert is one statement that inserts only while the record still names the key the

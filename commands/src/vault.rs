@@ -398,6 +398,9 @@ pub struct Vault {
     /// Whether the database's `master_key` row is known to exist, so sealing need not write it
     /// again.
     fingerprint_recorded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The key the database moved to when a rotation left this vault's keys behind: from then
+    /// on it opens nothing, not even a sealed secret a caller kept in memory.
+    moved_to: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Vault {
@@ -410,7 +413,40 @@ impl Vault {
             db: db.clone(),
             keys: std::sync::Arc::new(keys.keys().map(Opener::new).collect()),
             fingerprint_recorded: Default::default(),
+            moved_to: Default::default(),
         }
+    }
+
+    /// Reads the database's key record: whether this vault still holds its key. When a rotation
+    /// moved the database to a key it does not hold, it stops opening anything. The server runs
+    /// this every few seconds and on each readiness check.
+    pub async fn check_record(&self) -> Result<bool, VaultError> {
+        let state = key_state(&self.db).await?;
+        let moved = state
+            .fingerprint
+            .filter(|current| self.opener(current).is_none());
+        let current = moved.is_none();
+        if let Some(to) = moved {
+            let mut moved_to = self.moved_to.lock().unwrap_or_else(|e| e.into_inner());
+            if moved_to.is_none() {
+                tracing::error!(
+                    database_key = %to,
+                    configured_key = %self.configured_id(),
+                    "the master key was rotated away from this instance's key: it opens no secret \
+                     any more; restart it with the new key (SPSE_TOTP_MASTER_KEY / \
+                     SPSE_TOTP_MASTER_KEY_FILE)"
+                );
+            }
+            *moved_to = Some(to);
+        }
+        Ok(current)
+    }
+
+    fn moved_to(&self) -> Option<String> {
+        self.moved_to
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn configured_id(&self) -> String {
@@ -593,6 +629,12 @@ impl Vault {
     /// naming the key it needs.
     pub fn unseal(&self, sealed: &SealedSecret) -> Result<TotpSecret, VaultError> {
         let enrollment_id = sealed.enrollment_id;
+        if let Some(expected) = self.moved_to() {
+            return Err(VaultError::KeyMismatch {
+                expected,
+                actual: self.configured_id(),
+            });
+        }
         let Some((opener, sealing)) = sealed
             .sealings
             .iter()
