@@ -280,6 +280,30 @@ async fn rotation_while_serving(database_url: &str) {
         let (status, body) = lpse.log_in(&c.base, user, secret).await;
         assert_eq!(status, 200, "{user} after the rotation: {body}");
     }
+    // Auditors see the rotation in the log, as fingerprints.
+    let auditor = create_key_with(root, "auditor", "auditor", &new_envs);
+    let feed: Value = lpse
+        .client
+        .get(format!("{}/v1/audit/feed?limit=1000", c.base))
+        .bearer_auth(&auditor)
+        .send()
+        .await
+        .expect("answered")
+        .json()
+        .await
+        .expect("a feed page");
+    let summaries: Vec<&str> = feed["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["stream"] == "masterkey")
+        .filter_map(|e| e["summary"].as_str())
+        .collect();
+    assert_eq!(summaries.len(), 2, "{feed}");
+    assert!(
+        summaries[1].contains(&format!("from key {old} to key {new}")),
+        "{summaries:?}"
+    );
     assert!(c.terminate(), "stopped: {}", c.stderr());
 
     // Rotating again to the key in use is refused; nothing else changes.
