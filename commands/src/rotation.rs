@@ -127,7 +127,7 @@ pub enum Switch {
 
 /// The start of a rotation, or what is left of one.
 pub enum Begun {
-    Rotation(Rotation),
+    Rotation(Box<Rotation>),
     /// The database is sealed under the new key already: a rerun after the switch (the event
     /// `MasterKeyRotated` is appended now if the earlier run stopped before it).
     Finished(Rotated),
@@ -198,13 +198,13 @@ impl Rotation {
         if !recorded {
             append(db, &started, version, metadata.clone(), now).await?;
         }
-        Ok(Begun::Rotation(Rotation {
+        Ok(Begun::Rotation(Box::new(Rotation {
             db: db.clone(),
             vault: Vault::with_keys(db, &KeyRing::rotating(from.clone(), to.clone())),
             from,
             to,
             metadata,
-        }))
+        })))
     }
 
     pub fn from_fingerprint(&self) -> String {

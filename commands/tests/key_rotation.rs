@@ -53,7 +53,7 @@ async fn begin(db: &Database, current: &MasterKey, to: &MasterKey) -> Rotation {
     .await
     .unwrap()
     {
-        Begun::Rotation(rotation) => rotation,
+        Begun::Rotation(rotation) => *rotation,
         Begun::Finished(_) => panic!("a rotation to a new key begins"),
     }
 }
