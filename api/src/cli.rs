@@ -185,6 +185,11 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<crate::app::StartError>().is_some_and(
                 |e| matches!(e, crate::app::StartError::MasterKey(v) if v.is_wrong_key()),
             )
+            || cause
+                .downcast_ref::<spse_totp_commands::rotation::RotationError>()
+                .is_some_and(|e| {
+                    matches!(e, spse_totp_commands::rotation::RotationError::Vault(v) if v.is_wrong_key())
+                })
     });
     if wrong_key {
         2

@@ -310,6 +310,10 @@ async fn rotation_while_serving(database_url: &str) {
     let (code, _, stderr) = spse(root, &new_envs, &resume);
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("already sealed"), "{stderr}");
+    // Run with the old key still configured, it is refused like a start: exit code 2.
+    let (code, _, stderr) = spse(root, &old_envs, &resume);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains(&new), "{stderr}");
 
     // The rotation is in the log, as fingerprints only, and the chain holds.
     let (code, export, stderr) = spse(root, &new_envs, &["export"]);
