@@ -16,7 +16,7 @@ use spse_totp_commands::operators::{ConsoleSessions, OperatorService};
 use spse_totp_commands::rate_limits::RateLimits;
 use spse_totp_commands::resets::ResetTokens;
 use spse_totp_commands::snapshots::SnapshotStore;
-use spse_totp_commands::vault::{self, MasterKey, Vault, VaultError};
+use spse_totp_commands::vault::{self, KeyRing, MasterKey, Vault, VaultError};
 use spse_totp_commands::Clock;
 use spse_totp_projections::audit_checkpoints::{self, AuditKey};
 use spse_totp_projections::mail::{MailSender, MailSettings, MailTransport};
@@ -82,10 +82,11 @@ pub fn master_key(config: &Config) -> Result<MasterKey, VaultError> {
     Ok(key)
 }
 
-/// The master key for `db`: as [`master_key`], but a key file is created only while the database
-/// has sealed nothing, and a key that is not the one the database's secrets are sealed under is
-/// refused ([`VaultError::is_wrong_key`]: the binary exits with status 2).
-pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey, VaultError> {
+/// The master keys for `db`: the key of [`master_key`], but a key file is created only while the
+/// database has sealed nothing, and a key that is not the one the database's secrets are sealed
+/// under (nor the one a rotation under way goes to) is refused ([`VaultError::is_wrong_key`]: the
+/// binary exits with status 2). During a rotation to the configured key, the old key too.
+pub async fn master_key_for(config: &Config, db: &Database) -> Result<KeyRing, VaultError> {
     let recorded = vault::recorded_key_id(db).await?;
     if let Some(expected) = &recorded {
         if config.master_key.is_none() && !config.master_key_file.exists() {
@@ -96,8 +97,22 @@ pub async fn master_key_for(config: &Config, db: &Database) -> Result<MasterKey,
         }
     }
     let key = master_key(config)?;
-    vault::check_key(db, &key).await?;
-    Ok(key)
+    vault::key_ring(db, &key).await
+}
+
+/// Every few seconds, whether a master key rotation moved the database away from this
+/// instance's key: if so its vault stops opening secrets, also those it keeps in memory, and
+/// `/readyz` reports it.
+async fn watch_master_key(app: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = app.accounts.vault().check_record().await {
+            tracing::warn!(error = %e, "could not read the master key record");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The key the log's checkpoints are signed under: `SPSE_TOTP_AUDIT_KEY`, or one derived from
@@ -161,10 +176,11 @@ impl App {
             );
         }
         let db = config.open_database().await?;
-        let key = master_key_for(&config, &db).await?;
+        let keys = master_key_for(&config, &db).await?;
+        let key = keys.derivation_key().clone();
         let accounts = Arc::new(AccountService::new(
             Arc::clone(&db.events),
-            Vault::new(&db, &key),
+            Vault::with_keys(&db, &keys),
             SnapshotStore::new(&db),
             Arc::clone(&clock),
             ServiceSettings {
@@ -177,7 +193,7 @@ impl App {
         let (resets, dispatcher) = reset_services(&config, &db, &key, &clock)?;
         let operators = Arc::new(OperatorService::new(
             &db,
-            &key,
+            &keys,
             Arc::clone(&clock),
             config.policy.clone(),
         ));
@@ -205,6 +221,7 @@ impl App {
         let tasks = vec![
             tokio::spawn(Arc::clone(&services.projections).run(stop.clone())),
             tokio::spawn(dispatcher.run(stop.clone())),
+            tokio::spawn(watch_master_key(Arc::clone(&services), stop.clone())),
             tokio::spawn(housekeeping::run(Arc::clone(&services), stop)),
         ];
         Ok(App {

@@ -1,5 +1,5 @@
 //! `spse-totp`: serve, migrate, create, list and revoke API keys, rebuild projections, print an
-//! account's history, export and import the log.
+//! account's history, export and import the log, rotate the master key.
 //! Every command that writes works on a fresh folder: opening the database creates and migrates
 //! it. The commands that only read (`history`, `audit verify`, `export`, `apikey list`) never
 //! create one, nor does `apikey revoke` (a new database holds no key to revoke): run from the
@@ -85,6 +85,33 @@ pub enum Command {
     Operator {
         #[command(subcommand)]
         command: OperatorCliCommand,
+    },
+    /// The master key every TOTP secret is sealed under.
+    Masterkey {
+        #[command(subcommand)]
+        command: MasterkeyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MasterkeyCommand {
+    /// Print the fingerprint of the configured key and the one the database records.
+    Fingerprint,
+    /// Re-seal every secret under a new key, online: instances with the old key or the new one
+    /// keep working until it finishes; then only the new key opens the vault. Run it again to
+    /// resume an interrupted rotation.
+    Rotate {
+        /// The new key (32 bytes, as 64 hex digits or 44 base64 characters), e.g. made with
+        /// `openssl rand -base64 32`.
+        #[arg(long)]
+        new_key_file: std::path::PathBuf,
+        /// Secrets re-sealed per write.
+        #[arg(long, default_value_t = 500, hide = true)]
+        batch_size: usize,
+        /// Stop after this many batches, before switching over, as an interruption would (for
+        /// tests of resuming).
+        #[arg(long, hide = true)]
+        stop_after_batches: Option<usize>,
     },
 }
 
@@ -179,6 +206,11 @@ pub fn exit_status(error: &anyhow::Error) -> u8 {
             || cause.downcast_ref::<crate::app::StartError>().is_some_and(
                 |e| matches!(e, crate::app::StartError::MasterKey(v) if v.is_wrong_key()),
             )
+            || cause
+                .downcast_ref::<spse_totp_commands::rotation::RotationError>()
+                .is_some_and(|e| {
+                    matches!(e, spse_totp_commands::rotation::RotationError::Vault(v) if v.is_wrong_key())
+                })
     });
     if wrong_key {
         2
@@ -422,6 +454,17 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Operator { command } => crate::console::cli::run(command, &config).await,
+        Command::Masterkey {
+            command: MasterkeyCommand::Fingerprint,
+        } => print_fingerprints(&config).await,
+        Command::Masterkey {
+            command:
+                MasterkeyCommand::Rotate {
+                    new_key_file,
+                    batch_size,
+                    stop_after_batches,
+                },
+        } => rotate_master_key(&config, &new_key_file, batch_size, stop_after_batches).await,
     }
 }
 
@@ -507,6 +550,102 @@ fn print_keys(
     if rows.is_empty() {
         println!("(no API keys; create one with `spse-totp apikey create`)");
     }
+    Ok(())
+}
+
+/// The configured key's fingerprint, without ever creating a key file.
+fn configured_fingerprint(config: &Config) -> Result<Option<String>, VaultError> {
+    if config.master_key.is_none() && !config.master_key_file.exists() {
+        return Ok(None);
+    }
+    Ok(Some(crate::app::master_key(config)?.key_id()))
+}
+
+async fn print_fingerprints(config: &Config) -> anyhow::Result<()> {
+    match configured_fingerprint(config)? {
+        Some(id) if config.master_key.is_some() => {
+            println!("configured key:  {id} (SPSE_TOTP_MASTER_KEY)")
+        }
+        Some(id) => println!(
+            "configured key:  {id} ({})",
+            config.master_key_file.display()
+        ),
+        None => println!(
+            "configured key:  none (SPSE_TOTP_MASTER_KEY is not set and {} does not exist)",
+            config.master_key_file.display()
+        ),
+    }
+    let db = config.open_existing_database().await?;
+    let state = spse_totp_commands::vault::key_state(&db).await?;
+    match &state.fingerprint {
+        Some(id) => println!("database:        {id}"),
+        None => println!("database:        none yet (nothing sealed)"),
+    }
+    if let Some(to) = &state.rotating_to {
+        println!("rotating to:     {to} (run `spse-totp masterkey rotate` again to finish)");
+    }
+    Ok(())
+}
+
+async fn rotate_master_key(
+    config: &Config,
+    new_key_file: &std::path::Path,
+    batch_size: usize,
+    stop_after_batches: Option<usize>,
+) -> anyhow::Result<()> {
+    use spse_totp_commands::rotation::{Begun, Rotation};
+    let text = std::fs::read_to_string(new_key_file).map_err(|source| VaultError::KeyFile {
+        path: new_key_file.display().to_string(),
+        source,
+    })?;
+    let new_key = spse_totp_commands::vault::MasterKey::parse(&text)?;
+    let db = config.open_existing_database().await?;
+    let keys = crate::app::master_key_for(config, &db).await?;
+    let metadata = spse_totp_store::EventMetadata {
+        actor: spse_totp_store::Actor::Operator {
+            name: shell_operator(),
+        },
+        ..spse_totp_store::EventMetadata::system()
+    };
+    let rotation = match Rotation::begin(&db, &keys, new_key, metadata, chrono::Utc::now()).await? {
+        Begun::Rotation(rotation) => rotation,
+        Begun::Finished(done) => {
+            println!(
+                "master key rotated from {} to {}: {} secrets sealed under the new key only",
+                done.from, done.to, done.secrets
+            );
+            return Ok(());
+        }
+    };
+    eprintln!(
+        "rotating the master key from {} to {}: instances with either key keep working until \
+         it finishes",
+        rotation.from_fingerprint(),
+        rotation.to_fingerprint()
+    );
+    if let Some(batches) = stop_after_batches {
+        let mut resealed = 0;
+        for _ in 0..batches {
+            resealed += rotation.reseal_batch(batch_size.max(1)).await?;
+        }
+        eprintln!("stopped after {resealed} secrets re-sealed; run the command again to finish");
+        return Ok(());
+    }
+    let done = rotation
+        .run(batch_size, chrono::Utc::now, |n| {
+            if n % 10_000 == 0 {
+                eprintln!("{n} secrets re-sealed");
+            }
+        })
+        .await?;
+    let projections = ProjectionRunner::new(&db, all_projectors())?;
+    projections.catch_up().await?;
+    println!(
+        "master key rotated from {} to {}: {} secrets sealed under the new key only ({} \
+         re-sealed by this run); instances still on the old key now fail: restart them with the \
+         new key",
+        done.from, done.to, done.secrets, done.resealed
+    );
     Ok(())
 }
 

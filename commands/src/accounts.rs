@@ -164,6 +164,11 @@ pub struct AccountService {
 }
 
 impl AccountService {
+    /// The vault this service opens secrets from.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
     pub fn new(
         events: Arc<dyn EventStore>,
         vault: Vault,

@@ -14,6 +14,7 @@ pub mod enrollment;
 pub mod operators;
 pub mod rate_limits;
 pub mod resets;
+pub mod rotation;
 pub mod snapshots;
 pub mod tokens;
 pub mod vault;

@@ -22,7 +22,7 @@ use spse_totp_store::{Database, EventMetadata, EventStore, ExpectedVersion, NewE
 use uuid::Uuid;
 
 use crate::tokens::{hmac_sha256, random_token, sha256_hex, Mac};
-use crate::vault::{MasterKey, Vault, VaultError};
+use crate::vault::{KeyRing, Vault, VaultError};
 use crate::Clock;
 
 /// Decisions retried after a version conflict before giving up.
@@ -107,12 +107,12 @@ struct Prepared {
 }
 
 impl OperatorService {
-    pub fn new(db: &Database, key: &MasterKey, clock: Arc<dyn Clock>, policy: Policy) -> Self {
+    pub fn new(db: &Database, keys: &KeyRing, clock: Arc<dyn Clock>, policy: Policy) -> Self {
         OperatorService {
             db: db.clone(),
             store: Arc::clone(&db.events),
-            vault: Vault::new(db, key),
-            setup_key: key.derive("spse-totp/operator-setup/v1"),
+            vault: Vault::with_keys(db, keys),
+            setup_key: keys.derivation_key().derive("spse-totp/operator-setup/v1"),
             clock,
             policy,
         }

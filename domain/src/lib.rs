@@ -15,6 +15,7 @@ pub mod account;
 pub mod apikey;
 pub mod code;
 pub mod ids;
+pub mod masterkey;
 pub mod operator;
 pub mod policy;
 pub mod reset_log;

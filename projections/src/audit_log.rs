@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::masterkey::MasterKeyEvent;
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey, UserType};
 use spse_totp_store::{RecordedEvent, StoredRow};
@@ -134,6 +135,14 @@ pub fn summary(decoded: &Decoded, event_type: &str) -> String {
             client_ip.as_deref().unwrap_or("an unknown address")
         ),
         Decoded::Operator(username, event) => crate::operators::summary(username, event),
+        Decoded::MasterKey(MasterKeyEvent::MasterKeyRotationStarted { from, to, .. }) => {
+            format!("Master key rotation started: re-sealing every secret from key {from} to key {to}")
+        }
+        Decoded::MasterKey(MasterKeyEvent::MasterKeyRotated {
+            from, to, secrets, ..
+        }) => format!(
+            "Master key rotated from key {from} to key {to}: {secrets} secrets sealed under the new key only"
+        ),
         Decoded::Other => format!("{event_type} (not projected by this version)"),
     }
 }

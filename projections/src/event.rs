@@ -2,6 +2,7 @@
 
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::apikey::ApiKeyEvent;
+use spse_totp_domain::masterkey::MasterKeyEvent;
 use spse_totp_domain::operator::{self, OperatorEvent, Username};
 use spse_totp_domain::reset_log::ResetLogEvent;
 use spse_totp_domain::{AccountEvent, AccountKey};
@@ -17,6 +18,8 @@ pub enum Decoded {
     ResetLog(ResetLogEvent),
     /// A console operator's sign-ins and changes (issue 15).
     Operator(Username, OperatorEvent),
+    /// A master key rotation began or finished (fingerprints only).
+    MasterKey(MasterKeyEvent),
     /// A stream this version does not project (from a newer version, or another tool).
     Other,
 }
@@ -56,6 +59,11 @@ impl Decoded {
             )
             .map_err(|e| e.to_string())?;
             return Ok(Decoded::ResetLog(event));
+        }
+        if recorded.stream == MasterKeyEvent::STREAM {
+            let event = MasterKeyEvent::from_stored(&recorded.event_type, recorded.payload.clone())
+                .map_err(|e| e.to_string())?;
+            return Ok(Decoded::MasterKey(event));
         }
         Ok(Decoded::Other)
     }

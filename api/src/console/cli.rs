@@ -10,7 +10,7 @@ use spse_totp_domain::operator::{OperatorRole, Username};
 use spse_totp_projections::{all_projectors, operators, ProjectionRunner};
 use spse_totp_store::{Actor, EventMetadata};
 
-use crate::app::master_key;
+use crate::app::master_key_for;
 use crate::cli::OperatorCliCommand;
 use crate::config::Config;
 
@@ -24,8 +24,8 @@ pub fn setup_link(public_base_url: &str, token: &str) -> String {
 
 pub async fn run(command: OperatorCliCommand, config: &Config) -> anyhow::Result<()> {
     let db = config.open_database().await?;
-    let key = master_key(config)?;
-    let service = OperatorService::new(&db, &key, Arc::new(SystemClock), config.policy.clone());
+    let keys = master_key_for(config, &db).await?;
+    let service = OperatorService::new(&db, &keys, Arc::new(SystemClock), config.policy.clone());
     let shell_user = std::env::var("USER").unwrap_or_else(|_| "operator".to_owned());
     let metadata = EventMetadata {
         actor: Actor::Operator { name: shell_user },

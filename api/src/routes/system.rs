@@ -19,10 +19,12 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The database answers and the projections are close to the log: send traffic here.
+/// The database answers, the projections are close to the log, and the database's secrets are
+/// sealed under a key this instance holds (not so after a master key rotation away from its
+/// key): send traffic here.
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, description = "Ready", body = Object,
-            example = json!({"status": "ready", "database": true, "projection_lag": 0})),
+            example = json!({"status": "ready", "database": true, "projection_lag": 0, "master_key": true})),
         (status = 503, description = "Not ready: not_ready, with the same fields under error.detail", body = crate::error::ErrorBody)))]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let database = sqlx::query_scalar::<_, i64>("SELECT 1")
@@ -32,18 +34,20 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     let head = app.db.events.head_position().await.ok();
     let projected = app.projections.position();
     let lag = head.map(|h| h.saturating_sub(projected));
-    let ready = database && lag.is_some_and(|l| l <= READY_LAG);
+    let master_key = app.accounts.vault().check_record().await.unwrap_or(false);
+    let ready = database && master_key && lag.is_some_and(|l| l <= READY_LAG);
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "database": database,
         "projection_lag": lag,
+        "master_key": master_key,
     });
     if ready {
         (StatusCode::OK, Json(body)).into_response()
     } else {
         ApiError::new(
             ErrorCode::NotReady,
-            "the database or the projections are not ready",
+            "the database, the projections or the master key are not ready",
         )
         .detail(body)
         .into_response()
