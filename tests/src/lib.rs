@@ -16,6 +16,7 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 
 pub mod browser;
+pub mod companion;
 pub mod console;
 pub mod resets;
 pub mod smtp_sink;

@@ -5,8 +5,7 @@
 //! companion computes its codes at the server's time (`--at`). Screenshots go to
 //! `docs/console/`, at the office size and a phone's.
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use chrono::Duration;
 use reqwest::StatusCode;
@@ -14,34 +13,12 @@ use spse_totp_domain::operator::{OperatorRole, Username};
 use spse_totp_store::{Actor, EventMetadata, RecordedEvent};
 use spse_totp_tests::browser::{Browser, PHONE};
 use spse_totp_tests::console::{create_operator, events_of, shots, PASSWORD};
-use spse_totp_tests::TestServer;
+use spse_totp_tests::{companion, TestServer};
 use tempfile::TempDir;
-
-/// The companion binary, built once per test run: a test crate cannot name another crate's
-/// binary, so it is found beside this test's own executable (as `demo_portal.rs` does).
-fn companion() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let mut build = std::process::Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "spse-totp-device", "--manifest-path"]);
-        build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building spse-totp-device");
-        profile_dir.join("spse-totp-device")
-    })
-}
 
 /// Runs the companion with its state file at the server's test time: (succeeded, stdout+stderr).
 async fn device(s: &TestServer, state: &Path, args: &[&str]) -> (bool, String) {
-    let output = tokio::process::Command::new(companion())
+    let output = tokio::process::Command::new(companion::binary())
         .arg("--state")
         .arg(state)
         .arg("--at")

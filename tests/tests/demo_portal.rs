@@ -4,7 +4,6 @@
 //! companion (`--at`) so its codes match. Screenshots of each page go to `docs/demo/`.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::time::Duration as StdDuration;
 
 use chrono::Duration;
@@ -13,7 +12,7 @@ use spse_totp_projections::mail::{SmtpSettings, SmtpTls};
 use spse_totp_tests::browser::{docs_dir, Browser};
 use spse_totp_tests::resets::{wait_for_links, CAPTCHA_ANSWER};
 use spse_totp_tests::smtp_sink::SmtpSink;
-use spse_totp_tests::TestServer;
+use spse_totp_tests::{companion, TestServer};
 use tempfile::TempDir;
 
 const PASSWORD: &str = "rahasia-demo-123";
@@ -69,28 +68,6 @@ fn shot(name: &str) -> PathBuf {
     docs_dir().join("demo").join(name)
 }
 
-/// The companion binary, built once per test run (a no-op when it is up to date): a test crate
-/// cannot name another crate's binary, so it is found beside this test's own executable.
-fn companion() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let exe = std::env::current_exe().expect("the test's path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
-        let mut build = std::process::Command::new(env!("CARGO"));
-        build.args(["build", "-q", "-p", "spse-totp-device", "--manifest-path"]);
-        build.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml"));
-        if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
-        }
-        let status = build.status().expect("cargo runs");
-        assert!(status.success(), "building spse-totp-device");
-        profile_dir.join("spse-totp-device")
-    })
-}
-
 struct Run {
     ok: bool,
     stdout: String,
@@ -104,7 +81,7 @@ impl Demo {
 
     /// Runs `spse-totp-device` with `state`, computing codes at the server's test time.
     async fn device(&self, state: &Path, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(companion())
+        let output = tokio::process::Command::new(companion::binary())
             .arg("--state")
             .arg(state)
             .arg("--at")
@@ -636,7 +613,7 @@ async fn the_companion_watches_and_approves_with_the_typed_number() {
     d.device_ok(&state, &["enroll", "--uri", uri]).await;
     d.s.advance(Duration::seconds(30));
 
-    let mut watch = tokio::process::Command::new(companion())
+    let mut watch = tokio::process::Command::new(companion::binary())
         .arg("--state")
         .arg(&state)
         .arg("--at")

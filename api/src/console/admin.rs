@@ -17,7 +17,7 @@ use spse_totp_projections::{api_keys, operators};
 
 use super::cli::setup_link;
 use super::session::Signed;
-use super::{csrf_refused, html, local, message_with_link, Frame, Link};
+use super::{html, local, message_with_link, Frame, Link};
 use crate::state::{AppState, RequestContext};
 
 const NAME_MAX: usize = 200;
@@ -187,11 +187,8 @@ pub async fn create_operator(
     ctx: RequestContext,
     Form(form): Form<OperatorForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let t = signed.lang.texts();
     let role = form.role.parse::<OperatorRole>();
@@ -259,11 +256,8 @@ pub async fn disable_operator(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let username = match named(&app, &signed, &username).await {
         Ok(username) => username,
@@ -298,11 +292,8 @@ pub async fn reset_operator_totp(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let username = match named(&app, &signed, &username).await {
         Ok(username) => username,
@@ -439,11 +430,8 @@ pub async fn create_key(
     ctx: RequestContext,
     Form(form): Form<KeyForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let t = signed.lang.texts();
     let (Ok(role), Some(name)) = (form.role.parse::<Role>(), field(&form.name, NAME_MAX)) else {
@@ -540,11 +528,8 @@ pub async fn confirm_revoke_key(
     Path(key_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let key = match listed_key(&app, &signed, &key_id).await {
         Ok(key) => key,
@@ -570,11 +555,8 @@ pub async fn revoke_key(
     Path(key_id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Admin) {
+    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let key = match listed_key(&app, &signed, &key_id).await {
         Ok(key) => key,

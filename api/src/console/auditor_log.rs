@@ -21,7 +21,7 @@ use spse_totp_projections::mail::message::LocalZone;
 use super::auditor::{audit_page_error, parse_local, AuditQuery};
 use super::i18n::{Lang, Texts};
 use super::session::Signed;
-use super::{csrf_refused, html, local, Frame};
+use super::{html, local, Frame};
 use crate::error::ApiError;
 use crate::routes::audit::{
     csv_response, page_size, purpose, run_search, run_verify, search_filter, subject_export,
@@ -164,11 +164,8 @@ pub async fn run_chain(
     ctx: RequestContext,
     Form(form): Form<VerifyForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Auditor) {
+    if let Err(page) = signed.may_post(OperatorRole::Auditor, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let outcome = match purpose(Some(&form.purpose)) {
         Ok(purpose) => {

@@ -492,11 +492,8 @@ pub async fn unlock(
     path: AccountPath,
     Form(form): Form<UnlockForm>,
 ) -> Response {
-    if let Err(page) = signed.require(OperatorRole::Helpdesk) {
+    if let Err(page) = signed.may_post(OperatorRole::Helpdesk, &form.csrf) {
         return page;
-    }
-    if !signed.csrf_ok(&form.csrf) {
-        return csrf_refused(signed.lang, Some(&signed));
     }
     let key = match parse_key(signed.lang, &signed, path.0) {
         Ok(key) => key,

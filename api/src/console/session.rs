@@ -114,6 +114,18 @@ impl Signed {
         !posted.is_empty() && same_secret(&self.session.csrf_token, posted)
     }
 
+    /// A form post that may change something: the operator has `role` (else 403) and the form
+    /// carries this session's CSRF token (else the "form expired" page); either refusal changes
+    /// nothing.
+    pub fn may_post(&self, role: OperatorRole, posted_csrf: &str) -> Result<(), Response> {
+        self.require(role)?;
+        if self.csrf_ok(posted_csrf) {
+            Ok(())
+        } else {
+            Err(super::csrf_refused(self.lang, Some(self)))
+        }
+    }
+
     /// The operator has `role`, or the page answers 403.
     pub fn require(&self, role: OperatorRole) -> Result<(), Response> {
         if self.session.role == role {
