@@ -202,11 +202,7 @@ pub async fn activate(
             activated_at: device.activated_at,
         },
     };
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(activated_answer(body))
 }
 
 /// The logins waiting for this device's approval; with `wait_seconds`, waits until there is one
@@ -228,7 +224,7 @@ pub async fn pending(
     }
     // Subscribed before the first read, so a login projected between the read and the wait
     // still wakes it.
-    let mut progress = app.projections.subscribe();
+    let progress = app.projections.subscribe();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(wait);
     let account = match &device.owner {
         DeviceOwner::Account(account) => account,
@@ -237,16 +233,10 @@ pub async fn pending(
         }
     };
     let stream = account.stream_name();
-    let rows = loop {
-        let rows = login_sessions::pending_approvals(&app.db.pool, &stream, app.now()).await?;
-        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-            break rows;
-        }
-        tokio::select! {
-            changed = progress.changed() => if changed.is_err() { break rows },
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    };
+    let rows = until_some(progress, deadline, || {
+        login_sessions::pending_approvals(&app.db.pool, &stream, app.now())
+    })
+    .await?;
     Ok(Json(PendingLogins {
         user_type: account.user_type.as_str().to_owned(),
         user_id: account.user_id.to_string(),
@@ -434,11 +424,7 @@ async fn bind_operator_device(
             activated_at: device.bound_at,
         },
     };
-    let mut response = (StatusCode::CREATED, Json(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(response)
+    Ok(activated_answer(body))
 }
 
 /// How the device API names a console operator where it names a user's type.
@@ -448,19 +434,13 @@ pub const OPERATOR_USER_TYPE: &str = "operator";
 async fn operator_pending(
     app: &AppState,
     username: &Username,
-    mut progress: tokio::sync::watch::Receiver<u64>,
+    progress: tokio::sync::watch::Receiver<u64>,
     deadline: tokio::time::Instant,
 ) -> Result<Json<PendingLogins>, ApiError> {
-    let rows = loop {
-        let rows = operators::waiting_sign_ins(&app.db.pool, username, app.now()).await?;
-        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
-            break rows;
-        }
-        tokio::select! {
-            changed = progress.changed() => if changed.is_err() { break rows },
-            _ = tokio::time::sleep_until(deadline) => {}
-        }
-    };
+    let rows = until_some(progress, deadline, || {
+        operators::waiting_sign_ins(&app.db.pool, username, app.now())
+    })
+    .await?;
     Ok(Json(PendingLogins {
         user_type: OPERATOR_USER_TYPE.to_owned(),
         user_id: username.to_string(),
@@ -512,4 +492,37 @@ async fn operator_answer(
         user_id: username.to_string(),
         approval_number: None,
     }))
+}
+
+/// A device activation's answer: 201, and never cached, since it carries the device token.
+fn activated_answer(body: ActivationResponse) -> Response {
+    let mut response = (StatusCode::CREATED, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Reads with `read` until it finds something or `deadline` passes, waking whenever the
+/// projections move (`progress`, subscribed before the first read, so a row projected between a
+/// read and the wait still wakes it).
+async fn until_some<T, F, Fut>(
+    mut progress: tokio::sync::watch::Receiver<u64>,
+    deadline: tokio::time::Instant,
+    read: F,
+) -> Result<Vec<T>, sqlx::Error>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<T>, sqlx::Error>>,
+{
+    loop {
+        let rows = read().await?;
+        if !rows.is_empty() || tokio::time::Instant::now() >= deadline {
+            return Ok(rows);
+        }
+        tokio::select! {
+            changed = progress.changed() => if changed.is_err() { return Ok(rows) },
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
 }
