@@ -93,4 +93,16 @@ async fn the_openapi_document_lists_every_answer_and_exact_values() {
         strings(&resolve(&doc, &path_type["schema"])["enum"]),
         ["penyedia", "non_penyedia"]
     );
+    // A console operator's device is answered as the `operator` type: the device answers say so.
+    let owner = resolve(
+        &doc,
+        &schemas["ActivationResponse"]["properties"]["account"],
+    );
+    let pending = &schemas["PendingLogins"]["properties"]["user_type"];
+    for owner_type in [&owner["properties"]["user_type"], pending] {
+        assert_eq!(
+            strings(&resolve(&doc, owner_type)["enum"]),
+            ["penyedia", "non_penyedia", "operator"]
+        );
+    }
 }

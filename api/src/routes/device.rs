@@ -57,8 +57,38 @@ pub struct DeviceView {
 pub struct ActivationResponse {
     /// Bearer token for the device endpoints. Shown once; keep it in the device's keystore.
     pub device_token: String,
+    /// The account the device is now bound to; `user_type` is `operator` for a console
+    /// operator's device, with the operator's username as `user_id`.
+    #[schema(value_type = DeviceOwnerRef)]
     pub account: AccountRef,
     pub device: DeviceView,
+}
+
+/// Who a device belongs to: an SPSE account, or a console operator (schema only).
+#[derive(ToSchema)]
+#[schema(as = DeviceOwnerType)]
+#[allow(dead_code)]
+pub enum DeviceOwnerTypeName {
+    #[schema(rename = "penyedia")]
+    Penyedia,
+    #[schema(rename = "non_penyedia")]
+    NonPenyedia,
+    #[schema(rename = "operator")]
+    Operator,
+}
+
+/// The account (or operator) a device is bound to, as an activation answers it (schema only:
+/// the same fields as `AccountRef`, with `operator` among the types).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DeviceOwnerRef {
+    #[schema(value_type = DeviceOwnerTypeName)]
+    user_type: String,
+    /// Canonical (upper-case) User ID, or the operator's username.
+    user_id: String,
+    /// `inactive`, `active` or `disabled`; always `active` for an operator's device.
+    #[schema(value_type = super::TotpStatusName)]
+    totp_status: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,6 +105,7 @@ pub struct PendingLogin {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingLogins {
+    #[schema(value_type = DeviceOwnerTypeName)]
     pub user_type: String,
     pub user_id: String,
     pub logins: Vec<PendingLogin>,
