@@ -604,6 +604,28 @@ impl OperatorService {
         Ok(op)
     }
 
+    /// Records as expired a device sign-in nobody finished within the login time (the sweep's
+    /// work). `None` when there was nothing to record: it was finished, replaced, or is still
+    /// within its time, whatever the sweep read a moment ago.
+    pub async fn expire_device_sign_in(
+        &self,
+        username: &Username,
+        sign_in_id: Uuid,
+    ) -> Outcome<Option<u64>> {
+        let command = OperatorCommand::ExpireDeviceSignIn { sign_in_id };
+        match self
+            .execute(username, &command, &EventMetadata::system(), Self::plain)
+            .await
+        {
+            Ok((_, position)) => Ok(position),
+            Err(OperatorCommandError::Rejected {
+                error: OperatorError::SignInUnknown | OperatorError::SignInWaiting,
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The waiting browser types a code instead of waiting for the device.
     pub async fn code_for_device_sign_in(
         &self,

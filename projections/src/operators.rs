@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use spse_totp_domain::operator::{OperatorEvent, OperatorRole, Username};
 use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
+use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
@@ -263,6 +264,29 @@ pub async fn waiting_sign_ins(
     .bind(to_db(now))
     .fetch_all(pool)
     .await
+}
+
+/// Up to `limit` device sign-ins whose time was over at `now` and that are still open in the
+/// read model: the operator and the sign-in's id, for the sweep to record as expired.
+pub async fn overdue_sign_ins(
+    pool: &AnyPool,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<(Username, Uuid)>, sqlx::Error> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT username, sign_in_id FROM operators \
+         WHERE sign_in_id IS NOT NULL AND sign_in_expires_at <= $1 \
+         ORDER BY sign_in_expires_at LIMIT $2",
+    )
+    .bind(to_db(now))
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    // A row that does not parse was not written by this service; the sweep leaves it alone.
+    Ok(rows
+        .into_iter()
+        .filter_map(|(username, id)| Some((Username::parse(&username).ok()?, id.parse().ok()?)))
+        .collect())
 }
 
 impl OperatorRow {

@@ -214,6 +214,37 @@ async fn an_operator_binds_the_companion_and_signs_in_by_approving_on_it() {
     let (_, out) = device(&s, &state, &["pending"]).await;
     assert!(out.contains("Tidak ada login"), "{out}");
 
+    // Abandoned: the browser goes away and nobody answers. The sweep leaves the sign-in alone
+    // while it has time, then records its expiry, once, as the system.
+    s.advance(Duration::seconds(30));
+    sign_in_on_device(&b, &s, "dewi.hd").await;
+    waiting_sign_in(&s, &state).await;
+    let expiries = |events: &[RecordedEvent]| {
+        events
+            .iter()
+            .filter(|e| e.event_type == "OperatorSignInExpired")
+            .count()
+    };
+    let before = expiries(&events_of(&s, stream).await);
+    spse_totp_api::housekeeping::sweep(&s.services)
+        .await
+        .unwrap();
+    assert_eq!(expiries(&events_of(&s, stream).await), before);
+    s.advance(Duration::minutes(11));
+    spse_totp_api::housekeeping::sweep(&s.services)
+        .await
+        .unwrap();
+    spse_totp_api::housekeeping::sweep(&s.services)
+        .await
+        .unwrap();
+    let events = events_of(&s, stream).await;
+    assert_eq!(expiries(&events), before + 1, "{:?}", types(&events));
+    let last = events.last().unwrap();
+    assert_eq!(last.event_type, "OperatorSignInExpired");
+    assert!(matches!(last.metadata.actor, Actor::System), "{last:?}");
+    let (_, out) = device(&s, &state, &["pending"]).await;
+    assert!(out.contains("Tidak ada login"), "{out}");
+
     // The typed code stays the alternative on the waiting page.
     s.advance(Duration::seconds(30));
     sign_in_on_device(&b, &s, "dewi.hd").await;

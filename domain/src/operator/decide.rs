@@ -76,6 +76,11 @@ pub enum OperatorCommand {
         sign_in_id: Uuid,
         browser_sha256: String,
     },
+    /// Nobody finished the sign-in within the login time (the browser was closed, the device
+    /// never answered): the sweep records that it expired, so its end is in the stream too.
+    ExpireDeviceSignIn {
+        sign_in_id: Uuid,
+    },
     /// The waiting browser types a code instead: the password was checked when it started.
     CodeForDeviceSignIn {
         sign_in_id: Uuid,
@@ -445,6 +450,18 @@ pub fn decide(
                     at: now,
                 }]),
                 None => Err(OperatorError::SignInWaiting.into()),
+            }
+        }
+        OperatorCommand::ExpireDeviceSignIn { sign_in_id } => {
+            match op.sign_in.as_ref().filter(|s| s.sign_in_id == *sign_in_id) {
+                Some(sign_in) if sign_in.expires_at <= now => {
+                    Ok(vec![OperatorEvent::OperatorSignInExpired {
+                        sign_in_id: *sign_in_id,
+                        at: now,
+                    }])
+                }
+                Some(_) => Err(OperatorError::SignInWaiting.into()),
+                None => Err(OperatorError::SignInUnknown.into()),
             }
         }
         OperatorCommand::CodeForDeviceSignIn {

@@ -431,6 +431,31 @@ fn a_denial_counts_toward_the_lock_and_an_unanswered_sign_in_expires() {
 }
 
 #[test]
+fn the_sweep_records_a_sign_in_nobody_finished_once_its_time_is_over() {
+    let now = Utc::now();
+    let events = started(&bound_on_device(), now);
+    let expire = OperatorCommand::ExpireDeviceSignIn {
+        sign_in_id: sign_in_id(),
+    };
+    let early = run(&events, expire.clone(), now + Duration::minutes(1), false).unwrap_err();
+    assert_eq!(early.error, OperatorError::SignInWaiting);
+    assert!(early.record.is_empty(), "a waiting sign-in is left alone");
+
+    let too_late = now + Policy::default().login_ttl;
+    let expired = run(&events, expire.clone(), too_late, false).unwrap();
+    assert!(matches!(
+        expired[..],
+        [OperatorEvent::OperatorSignInExpired { at, .. }] if at == too_late
+    ));
+    // Recorded once: afterwards the sign-in is gone, and a second sweep finds nothing.
+    let mut after = events.clone();
+    after.extend(expired);
+    assert!(Operator::from_events(&after).sign_in.is_none());
+    let again = run(&after, expire, too_late, false).unwrap_err();
+    assert_eq!(again.error, OperatorError::SignInUnknown);
+}
+
+#[test]
 fn a_reset_unbinds_the_device() {
     let events = bound_on_device();
     let mut reset = events.clone();
