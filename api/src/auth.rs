@@ -186,7 +186,7 @@ impl FromRequestParts<AppState> for ApiCaller {
         if app.api_keys.use_is_due(known.caller.key_id, now) {
             // A failed write costs only the "last used" column a minute of accuracy: never the
             // call itself.
-            if let Err(e) = api_keys::record_use(&app.db.pool, known.caller.key_id, now).await {
+            if let Err(e) = api_keys::record_use(&app.db, known.caller.key_id, now).await {
                 tracing::warn!(error = %e, key_id = %known.caller.key_id, "recording an API key's use");
             }
         }
