@@ -14,6 +14,7 @@ use spse_totp_commands::operators::OperatorCommandError;
 use spse_totp_domain::apikey::{self, KeyRefusal, Role, MAX_EXPIRES_IN_DAYS};
 use spse_totp_domain::operator::{OperatorRole, Username};
 use spse_totp_projections::{api_keys, operators};
+use spse_totp_store::EventMetadata;
 
 use super::cli::setup_link;
 use super::session::Signed;
@@ -249,6 +250,38 @@ async fn named(app: &AppState, signed: &Signed, username: &str) -> Result<Userna
     Err(render_operators(app, signed, status, OperatorForm::default(), Some(error)).await)
 }
 
+/// What an action on one operator shares: the admin's right to post, the operator the path
+/// names, running the command as the signed-in admin, and waiting for the list to show it. A
+/// refusal by the domain shows the list again with why.
+async fn act_on_operator<T, Act, Acting>(
+    app: &AppState,
+    signed: &Signed,
+    ctx: &RequestContext,
+    username: &str,
+    csrf: &str,
+    act: Act,
+) -> Result<(Username, T), Response>
+where
+    Act: FnOnce(Username, EventMetadata) -> Acting,
+    Acting: std::future::Future<Output = Result<(T, Option<u64>), OperatorCommandError>>,
+{
+    signed.may_post(OperatorRole::Admin, csrf)?;
+    let username = named(app, signed, username).await?;
+    match act(username.clone(), ctx.metadata(signed.actor())).await {
+        Ok((done, position)) => {
+            app.caught_up(position).await;
+            Ok((username, done))
+        }
+        Err(e) => Err(match refusal(signed, &e) {
+            Some(error) => {
+                let form = OperatorForm::default();
+                render_operators(app, signed, StatusCode::CONFLICT, form, Some(error)).await
+            }
+            None => unavailable(&e),
+        }),
+    }
+}
+
 pub async fn disable_operator(
     State(app): State<AppState>,
     signed: Signed,
@@ -256,32 +289,26 @@ pub async fn disable_operator(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
-        return page;
-    }
-    let username = match named(&app, &signed, &username).await {
-        Ok(username) => username,
-        Err(page) => return page,
-    };
-    let metadata = ctx.metadata(signed.actor());
-    match app.operators.disable(&username, &metadata).await {
-        Ok(position) => {
-            app.caught_up(position).await;
-            let t = signed.lang.texts();
-            message_with_link(
-                signed.lang,
-                Some(&signed),
-                &format!("{username}: {}", t.operator_disabled),
-                back_to_operators(&signed),
-            )
-        }
-        Err(e) => match refusal(&signed, &e) {
-            Some(error) => {
-                let form = OperatorForm::default();
-                render_operators(&app, &signed, StatusCode::CONFLICT, form, Some(error)).await
-            }
-            None => unavailable(&e),
+    let acted = act_on_operator(
+        &app,
+        &signed,
+        &ctx,
+        &username,
+        &form.csrf,
+        |username, meta| {
+            let operators = &app.operators;
+            async move { Ok(((), operators.disable(&username, &meta).await?)) }
         },
+    )
+    .await;
+    match acted {
+        Ok((username, ())) => message_with_link(
+            signed.lang,
+            Some(&signed),
+            &format!("{username}: {}", signed.lang.texts().operator_disabled),
+            back_to_operators(&signed),
+        ),
+        Err(page) => page,
     }
 }
 
@@ -292,34 +319,30 @@ pub async fn reset_operator_totp(
     Path(username): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Err(page) = signed.may_post(OperatorRole::Admin, &form.csrf) {
-        return page;
-    }
-    let username = match named(&app, &signed, &username).await {
-        Ok(username) => username,
-        Err(page) => return page,
-    };
-    let metadata = ctx.metadata(signed.actor());
-    match app.operators.reset_totp(&username, &metadata).await {
-        Ok((token, position)) => {
-            app.caught_up(position).await;
+    let acted = act_on_operator(
+        &app,
+        &signed,
+        &ctx,
+        &username,
+        &form.csrf,
+        |username, meta| {
+            let operators = &app.operators;
+            async move { operators.reset_totp(&username, &meta).await }
+        },
+    )
+    .await;
+    match acted {
+        Ok((username, token)) => {
             let t = signed.lang.texts();
-            let link = setup_link(&app.config.public_base_url, &token);
             shown_once(
                 &signed,
                 &format!("{username}: {}", t.operator_totp_reset),
                 t.setup_link_once,
-                &link,
+                &setup_link(&app.config.public_base_url, &token),
                 back_to_operators(&signed),
             )
         }
-        Err(e) => match refusal(&signed, &e) {
-            Some(error) => {
-                let form = OperatorForm::default();
-                render_operators(&app, &signed, StatusCode::CONFLICT, form, Some(error)).await
-            }
-            None => unavailable(&e),
-        },
+        Err(page) => page,
     }
 }
 
