@@ -40,7 +40,8 @@ use crate::state::AppState;
 
 /// The console's stylesheet, embedded: no request leaves for another host.
 const STYLESHEET: &str = include_str!("../../templates/console/console.css");
-const SCRIPT: &str = include_str!("../../templates/console/console.js");
+/// The waiting page's script, the same the reference portal serves.
+const SCRIPT: &str = include_str!("../../assets/wait.js");
 
 /// No script at all, styles only from this origin, forms only to it, never framed. The QR code
 /// is inline SVG markup, which needs no source.

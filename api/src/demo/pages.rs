@@ -668,7 +668,7 @@ pub async fn stylesheet() -> Response {
 pub async fn script() -> Response {
     asset(
         "text/javascript; charset=utf-8",
-        include_str!("assets/portal.js"),
+        include_str!("../../assets/wait.js"),
     )
 }
 
