@@ -47,8 +47,8 @@ fn method_code(method: Method) -> i64 {
     }
 }
 
-/// The pending statuses' codes, as the partial index's predicate spells them (a query must say
-/// the same for the planner to use it).
+/// The pending statuses' codes, spelled as the partial index `login_sessions_pending_expiry`
+/// spells them: a query must say the same for the planner to use it.
 const PENDING: &str = "(0, 1)";
 
 const STAGES: [LoginStage; 2] = [LoginStage::Activation, LoginStage::Approval];
@@ -351,4 +351,52 @@ pub async fn recent_for_account(
         "{COLUMNS} WHERE {OF_ACCOUNT} ORDER BY l.started_at DESC, l.login_id DESC LIMIT $2"
     );
     fetch_all(query, |q| q.bind(stream.to_owned()).bind(limit), pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_stands_for_one_value() {
+        for stage in STAGES {
+            assert_eq!(
+                decode(&STAGES, stage_code, stage_code(stage), "stage").ok(),
+                Some(stage)
+            );
+        }
+        for status in STATUSES {
+            let code = status_code(status);
+            assert_eq!(
+                decode(&STATUSES, status_code, code, "status").ok(),
+                Some(status)
+            );
+        }
+        for method in METHODS {
+            let code = method_code(method);
+            assert_eq!(
+                decode(&METHODS, method_code, code, "method").ok(),
+                Some(method)
+            );
+        }
+        assert!(decode(&STATUSES, status_code, 6, "status").is_err());
+    }
+
+    #[test]
+    fn the_pending_codes_are_the_pending_statuses() {
+        let pending: Vec<i64> = STATUSES
+            .into_iter()
+            .filter(|s| s.is_pending())
+            .map(status_code)
+            .collect();
+        let spelled = format!(
+            "({})",
+            pending
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(spelled, PENDING);
+    }
 }
