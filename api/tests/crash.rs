@@ -285,7 +285,12 @@ async fn projection_dump(database_file: &std::path::Path) -> BTreeMap<String, Ve
                 .iter()
                 .map(|row| row.get::<String, _>("name"))
                 .collect();
-            let list = columns.join(", ");
+            // JSON holds no BLOB: a bytes column (a login id) is dumped as its hex.
+            let list = columns
+                .iter()
+                .map(|c| format!("iif(typeof({c}) = 'blob', hex({c}), {c})"))
+                .collect::<Vec<_>>()
+                .join(", ");
             let mut rows: Vec<String> =
                 sqlx::query_scalar(&format!("SELECT json_array({list}) FROM {table}"))
                     .fetch_all(&pool)

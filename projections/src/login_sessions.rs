@@ -2,10 +2,11 @@
 //! list of logins waiting for it.
 
 use chrono::{DateTime, Utc};
-use spse_totp_domain::account::{LoginStage, LoginStatus};
-use spse_totp_domain::{AccountEvent, LoginId};
+use spse_totp_domain::account::{LoginStage, LoginStatus, Method};
+use spse_totp_domain::{AccountEvent, AccountKey, LoginId};
 use spse_totp_store::RecordedEvent;
 use sqlx::AnyPool;
+use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
@@ -13,13 +14,79 @@ use crate::sql;
 use crate::statement::Statement;
 use crate::time::{to_db, MaybeMicros, Micros};
 
+type AnyQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, StoredLogin, sqlx::any::AnyArguments<'q>>;
+
 pub struct LoginSessionsProjector;
+
+// How stage, status and method are stored: one-byte codes instead of their names, the same on
+// both engines. The migration `*_lean_login_sessions.sql` converted old rows with these codes,
+// and the partial index `login_sessions_pending_expiry` names the pending ones: a code never
+// changes meaning.
+fn stage_code(stage: LoginStage) -> i64 {
+    match stage {
+        LoginStage::Activation => 0,
+        LoginStage::Approval => 1,
+    }
+}
+
+fn status_code(status: LoginStatus) -> i64 {
+    match status {
+        LoginStatus::AwaitingActivation => 0,
+        LoginStatus::AwaitingApproval => 1,
+        LoginStatus::Approved => 2,
+        LoginStatus::Denied => 3,
+        LoginStatus::Expired => 4,
+        LoginStatus::Cancelled => 5,
+    }
+}
+
+fn method_code(method: Method) -> i64 {
+    match method {
+        Method::Code => 0,
+        Method::Device => 1,
+    }
+}
+
+/// The pending statuses' codes, spelled as the partial index `login_sessions_pending_expiry`
+/// spells them: a query must say the same for the planner to use it.
+const PENDING: &str = "(0, 1)";
+
+const STAGES: [LoginStage; 2] = [LoginStage::Activation, LoginStage::Approval];
+const STATUSES: [LoginStatus; 6] = [
+    LoginStatus::AwaitingActivation,
+    LoginStatus::AwaitingApproval,
+    LoginStatus::Approved,
+    LoginStatus::Denied,
+    LoginStatus::Expired,
+    LoginStatus::Cancelled,
+];
+const METHODS: [Method; 2] = [Method::Code, Method::Device];
+
+/// The value a stored code stands for.
+fn decode<T: Copy>(
+    all: &[T],
+    code_of: fn(T) -> i64,
+    code: i64,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    all.iter()
+        .copied()
+        .find(|v| code_of(*v) == code)
+        .ok_or_else(|| {
+            sqlx::Error::Decode(format!("login_sessions.{column}: no code {code}").into())
+        })
+}
 
 fn stage_str(stage: LoginStage) -> &'static str {
     match stage {
         LoginStage::Activation => "activation",
         LoginStage::Approval => "approval",
     }
+}
+
+/// A login id as stored: its 16 bytes.
+fn id_bytes(login_id: LoginId) -> Vec<u8> {
+    login_id.0.as_bytes().to_vec()
 }
 
 impl Projector for LoginSessionsProjector {
@@ -32,32 +99,65 @@ impl Projector for LoginSessionsProjector {
     }
 
     fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
-        let Decoded::Account(key, event) = decoded else {
+        let Decoded::Account(_, event) = decoded else {
             return Vec::new();
         };
         let statement = match event {
-            AccountEvent::LoginStarted { login_id, stage, expires_at, approval_number, client_ip, user_agent, at } => sql!(
-                "INSERT INTO login_sessions (login_id, stream, user_type, user_id, stage, status, approval_number, \
-                 client_ip, user_agent, started_at, expires_at, decided_at, method) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, NULL)",
-                login_id.to_string(),
-                recorded.stream.as_str(),
-                key.user_type.as_str(),
-                key.user_id.as_str(),
-                stage_str(*stage),
-                LoginStatus::pending_for(*stage).as_str(),
-                approval_number.map(|n| i64::from(n.value())),
-                client_ip.clone(),
-                user_agent.clone(),
-                to_db(*at),
-                to_db(*expires_at),
-            ),
-            AccountEvent::LoginApproved { login_id, method, at, .. } => {
-                decided(*login_id, LoginStatus::Approved, *at, Some(method.as_str()))
+            AccountEvent::LoginStarted {
+                login_id,
+                stage,
+                expires_at,
+                approval_number,
+                client_ip,
+                user_agent,
+                at,
+            } => {
+                // The strings stored as term ids get one first, if they have none yet. The
+                // NOT EXISTS spares PostgreSQL's identity a number on every login; ON CONFLICT
+                // covers a term another writer added meanwhile.
+                return vec![
+                    sql!(
+                        "INSERT INTO terms (term) SELECT v.column1 FROM (VALUES ($1), ($2), ($3)) AS v \
+                         WHERE v.column1 IS NOT NULL \
+                         AND NOT EXISTS (SELECT 1 FROM terms WHERE terms.term = v.column1) \
+                         ON CONFLICT (term) DO NOTHING",
+                        recorded.stream.as_str(),
+                        client_ip.clone(),
+                        user_agent.clone(),
+                    ),
+                    sql!(
+                        "INSERT INTO login_sessions (login_id, account, stage, status, approval_number, \
+                         client_ip, user_agent, started_at, expires_at, decided_at, method) \
+                         VALUES ($1, (SELECT id FROM terms WHERE term = $2), $3, $4, $5, \
+                         (SELECT id FROM terms WHERE term = $6), (SELECT id FROM terms WHERE term = $7), \
+                         $8, $9, NULL, NULL)",
+                        id_bytes(*login_id),
+                        recorded.stream.as_str(),
+                        stage_code(*stage),
+                        status_code(LoginStatus::pending_for(*stage)),
+                        approval_number.map(|n| i64::from(n.value())),
+                        client_ip.clone(),
+                        user_agent.clone(),
+                        to_db(*at),
+                        to_db(*expires_at),
+                    ),
+                ];
             }
-            AccountEvent::LoginDenied { login_id, at, .. } => decided(*login_id, LoginStatus::Denied, *at, Some("device")),
-            AccountEvent::LoginExpired { login_id, at } => decided(*login_id, LoginStatus::Expired, *at, None),
-            AccountEvent::LoginCancelled { login_id, at, .. } => decided(*login_id, LoginStatus::Cancelled, *at, None),
+            AccountEvent::LoginApproved {
+                login_id,
+                method,
+                at,
+                ..
+            } => decided(*login_id, LoginStatus::Approved, *at, Some(*method)),
+            AccountEvent::LoginDenied { login_id, at, .. } => {
+                decided(*login_id, LoginStatus::Denied, *at, Some(Method::Device))
+            }
+            AccountEvent::LoginExpired { login_id, at } => {
+                decided(*login_id, LoginStatus::Expired, *at, None)
+            }
+            AccountEvent::LoginCancelled { login_id, at, .. } => {
+                decided(*login_id, LoginStatus::Cancelled, *at, None)
+            }
             _ => return Vec::new(),
         };
         vec![statement]
@@ -68,14 +168,14 @@ fn decided(
     login_id: LoginId,
     status: LoginStatus,
     at: DateTime<Utc>,
-    method: Option<&str>,
+    method: Option<Method>,
 ) -> Statement {
     sql!(
         "UPDATE login_sessions SET status = $1, decided_at = $2, method = $3 WHERE login_id = $4",
-        status.as_str(),
+        status_code(status),
         to_db(at),
-        method,
-        login_id.to_string(),
+        method.map(method_code),
+        id_bytes(login_id),
     )
 }
 
@@ -126,15 +226,84 @@ impl LoginRow {
     }
 }
 
+/// A row as stored: codes and term ids, read back through the terms table.
+#[derive(sqlx::FromRow)]
+struct StoredLogin {
+    login_id: Vec<u8>,
+    stream: String,
+    stage: i64,
+    status: i64,
+    approval_number: Option<i64>,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    #[sqlx(try_from = "Micros")]
+    started_at: DateTime<Utc>,
+    #[sqlx(try_from = "Micros")]
+    expires_at: DateTime<Utc>,
+    #[sqlx(try_from = "MaybeMicros")]
+    decided_at: Option<DateTime<Utc>>,
+    method: Option<i64>,
+}
+
+impl TryFrom<StoredLogin> for LoginRow {
+    type Error = sqlx::Error;
+
+    fn try_from(stored: StoredLogin) -> Result<Self, Self::Error> {
+        let login_id = Uuid::from_slice(&stored.login_id)
+            .map_err(|e| sqlx::Error::Decode(format!("login_sessions.login_id: {e}").into()))?;
+        let key = AccountKey::from_stream_name(&stored.stream).ok_or_else(|| {
+            sqlx::Error::Decode(
+                format!("login_sessions.account: {} is no account", stored.stream).into(),
+            )
+        })?;
+        let method = stored
+            .method
+            .map(|m| decode(&METHODS, method_code, m, "method"))
+            .transpose()?;
+        Ok(LoginRow {
+            login_id: LoginId(login_id).to_string(),
+            user_type: key.user_type.as_str().to_owned(),
+            user_id: key.user_id.as_str().to_owned(),
+            stream: stored.stream,
+            stage: stage_str(decode(&STAGES, stage_code, stored.stage, "stage")?).to_owned(),
+            status: decode(&STATUSES, status_code, stored.status, "status")?
+                .as_str()
+                .to_owned(),
+            approval_number: stored.approval_number,
+            client_ip: stored.client_ip,
+            user_agent: stored.user_agent,
+            started_at: stored.started_at,
+            expires_at: stored.expires_at,
+            decided_at: stored.decided_at,
+            method: method.map(|m| m.as_str().to_owned()),
+        })
+    }
+}
+
 const COLUMNS: &str =
-    "SELECT login_id, stream, user_type, user_id, stage, status, approval_number, client_ip, \
-     user_agent, started_at, expires_at, decided_at, method FROM login_sessions";
+    "SELECT l.login_id, a.term AS stream, l.stage, l.status, l.approval_number, ip.term AS client_ip, \
+     ua.term AS user_agent, l.started_at, l.expires_at, l.decided_at, l.method \
+     FROM login_sessions AS l JOIN terms AS a ON a.id = l.account \
+     LEFT JOIN terms AS ip ON ip.id = l.client_ip LEFT JOIN terms AS ua ON ua.id = l.user_agent";
+
+/// An account's logins are found by its term id: an index query on `(account, status)`.
+const OF_ACCOUNT: &str = "l.account = (SELECT id FROM terms WHERE term = $1)";
+
+async fn fetch_all(
+    query: String,
+    binds: impl FnOnce(AnyQuery<'_>) -> AnyQuery<'_>,
+    pool: &AnyPool,
+) -> Result<Vec<LoginRow>, sqlx::Error> {
+    let stored: Vec<StoredLogin> = binds(sqlx::query_as(&query)).fetch_all(pool).await?;
+    stored.into_iter().map(LoginRow::try_from).collect()
+}
 
 pub async fn get(pool: &AnyPool, login_id: LoginId) -> Result<Option<LoginRow>, sqlx::Error> {
-    sqlx::query_as(&format!("{COLUMNS} WHERE login_id = $1"))
-        .bind(login_id.to_string())
+    let stored: Option<StoredLogin> = sqlx::query_as(&format!("{COLUMNS} WHERE l.login_id = $1"))
+        .bind(id_bytes(login_id))
         .fetch_optional(pool)
-        .await
+        .await?;
+    stored.map(LoginRow::try_from).transpose()
 }
 
 /// Logins of an account still waiting for its device at `now`, oldest first.
@@ -143,13 +312,11 @@ pub async fn pending_approvals(
     stream: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LoginRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{COLUMNS} WHERE stream = $1 AND status = 'awaiting_approval' AND expires_at > $2 ORDER BY started_at"
-    ))
-    .bind(stream)
-    .bind(to_db(now))
-    .fetch_all(pool)
-    .await
+    let query = format!(
+        "{COLUMNS} WHERE {OF_ACCOUNT} AND l.status = {} AND l.expires_at > $2 ORDER BY l.started_at",
+        status_code(LoginStatus::AwaitingApproval)
+    );
+    fetch_all(query, |q| q.bind(stream.to_owned()).bind(to_db(now)), pool).await
 }
 
 /// Accounts with a pending login past its time: what the expiry sweep visits.
@@ -158,10 +325,10 @@ pub async fn streams_with_overdue(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT stream FROM login_sessions WHERE status IN ('awaiting_activation', 'awaiting_approval') \
-         AND expires_at <= $1 LIMIT $2",
-    )
+    sqlx::query_scalar(&format!(
+        "SELECT a.term FROM terms AS a WHERE a.id IN (SELECT l.account FROM login_sessions AS l \
+         WHERE l.status IN {PENDING} AND l.expires_at <= $1) LIMIT $2"
+    ))
     .bind(to_db(now))
     .bind(limit)
     .fetch_all(pool)
@@ -170,12 +337,8 @@ pub async fn streams_with_overdue(
 
 /// Every login of an account, oldest first: for the subject export.
 pub async fn for_account(pool: &AnyPool, stream: &str) -> Result<Vec<LoginRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{COLUMNS} WHERE stream = $1 ORDER BY started_at, login_id"
-    ))
-    .bind(stream)
-    .fetch_all(pool)
-    .await
+    let query = format!("{COLUMNS} WHERE {OF_ACCOUNT} ORDER BY l.started_at, l.login_id");
+    fetch_all(query, |q| q.bind(stream.to_owned()), pool).await
 }
 
 /// An account's most recent logins, newest first: what the helpdesk sees as "last logins".
@@ -184,11 +347,56 @@ pub async fn recent_for_account(
     stream: &str,
     limit: i64,
 ) -> Result<Vec<LoginRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "{COLUMNS} WHERE stream = $1 ORDER BY started_at DESC, login_id DESC LIMIT $2"
-    ))
-    .bind(stream)
-    .bind(limit)
-    .fetch_all(pool)
-    .await
+    let query = format!(
+        "{COLUMNS} WHERE {OF_ACCOUNT} ORDER BY l.started_at DESC, l.login_id DESC LIMIT $2"
+    );
+    fetch_all(query, |q| q.bind(stream.to_owned()).bind(limit), pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_stands_for_one_value() {
+        for stage in STAGES {
+            assert_eq!(
+                decode(&STAGES, stage_code, stage_code(stage), "stage").ok(),
+                Some(stage)
+            );
+        }
+        for status in STATUSES {
+            let code = status_code(status);
+            assert_eq!(
+                decode(&STATUSES, status_code, code, "status").ok(),
+                Some(status)
+            );
+        }
+        for method in METHODS {
+            let code = method_code(method);
+            assert_eq!(
+                decode(&METHODS, method_code, code, "method").ok(),
+                Some(method)
+            );
+        }
+        assert!(decode(&STATUSES, status_code, 6, "status").is_err());
+    }
+
+    #[test]
+    fn the_pending_codes_are_the_pending_statuses() {
+        let pending: Vec<i64> = STATUSES
+            .into_iter()
+            .filter(|s| s.is_pending())
+            .map(status_code)
+            .collect();
+        let spelled = format!(
+            "({})",
+            pending
+                .iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(spelled, PENDING);
+    }
 }

@@ -77,6 +77,7 @@ fn bind<'q>(
             SqlValue::NullText => query.bind(None::<String>),
             SqlValue::Int(v) => query.bind(*v),
             SqlValue::Text(v) => query.bind(v.as_str()),
+            SqlValue::Bytes(v) => query.bind(v.as_slice()),
         })
 }
 

@@ -17,6 +17,8 @@ use rusqlite::{Connection, ToSql};
 pub enum SqlValue {
     Int(i64),
     Text(String),
+    /// Ids stored as their bytes (a UUID's 16) rather than their text form.
+    Bytes(Vec<u8>),
     NullInt,
     NullText,
 }
@@ -56,6 +58,12 @@ impl From<String> for SqlValue {
     }
 }
 
+impl From<Vec<u8>> for SqlValue {
+    fn from(v: Vec<u8>) -> Self {
+        SqlValue::Bytes(v)
+    }
+}
+
 impl<T: SqlType> From<Option<T>> for SqlValue {
     fn from(v: Option<T>) -> Self {
         v.map_or(T::NULL, Into::into)
@@ -92,6 +100,7 @@ impl ToSql for SqlValue {
             SqlValue::NullInt | SqlValue::NullText => ToSqlOutput::Owned(Value::from(Null)),
             SqlValue::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
             SqlValue::Text(v) => ToSqlOutput::Borrowed(v.as_str().into()),
+            SqlValue::Bytes(v) => ToSqlOutput::Borrowed(v.as_slice().into()),
         })
     }
 }
@@ -178,6 +187,10 @@ fn literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
         }
         SqlValue::NullInt => script.push_str("(NULL::bigint)"),
         SqlValue::NullText => script.push_str("(NULL::text)"),
+        // Hex digits only: nothing in the literal can end it early.
+        SqlValue::Bytes(bytes) => {
+            let _ = write!(script, "(decode('{}', 'hex'))", hex::encode(bytes));
+        }
         SqlValue::Text(text) => {
             if text.contains('\0') {
                 return Err(());
@@ -227,6 +240,21 @@ mod tests {
             script(&statement),
             "UPDATE t SET a = (E'it''s a \\\\ test'::text), b = ('42'::bigint), \
              c = ('-7'::bigint) WHERE d = (NULL::text)"
+        );
+    }
+
+    #[test]
+    fn bytes_become_a_decoded_hex_literal() {
+        let statement = Statement::new(
+            "SELECT $1, $2",
+            vec![
+                SqlValue::Bytes(vec![0x00, 0xab, 0x27]),
+                SqlValue::Bytes(Vec::new()),
+            ],
+        );
+        assert_eq!(
+            script(&statement),
+            "SELECT (decode('00ab27', 'hex')), (decode('', 'hex'))"
         );
     }
 
