@@ -45,8 +45,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgListener, PgPool};
-use sqlx::{Executor, Postgres, Row, Transaction};
+use sqlx::{Executor, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::append_queue::{AppendQueue, AppendRequest};
@@ -138,6 +139,12 @@ async fn run_writer(
     channel: Arc<str>,
     inline: InlineSlot,
 ) {
+    // One connection, kept from group to group: sqlx pings a pooled connection as it hands it
+    // out and again as it takes it back, two round trips a group would wait for or pay for.
+    let mut held = Held {
+        pool,
+        connection: None,
+    };
     while let Some(first) = requests.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -149,7 +156,7 @@ async fn run_writer(
         let projection = inline.current();
         let projection = projection.as_deref();
         let mut projected = None;
-        let results = match commit_group(&pool, &channel, &group, projection).await {
+        let results = match held.commit_group(&channel, &group, projection).await {
             Ok((results, reached)) => {
                 projected = reached;
                 results
@@ -160,15 +167,13 @@ async fn run_writer(
                 let mut results = Vec::with_capacity(group.len());
                 for request in &group {
                     let alone = std::slice::from_ref(request);
-                    results.push(
-                        match commit_group(&pool, &channel, alone, projection).await {
-                            Ok((mut r, reached)) => {
-                                projected = projected.max(reached);
-                                r.pop().unwrap_or(Err(StoreError::EmptyAppend))
-                            }
-                            Err(e) => Err(e),
-                        },
-                    );
+                    results.push(match held.commit_group(&channel, alone, projection).await {
+                        Ok((mut r, reached)) => {
+                            projected = projected.max(reached);
+                            r.pop().unwrap_or(Err(StoreError::EmptyAppend))
+                        }
+                        Err(e) => Err(e),
+                    });
                 }
                 results
             }
@@ -242,25 +247,61 @@ impl Rows {
 
 type Outcomes = Vec<Result<Appended, StoreError>>;
 
-/// Appends a group in one transaction, with its projection when one is installed. Returns each
-/// request's outcome and the position the read models reached in the same commit, or an error
-/// that rolled back the whole group.
+/// The writer's connection, taken from the pool when first needed and after a failure.
+struct Held {
+    pool: PgPool,
+    connection: Option<PoolConnection<Postgres>>,
+}
+
+impl Held {
+    /// Appends a group in one transaction, with its projection when one is installed. Returns
+    /// each request's outcome and the position the read models reached in the same commit, or
+    /// an error that rolled back the whole group.
+    async fn commit_group(
+        &mut self,
+        channel: &str,
+        group: &[AppendRequest],
+        projection: Option<&dyn InlineProjection>,
+    ) -> Result<(Outcomes, Option<u64>), StoreError> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(self.pool.acquire().await?),
+        };
+        let outcome = commit_group(connection, channel, group, projection).await;
+        if outcome.is_err() {
+            // The transaction may still be open, or the connection gone: rather than find out,
+            // close it (which ends the transaction) and take another for the next group.
+            if let Some(mut connection) = self.connection.take() {
+                connection.close_on_drop();
+            }
+        }
+        outcome
+    }
+}
+
+/// The statement that opens a group's transaction and takes the head lock, in one round trip:
+/// from its commit on, no other appender anywhere can write to the log, so the version and
+/// duplicate checks after it stay true until the group commits.
+const BEGIN_AND_LOCK: &str = "BEGIN; SELECT 1 FROM event_log_head WHERE id = 1 FOR UPDATE";
+
+/// [`Held::commit_group`] on the writer's connection. The transaction is begun and ended by
+/// statements of its own rather than a `sqlx::Transaction`, so that the `COMMIT` can travel in
+/// the same round trip as the last statements; on an error it may be left open, and the caller
+/// closes the connection.
 async fn commit_group(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     channel: &str,
     group: &[AppendRequest],
     projection: Option<&dyn InlineProjection>,
 ) -> Result<(Outcomes, Option<u64>), StoreError> {
-    let mut tx = pool.begin().await?;
-    // The head lock: from here until commit, no other appender anywhere can write to the log,
-    // so the version and duplicate checks below stay true until we commit.
-    let head: i64 =
-        sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-    let (mut heads, mut taken) = group_state(&mut tx, group).await?;
+    connection.execute(BEGIN_AND_LOCK).await?;
+    let GroupState {
+        head,
+        mut heads,
+        mut taken,
+    } = group_state(connection, group).await?;
 
-    let mut next_position = to_u64(head) + 1;
+    let mut next_position = head + 1;
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(group.len());
     for request in group {
@@ -319,7 +360,7 @@ async fn commit_group(
         }));
     }
     if rows.position.is_empty() {
-        tx.rollback().await?;
+        connection.execute("ROLLBACK").await?;
         return Ok((results, None));
     }
     let last = next_position - 1;
@@ -339,20 +380,19 @@ async fn commit_group(
     .bind(&rows.metadata)
     .bind(&rows.recorded_at)
     .bind(&rows.hash)
-    .execute(&mut *tx)
+    .execute(&mut *connection)
     .await?;
-    let unit = projection.and_then(|p| unit_for_rows(p, to_u64(head), stored_rows(&rows)));
+    let unit = projection.and_then(|p| unit_for_rows(p, head, stored_rows(&rows)));
     let reached = match unit {
-        Some((unit, reached)) => project(&mut tx, &unit, channel, last)
+        Some((unit, reached)) => project(connection, &unit, channel, last)
             .await?
             .then_some(reached),
         None => {
-            let script = head_and_notify(channel, last)?;
-            (&mut *tx).execute(script.as_str()).await?;
+            let script = head_notify_commit(channel, last)?;
+            connection.execute(script.as_str()).await?;
             None
         }
     };
-    tx.commit().await?;
     Ok((results, reached))
 }
 
@@ -375,8 +415,8 @@ fn stored_rows(rows: &Rows) -> Vec<StoredRow> {
         .collect()
 }
 
-/// The script that moves the head to `last` and notifies the listeners on commit.
-fn head_and_notify(channel: &str, last: u64) -> Result<String, StoreError> {
+/// The script that moves the head to `last`, notifies the listeners and commits.
+fn head_notify_commit(channel: &str, last: u64) -> Result<String, StoreError> {
     let mut script = String::new();
     for statement in [
         Statement::new(
@@ -397,19 +437,20 @@ fn head_and_notify(channel: &str, last: u64) -> Result<String, StoreError> {
         })?;
         script.push_str(";\n");
     }
+    script.push_str("COMMIT;\n");
     Ok(script)
 }
 
-/// Writes the group's projection behind a savepoint, then moves the head and notifies. Returns
-/// whether the projection stands: when a guard misses or a statement fails, the savepoint is
-/// rolled back and the events commit alone, for the runner to project.
+/// Writes the group's projection behind a savepoint, then moves the head, notifies and commits.
+/// Returns whether the projection stands: when a guard misses or a statement fails, the savepoint
+/// is rolled back and the events commit alone, for the runner to project.
 async fn project(
-    tx: &mut PgConnection,
+    connection: &mut PgConnection,
     unit: &Unit,
     channel: &str,
     last: u64,
 ) -> Result<bool, StoreError> {
-    let head_and_notify = head_and_notify(channel, last)?;
+    let head_notify_commit = head_notify_commit(channel, last)?;
     // `RETURNING` gives one row per guard that changed its row (each names one checkpoint by
     // its key, so it changes one row or none): all held when there are as many rows as guards.
     let mut guards = String::from("SAVEPOINT inline_projection;\n");
@@ -428,13 +469,13 @@ async fn project(
     });
     if let Err(e) = rendered {
         tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
-        tx.execute(head_and_notify.as_str()).await?;
+        connection.execute(head_notify_commit.as_str()).await?;
         return Ok(false);
     }
-    let held = tx.fetch_all(guards.as_str()).await?.len() == unit.guards.len();
+    let held = connection.fetch_all(guards.as_str()).await?.len() == unit.guards.len();
     if held {
-        statements.push_str(&head_and_notify);
-        match tx.execute(statements.as_str()).await {
+        statements.push_str(&head_notify_commit);
+        match connection.execute(statements.as_str()).await {
             Ok(_) => return Ok(true),
             Err(e) => {
                 tracing::warn!(error = %e, "inline projection failed; appending without it, the runner will project");
@@ -442,29 +483,45 @@ async fn project(
         }
     }
     // Undoes the guards (and, after a failed statement, clears the transaction's aborted state).
-    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_and_notify}");
-    tx.execute(undo.as_str()).await?;
+    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_notify_commit}");
+    connection.execute(undo.as_str()).await?;
     Ok(false)
 }
 
-/// What a group must know before it writes, read in one round trip under the head lock: the
-/// current version and last hash of every stream it appends to (absent: no events yet), and which
-/// of its event ids are already in the log.
+/// What a group must know before it writes, read in one round trip under the head lock.
+struct GroupState {
+    /// The last position in the log.
+    head: u64,
+    /// The current version and last hash of every stream the group appends to (absent: no
+    /// events yet).
+    heads: HashMap<String, (u64, Option<String>)>,
+    /// Which of the group's event ids are already in the log.
+    taken: HashSet<Uuid>,
+}
+
+/// Reads the [`GroupState`]. The head lock is held, so the log's head is the one the group's
+/// positions follow: the previous holder's commit is visible to this statement, which takes a
+/// snapshot of its own after the lock was granted.
 ///
 /// Each stream's head is one probe of the `(stream, version)` index from its newest end, so the
-/// cost does not grow with the stream's history. The two answers share one result: a row with a
-/// stream is a head, a row with an event id is an id already taken.
+/// cost does not grow with the stream's history. The three answers share one result: a row with
+/// a stream is a stream's head, a row with an event id is an id already taken, and the row with
+/// neither is the log's head.
 async fn group_state(
-    tx: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     group: &[AppendRequest],
-) -> Result<(HashMap<String, (u64, Option<String>)>, HashSet<Uuid>), StoreError> {
+) -> Result<GroupState, StoreError> {
     let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
     let ids: Vec<Vec<u8>> = group
         .iter()
         .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
         .collect();
     let rows = sqlx::query(
-        "SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
+        "SELECT NULL::text AS stream, position AS version, NULL::bytea AS hash, \
+                NULL::bytea AS event_id \
+         FROM event_log_head WHERE id = 1 \
+         UNION ALL \
+         SELECT s.stream, e.version, e.hash, NULL \
          FROM UNNEST($1::text[]) AS s(stream) \
          CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
                              ORDER BY version DESC LIMIT 1) AS e \
@@ -473,24 +530,31 @@ async fn group_state(
     )
     .bind(&streams)
     .bind(&ids)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *connection)
     .await?;
+    let mut head = None;
     let mut heads = HashMap::new();
     let mut taken = HashSet::new();
     for row in &rows {
-        match row.try_get::<Option<String>, _>(0)? {
-            Some(stream) => {
+        match (
+            row.try_get::<Option<String>, _>(0)?,
+            row.try_get::<Option<Vec<u8>>, _>(3)?,
+        ) {
+            (Some(stream), _) => {
                 let version = to_u64(row.try_get::<i64, _>(1)?);
                 let hash = row.try_get::<Option<Vec<u8>>, _>(2)?;
                 heads.insert(stream, (version, hash.as_deref().map(hex::encode)));
             }
-            None => {
-                let id = row.try_get::<Vec<u8>, _>(3)?;
-                taken.extend(Uuid::from_slice(&id).ok());
-            }
+            (None, Some(id)) => taken.extend(Uuid::from_slice(&id).ok()),
+            (None, None) => head = Some(to_u64(row.try_get::<i64, _>(1)?)),
         }
     }
-    Ok((heads, taken))
+    // The head row is there from the first migration on: without it the log is not ours.
+    let head = head.ok_or_else(|| StoreError::Corrupt {
+        position: 0,
+        reason: "event_log_head has no row".to_owned(),
+    })?;
+    Ok(GroupState { head, heads, taken })
 }
 
 /// Follows other instances' appends. Ends when the store is dropped.
