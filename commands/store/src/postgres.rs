@@ -41,6 +41,7 @@
 //! is re-established and the head re-read, so a notification missed meanwhile costs nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,9 +57,13 @@ use uuid::Uuid;
 use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
-use crate::statement::{append_postgres_literal, NulInText, SqlValue, Statement, Unit};
+use crate::statement::{
+    append_postgres_literal, push_bytea_literal, push_int_literal, push_text_literal, NulInText,
+    SqlValue, Statement, Unit,
+};
 use crate::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+    Appended, BackendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StoredRow,
 };
 
 /// The channel every instance listens on for new events, before the schema's name.
@@ -279,28 +284,23 @@ impl Held {
     }
 }
 
-/// The statement that opens a group's transaction and takes the head lock, in one round trip:
-/// from its commit on, no other appender anywhere can write to the log, so the version and
-/// duplicate checks after it stay true until the group commits.
-const BEGIN_AND_LOCK: &str = "BEGIN; SELECT 1 FROM event_log_head WHERE id = 1 FOR UPDATE";
-
-/// [`Held::commit_group`] on the writer's connection. The transaction is begun and ended by
-/// statements of its own rather than a `sqlx::Transaction`, so that the `COMMIT` can travel in
-/// the same round trip as the last statements; on an error it may be left open, and the caller
-/// closes the connection.
+/// [`Held::commit_group`] on the writer's connection, in two round trips: one opens the
+/// transaction, takes the head lock and reads what the checks need ([`group_state`]); the other
+/// inserts the events, writes their projection, moves the head, notifies and commits
+/// ([`append_and_project`]). The transaction is begun and ended by statements of its own rather
+/// than a `sqlx::Transaction`, so that they travel with the others; on an error it may be left
+/// open, and the caller closes the connection.
 async fn commit_group(
     connection: &mut PgConnection,
     channel: &str,
     group: &[AppendRequest],
     projection: Option<&dyn InlineProjection>,
 ) -> Result<(Outcomes, Option<u64>), StoreError> {
-    connection.execute(BEGIN_AND_LOCK).await?;
     let GroupState {
         head,
         mut heads,
         mut taken,
     } = group_state(connection, group).await?;
-
     let mut next_position = head + 1;
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(group.len());
@@ -364,35 +364,8 @@ async fn commit_group(
         return Ok((results, None));
     }
     let last = next_position - 1;
-    sqlx::query(
-        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at, hash) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], \
-         $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bytea[])",
-    )
-    .bind(&rows.position)
-    .bind(&rows.stream)
-    .bind(&rows.version)
-    .bind(&rows.event_id)
-    .bind(&rows.event_type)
-    .bind(&rows.schema_version)
-    .bind(&rows.payload)
-    .bind(&rows.metadata)
-    .bind(&rows.recorded_at)
-    .bind(&rows.hash)
-    .execute(&mut *connection)
-    .await?;
     let unit = projection.and_then(|p| unit_for_rows(p, head, stored_rows(&rows)));
-    let reached = match unit {
-        Some((unit, reached)) => project(connection, &unit, channel, last)
-            .await?
-            .then_some(reached),
-        None => {
-            let script = head_notify_commit(channel, last)?;
-            connection.execute(script.as_str()).await?;
-            None
-        }
-    };
+    let reached = append_and_project(connection, &rows, unit.as_ref(), channel, last).await?;
     Ok((results, reached))
 }
 
@@ -441,54 +414,132 @@ fn head_notify_commit(channel: &str, last: u64) -> Result<String, StoreError> {
     Ok(script)
 }
 
-/// Writes the group's projection behind a savepoint, then moves the head, notifies and commits.
-/// Returns whether the projection stands: when a guard misses or a statement fails, the savepoint
-/// is rolled back and the events commit alone, for the runner to project.
-async fn project(
+/// The SQLSTATE of the division by zero with which the guards' check ends a script when a guard
+/// changed no row.
+const GUARD_MISSED: &str = "22012";
+
+/// Inserts the group's rows and writes their projection behind a savepoint, then moves the head,
+/// notifies and commits, in one round trip. Returns the position the read models reached, or
+/// `None` when the events commit without their projection (the runner will project them): no
+/// unit, a guard that missed, a statement that failed.
+///
+/// The guards run as one statement, each a data-modifying `WITH` query that returns a row when it
+/// moved its checkpoint, and the statement divides by zero unless every one did: the error stops
+/// the script before the projection's statements, where a separate round trip for the guards
+/// used to decide whether to send them.
+async fn append_and_project(
     connection: &mut PgConnection,
-    unit: &Unit,
+    rows: &Rows,
+    unit: Option<&(Unit, u64)>,
     channel: &str,
     last: u64,
-) -> Result<bool, StoreError> {
+) -> Result<Option<u64>, StoreError> {
     let head_notify_commit = head_notify_commit(channel, last)?;
-    // `RETURNING` gives one row per guard that changed its row (each names one checkpoint by
-    // its key, so it changes one row or none): all held when there are as many rows as guards.
-    let mut guards = String::from("SAVEPOINT inline_projection;\n");
-    let mut statements = String::new();
-    let rendered: Result<(), NulInText> = unit.guards.iter().try_for_each(|guard| {
-        append_postgres_literal(&mut guards, guard)?;
-        guards.push_str(" RETURNING 1;\n");
-        Ok(())
-    });
-    let rendered = rendered.and_then(|()| {
-        unit.statements.iter().try_for_each(|statement| {
-            append_postgres_literal(&mut statements, statement)?;
-            statements.push_str(";\n");
-            Ok(())
-        })
-    });
-    if let Err(e) = rendered {
-        tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
-        connection.execute(head_notify_commit.as_str()).await?;
-        return Ok(false);
-    }
-    let held = connection.fetch_all(guards.as_str()).await?.len() == unit.guards.len();
-    if held {
-        statements.push_str(&head_notify_commit);
-        match connection.execute(statements.as_str()).await {
-            Ok(_) => return Ok(true),
-            Err(e) => {
-                tracing::warn!(error = %e, "inline projection failed; appending without it, the runner will project");
-            }
+    let mut script = insert_script(rows)?;
+    let projected = unit.and_then(|(unit, reached)| match projection_script(unit) {
+        Ok(projection) => Some((projection, *reached)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
+            None
         }
-    }
-    // Undoes the guards (and, after a failed statement, clears the transaction's aborted state).
+    });
+    let Some((projection, reached)) = projected else {
+        script.push_str(&head_notify_commit);
+        connection.execute(script.as_str()).await?;
+        return Ok(None);
+    };
+    script.push_str(&projection);
+    script.push_str(&head_notify_commit);
+    let failed = match connection.execute(script.as_str()).await {
+        Ok(_) => return Ok(Some(reached)),
+        Err(e) => e,
+    };
+    // Undoes the projection and clears the transaction's aborted state, keeping the events. With
+    // no savepoint to go back to (the insert failed) or no transaction (the commit failed), this
+    // fails too, and the group fails with the first error.
     let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_notify_commit}");
-    connection.execute(undo.as_str()).await?;
-    Ok(false)
+    if connection.execute(undo.as_str()).await.is_err() {
+        return Err(failed.into());
+    }
+    let missed = failed
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == GUARD_MISSED);
+    if !missed {
+        tracing::warn!(error = %failed, "inline projection failed; appending without it, the runner will project");
+    }
+    Ok(None)
 }
 
-/// What a group must know before it writes, read in one round trip under the head lock.
+/// The statement that inserts the group's rows, their values written in as literals.
+fn insert_script(rows: &Rows) -> Result<String, StoreError> {
+    let mut script = String::from(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at, hash) VALUES ",
+    );
+    for i in 0..rows.position.len() {
+        let nul = |()| {
+            StoreError::Backend(BackendError::message(format!(
+                "event at position {}: PostgreSQL text cannot hold a NUL character",
+                rows.position[i]
+            )))
+        };
+        script.push_str(if i == 0 { "(" } else { ", (" });
+        push_int_literal(&mut script, rows.position[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.stream[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.version[i]);
+        script.push_str(", ");
+        push_bytea_literal(&mut script, &rows.event_id[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.event_type[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.schema_version[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.payload[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.metadata[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.recorded_at[i]);
+        script.push_str(", ");
+        push_bytea_literal(&mut script, &rows.hash[i]);
+        script.push(')');
+    }
+    script.push_str(";\n");
+    Ok(script)
+}
+
+/// The savepoint, the guards with their check, and the projection's statements.
+fn projection_script(unit: &Unit) -> Result<String, NulInText> {
+    let mut script = String::from("SAVEPOINT inline_projection;\n");
+    if !unit.guards.is_empty() {
+        script.push_str("WITH ");
+        for (i, guard) in unit.guards.iter().enumerate() {
+            if i > 0 {
+                script.push_str(", ");
+            }
+            let _ = write!(script, "guard{i} AS (");
+            append_postgres_literal(&mut script, guard)?;
+            script.push_str(" RETURNING 1)");
+        }
+        script.push_str(" SELECT 1 / ((SELECT count(*) FROM (");
+        for i in 0..unit.guards.len() {
+            if i > 0 {
+                script.push_str(" UNION ALL ");
+            }
+            let _ = write!(script, "SELECT 1 FROM guard{i}");
+        }
+        let _ = writeln!(script, ") AS held) = {})::int;", unit.guards.len());
+    }
+    for statement in &unit.statements {
+        append_postgres_literal(&mut script, statement)?;
+        script.push_str(";\n");
+    }
+    Ok(script)
+}
+
+/// What a group must know before it writes, read under the head lock.
 struct GroupState {
     /// The last position in the log.
     head: u64,
@@ -499,54 +550,72 @@ struct GroupState {
     taken: HashSet<Uuid>,
 }
 
-/// Reads the [`GroupState`]. The head lock is held, so the log's head is the one the group's
-/// positions follow: the previous holder's commit is visible to this statement, which takes a
-/// snapshot of its own after the lock was granted.
+/// Opens the group's transaction, takes the head lock and reads the [`GroupState`], in one
+/// round trip. From the lock on, no other appender anywhere can write to the log, so the checks
+/// made on what this reads stay true until the group commits. The lock's `SELECT ... FOR UPDATE`
+/// answers the head as the previous holder committed it, and the read after it is a statement of
+/// its own, whose snapshot (read committed) is taken once the lock is granted: it sees every
+/// event committed before.
 ///
 /// Each stream's head is one probe of the `(stream, version)` index from its newest end, so the
-/// cost does not grow with the stream's history. The three answers share one result: a row with
-/// a stream is a stream's head, a row with an event id is an id already taken, and the row with
-/// neither is the log's head.
+/// cost does not grow with the stream's history. The answers come as rows of two shapes: the
+/// lock's one column (the log's head), and the read's four, where a row with a stream is that
+/// stream's head and a row without is an event id already taken.
 async fn group_state(
     connection: &mut PgConnection,
     group: &[AppendRequest],
 ) -> Result<GroupState, StoreError> {
-    let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
-    let ids: Vec<Vec<u8>> = group
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
-        .collect();
-    let rows = sqlx::query(
-        "SELECT NULL::text AS stream, position AS version, NULL::bytea AS hash, \
-                NULL::bytea AS event_id \
-         FROM event_log_head WHERE id = 1 \
-         UNION ALL \
-         SELECT s.stream, e.version, e.hash, NULL \
-         FROM UNNEST($1::text[]) AS s(stream) \
+    let mut script = String::from(
+        "BEGIN;\nSELECT position FROM event_log_head WHERE id = 1 FOR UPDATE;\n\
+         SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
+         FROM UNNEST(ARRAY[",
+    );
+    for (i, request) in group.iter().enumerate() {
+        if i > 0 {
+            script.push_str(", ");
+        }
+        push_text_literal(&mut script, &request.stream).map_err(|()| {
+            StoreError::Backend(BackendError::message(
+                "a stream name holds a NUL character, which PostgreSQL text cannot hold",
+            ))
+        })?;
+    }
+    script.push_str(
+        "]::text[]) AS s(stream) \
          CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
                              ORDER BY version DESC LIMIT 1) AS e \
          UNION ALL \
-         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY($2)",
-    )
-    .bind(&streams)
-    .bind(&ids)
-    .fetch_all(&mut *connection)
-    .await?;
+         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY(ARRAY[",
+    );
+    let ids = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id));
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            script.push_str(", ");
+        }
+        push_bytea_literal(&mut script, id.as_bytes());
+    }
+    script.push_str("]::bytea[]);\n");
+    let rows = connection.fetch_all(script.as_str()).await?;
     let mut head = None;
     let mut heads = HashMap::new();
     let mut taken = HashSet::new();
     for row in &rows {
-        match (
-            row.try_get::<Option<String>, _>(0)?,
-            row.try_get::<Option<Vec<u8>>, _>(3)?,
-        ) {
-            (Some(stream), _) => {
+        if row.len() == 1 {
+            head = Some(to_u64(row.try_get::<i64, _>(0)?));
+            continue;
+        }
+        match row.try_get::<Option<String>, _>(0)? {
+            Some(stream) => {
                 let version = to_u64(row.try_get::<i64, _>(1)?);
                 let hash = row.try_get::<Option<Vec<u8>>, _>(2)?;
                 heads.insert(stream, (version, hash.as_deref().map(hex::encode)));
             }
-            (None, Some(id)) => taken.extend(Uuid::from_slice(&id).ok()),
-            (None, None) => head = Some(to_u64(row.try_get::<i64, _>(1)?)),
+            None => {
+                let id = row.try_get::<Vec<u8>, _>(3)?;
+                taken.extend(Uuid::from_slice(&id).ok());
+            }
         }
     }
     // The head row is there from the first migration on: without it the log is not ours.
