@@ -23,14 +23,21 @@
 //! Once the read side installs its [`InlineProjection`] (see `inline.rs`), each group's
 //! transaction also writes the read models for the group's events, behind a savepoint and
 //! guarded by the projectors' checkpoint compare-and-sets, so a request's reads see its writes
-//! when its append returns, with no second transaction to wait for. The projection's statements
-//! travel as one simple-query script with their arguments written in as typed literals
-//! ([`crate::statement`]): one round trip for the checkpoint guards and one for every statement
-//! of the group, where binding each statement would cost a round trip apiece. The head update
-//! and the notification ride along with the second, so a projected group takes as many round
-//! trips as an unprojected one did before. Since every group holds the head lock, a group's
-//! guards see the checkpoints the group before it committed: while projection keeps up, every
-//! group finds them where it starts.
+//! when its append returns, with no second transaction to wait for. Since every group holds the
+//! head lock, a group's guards see the checkpoints the group before it committed: while
+//! projection keeps up, every group finds them where it starts.
+//!
+//! # Two round trips a group
+//!
+//! Every round trip to the server is a wait the whole group shares, and on a busy machine each
+//! is also a wait for the server's process to be scheduled. So a group takes two, whatever its
+//! size: one simple-query script opens the transaction, takes the head lock and reads what the
+//! checks need; a second inserts the events, runs the guards (one statement that stops the
+//! script unless every guard moved its checkpoint), the projection's statements, the head update
+//! and the notification, and commits. Statements travel with their arguments written in as typed
+//! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements. The writer
+//! keeps one connection from group to group: a pooled connection costs a check as it is handed
+//! out and another as it is taken back.
 //!
 //! # Waking readers
 //!
