@@ -23,14 +23,21 @@
 //! Once the read side installs its [`InlineProjection`] (see `inline.rs`), each group's
 //! transaction also writes the read models for the group's events, behind a savepoint and
 //! guarded by the projectors' checkpoint compare-and-sets, so a request's reads see its writes
-//! when its append returns, with no second transaction to wait for. The projection's statements
-//! travel as one simple-query script with their arguments written in as typed literals
-//! ([`crate::statement`]): one round trip for the checkpoint guards and one for every statement
-//! of the group, where binding each statement would cost a round trip apiece. The head update
-//! and the notification ride along with the second, so a projected group takes as many round
-//! trips as an unprojected one did before. Since every group holds the head lock, a group's
-//! guards see the checkpoints the group before it committed: while projection keeps up, every
-//! group finds them where it starts.
+//! when its append returns, with no second transaction to wait for. Since every group holds the
+//! head lock, a group's guards see the checkpoints the group before it committed: while
+//! projection keeps up, every group finds them where it starts.
+//!
+//! # Two round trips a group
+//!
+//! Every round trip to the server is a wait the whole group shares, and on a busy machine each
+//! is also a wait for the server's process to be scheduled. So a group takes two, whatever its
+//! size: one simple-query script opens the transaction, takes the head lock and reads what the
+//! checks need; a second inserts the events, runs the guards (one statement that stops the
+//! script unless every guard moved its checkpoint), the projection's statements, the head update
+//! and the notification, and commits. Statements travel with their arguments written in as typed
+//! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements. The writer
+//! keeps one connection from group to group: a pooled connection costs a check as it is handed
+//! out and another as it is taken back.
 //!
 //! # Waking readers
 //!
@@ -41,12 +48,14 @@
 //! is re-established and the head re-read, so a notification missed meanwhile costs nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnection, PgListener, PgPool};
-use sqlx::{Executor, Postgres, Row, Transaction};
+use sqlx::{Executor, Postgres, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::append_queue::{AppendQueue, AppendRequest};
@@ -55,9 +64,13 @@ use uuid::Uuid;
 use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
-use crate::statement::{append_postgres_literal, NulInText, SqlValue, Statement, Unit};
+use crate::statement::{
+    append_postgres_literal, push_bytea_literal, push_int_literal, push_text_literal, NulInText,
+    SqlValue, Statement, Unit,
+};
 use crate::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+    Appended, BackendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
+    StoredRow,
 };
 
 /// The channel every instance listens on for new events, before the schema's name.
@@ -138,6 +151,12 @@ async fn run_writer(
     channel: Arc<str>,
     inline: InlineSlot,
 ) {
+    // One connection, kept from group to group: sqlx pings a pooled connection as it hands it
+    // out and again as it takes it back, two round trips a group would wait for or pay for.
+    let mut held = Held {
+        pool,
+        connection: None,
+    };
     while let Some(first) = requests.recv().await {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -149,7 +168,7 @@ async fn run_writer(
         let projection = inline.current();
         let projection = projection.as_deref();
         let mut projected = None;
-        let results = match commit_group(&pool, &channel, &group, projection).await {
+        let results = match held.commit_group(&channel, &group, projection).await {
             Ok((results, reached)) => {
                 projected = reached;
                 results
@@ -160,15 +179,13 @@ async fn run_writer(
                 let mut results = Vec::with_capacity(group.len());
                 for request in &group {
                     let alone = std::slice::from_ref(request);
-                    results.push(
-                        match commit_group(&pool, &channel, alone, projection).await {
-                            Ok((mut r, reached)) => {
-                                projected = projected.max(reached);
-                                r.pop().unwrap_or(Err(StoreError::EmptyAppend))
-                            }
-                            Err(e) => Err(e),
-                        },
-                    );
+                    results.push(match held.commit_group(&channel, alone, projection).await {
+                        Ok((mut r, reached)) => {
+                            projected = projected.max(reached);
+                            r.pop().unwrap_or(Err(StoreError::EmptyAppend))
+                        }
+                        Err(e) => Err(e),
+                    });
                 }
                 results
             }
@@ -242,25 +259,56 @@ impl Rows {
 
 type Outcomes = Vec<Result<Appended, StoreError>>;
 
-/// Appends a group in one transaction, with its projection when one is installed. Returns each
-/// request's outcome and the position the read models reached in the same commit, or an error
-/// that rolled back the whole group.
+/// The writer's connection, taken from the pool when first needed and after a failure.
+struct Held {
+    pool: PgPool,
+    connection: Option<PoolConnection<Postgres>>,
+}
+
+impl Held {
+    /// Appends a group in one transaction, with its projection when one is installed. Returns
+    /// each request's outcome and the position the read models reached in the same commit, or
+    /// an error that rolled back the whole group.
+    async fn commit_group(
+        &mut self,
+        channel: &str,
+        group: &[AppendRequest],
+        projection: Option<&dyn InlineProjection>,
+    ) -> Result<(Outcomes, Option<u64>), StoreError> {
+        let connection = match &mut self.connection {
+            Some(connection) => connection,
+            None => self.connection.insert(self.pool.acquire().await?),
+        };
+        let outcome = commit_group(connection, channel, group, projection).await;
+        if outcome.is_err() {
+            // The transaction may still be open, or the connection gone: rather than find out,
+            // close it (which ends the transaction) and take another for the next group.
+            if let Some(mut connection) = self.connection.take() {
+                connection.close_on_drop();
+            }
+        }
+        outcome
+    }
+}
+
+/// [`Held::commit_group`] on the writer's connection, in two round trips: one opens the
+/// transaction, takes the head lock and reads what the checks need ([`group_state`]); the other
+/// inserts the events, writes their projection, moves the head, notifies and commits
+/// ([`append_and_project`]). The transaction is begun and ended by statements of its own rather
+/// than a `sqlx::Transaction`, so that they travel with the others; on an error it may be left
+/// open, and the caller closes the connection.
 async fn commit_group(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     channel: &str,
     group: &[AppendRequest],
     projection: Option<&dyn InlineProjection>,
 ) -> Result<(Outcomes, Option<u64>), StoreError> {
-    let mut tx = pool.begin().await?;
-    // The head lock: from here until commit, no other appender anywhere can write to the log,
-    // so the version and duplicate checks below stay true until we commit.
-    let head: i64 =
-        sqlx::query_scalar("SELECT position FROM event_log_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
-    let (mut heads, mut taken) = group_state(&mut tx, group).await?;
-
-    let mut next_position = to_u64(head) + 1;
+    let GroupState {
+        head,
+        mut heads,
+        mut taken,
+    } = group_state(connection, group).await?;
+    let mut next_position = head + 1;
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(group.len());
     for request in group {
@@ -319,40 +367,12 @@ async fn commit_group(
         }));
     }
     if rows.position.is_empty() {
-        tx.rollback().await?;
+        connection.execute("ROLLBACK").await?;
         return Ok((results, None));
     }
     let last = next_position - 1;
-    sqlx::query(
-        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at, hash) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bytea[], $5::text[], \
-         $6::bigint[], $7::text[], $8::text[], $9::bigint[], $10::bytea[])",
-    )
-    .bind(&rows.position)
-    .bind(&rows.stream)
-    .bind(&rows.version)
-    .bind(&rows.event_id)
-    .bind(&rows.event_type)
-    .bind(&rows.schema_version)
-    .bind(&rows.payload)
-    .bind(&rows.metadata)
-    .bind(&rows.recorded_at)
-    .bind(&rows.hash)
-    .execute(&mut *tx)
-    .await?;
-    let unit = projection.and_then(|p| unit_for_rows(p, to_u64(head), stored_rows(&rows)));
-    let reached = match unit {
-        Some((unit, reached)) => project(&mut tx, &unit, channel, last)
-            .await?
-            .then_some(reached),
-        None => {
-            let script = head_and_notify(channel, last)?;
-            (&mut *tx).execute(script.as_str()).await?;
-            None
-        }
-    };
-    tx.commit().await?;
+    let unit = projection.and_then(|p| unit_for_rows(p, head, stored_rows(&rows)));
+    let reached = append_and_project(connection, &rows, unit.as_ref(), channel, last).await?;
     Ok((results, reached))
 }
 
@@ -375,8 +395,8 @@ fn stored_rows(rows: &Rows) -> Vec<StoredRow> {
         .collect()
 }
 
-/// The script that moves the head to `last` and notifies the listeners on commit.
-fn head_and_notify(channel: &str, last: u64) -> Result<String, StoreError> {
+/// The script that moves the head to `last`, notifies the listeners and commits.
+fn head_notify_commit(channel: &str, last: u64) -> Result<String, StoreError> {
     let mut script = String::new();
     for statement in [
         Statement::new(
@@ -397,87 +417,202 @@ fn head_and_notify(channel: &str, last: u64) -> Result<String, StoreError> {
         })?;
         script.push_str(";\n");
     }
+    script.push_str("COMMIT;\n");
     Ok(script)
 }
 
-/// Writes the group's projection behind a savepoint, then moves the head and notifies. Returns
-/// whether the projection stands: when a guard misses or a statement fails, the savepoint is
-/// rolled back and the events commit alone, for the runner to project.
-async fn project(
-    tx: &mut PgConnection,
-    unit: &Unit,
+/// The SQLSTATE of the division by zero with which the guards' check ends a script when a guard
+/// changed no row.
+const GUARD_MISSED: &str = "22012";
+
+/// Inserts the group's rows and writes their projection behind a savepoint, then moves the head,
+/// notifies and commits, in one round trip. Returns the position the read models reached, or
+/// `None` when the events commit without their projection (the runner will project them): no
+/// unit, a guard that missed, a statement that failed.
+///
+/// The guards run as one statement, each a data-modifying `WITH` query that returns a row when it
+/// moved its checkpoint, and the statement divides by zero unless every one did: the error stops
+/// the script before the projection's statements, where a separate round trip for the guards
+/// used to decide whether to send them.
+async fn append_and_project(
+    connection: &mut PgConnection,
+    rows: &Rows,
+    unit: Option<&(Unit, u64)>,
     channel: &str,
     last: u64,
-) -> Result<bool, StoreError> {
-    let head_and_notify = head_and_notify(channel, last)?;
-    // `RETURNING` gives one row per guard that changed its row (each names one checkpoint by
-    // its key, so it changes one row or none): all held when there are as many rows as guards.
-    let mut guards = String::from("SAVEPOINT inline_projection;\n");
-    let mut statements = String::new();
-    let rendered: Result<(), NulInText> = unit.guards.iter().try_for_each(|guard| {
-        append_postgres_literal(&mut guards, guard)?;
-        guards.push_str(" RETURNING 1;\n");
-        Ok(())
-    });
-    let rendered = rendered.and_then(|()| {
-        unit.statements.iter().try_for_each(|statement| {
-            append_postgres_literal(&mut statements, statement)?;
-            statements.push_str(";\n");
-            Ok(())
-        })
-    });
-    if let Err(e) = rendered {
-        tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
-        tx.execute(head_and_notify.as_str()).await?;
-        return Ok(false);
-    }
-    let held = tx.fetch_all(guards.as_str()).await?.len() == unit.guards.len();
-    if held {
-        statements.push_str(&head_and_notify);
-        match tx.execute(statements.as_str()).await {
-            Ok(_) => return Ok(true),
-            Err(e) => {
-                tracing::warn!(error = %e, "inline projection failed; appending without it, the runner will project");
-            }
+) -> Result<Option<u64>, StoreError> {
+    let head_notify_commit = head_notify_commit(channel, last)?;
+    let mut script = insert_script(rows)?;
+    let projected = unit.and_then(|(unit, reached)| match projection_script(unit) {
+        Ok(projection) => Some((projection, *reached)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
+            None
         }
+    });
+    let Some((projection, reached)) = projected else {
+        script.push_str(&head_notify_commit);
+        connection.execute(script.as_str()).await?;
+        return Ok(None);
+    };
+    script.push_str(&projection);
+    script.push_str(&head_notify_commit);
+    let failed = match connection.execute(script.as_str()).await {
+        Ok(_) => return Ok(Some(reached)),
+        Err(e) => e,
+    };
+    // Undoes the projection and clears the transaction's aborted state, keeping the events. With
+    // no savepoint to go back to (the insert failed) or no transaction (the commit failed), this
+    // fails too, and the group fails with the first error.
+    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_notify_commit}");
+    if connection.execute(undo.as_str()).await.is_err() {
+        return Err(failed.into());
     }
-    // Undoes the guards (and, after a failed statement, clears the transaction's aborted state).
-    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_and_notify}");
-    tx.execute(undo.as_str()).await?;
-    Ok(false)
+    let missed = failed
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == GUARD_MISSED);
+    if !missed {
+        tracing::warn!(error = %failed, "inline projection failed; appending without it, the runner will project");
+    }
+    Ok(None)
 }
 
-/// What a group must know before it writes, read in one round trip under the head lock: the
-/// current version and last hash of every stream it appends to (absent: no events yet), and which
-/// of its event ids are already in the log.
+/// The statement that inserts the group's rows, their values written in as literals.
+fn insert_script(rows: &Rows) -> Result<String, StoreError> {
+    let mut script = String::from(
+        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+         payload, metadata, recorded_at, hash) VALUES ",
+    );
+    for i in 0..rows.position.len() {
+        let nul = |()| {
+            StoreError::Backend(BackendError::message(format!(
+                "event at position {}: PostgreSQL text cannot hold a NUL character",
+                rows.position[i]
+            )))
+        };
+        script.push_str(if i == 0 { "(" } else { ", (" });
+        push_int_literal(&mut script, rows.position[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.stream[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.version[i]);
+        script.push_str(", ");
+        push_bytea_literal(&mut script, &rows.event_id[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.event_type[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.schema_version[i]);
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.payload[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_text_literal(&mut script, &rows.metadata[i]).map_err(nul)?;
+        script.push_str(", ");
+        push_int_literal(&mut script, rows.recorded_at[i]);
+        script.push_str(", ");
+        push_bytea_literal(&mut script, &rows.hash[i]);
+        script.push(')');
+    }
+    script.push_str(";\n");
+    Ok(script)
+}
+
+/// The savepoint, the guards with their check, and the projection's statements.
+fn projection_script(unit: &Unit) -> Result<String, NulInText> {
+    let mut script = String::from("SAVEPOINT inline_projection;\n");
+    if !unit.guards.is_empty() {
+        script.push_str("WITH ");
+        for (i, guard) in unit.guards.iter().enumerate() {
+            if i > 0 {
+                script.push_str(", ");
+            }
+            let _ = write!(script, "guard{i} AS (");
+            append_postgres_literal(&mut script, guard)?;
+            script.push_str(" RETURNING 1)");
+        }
+        script.push_str(" SELECT 1 / ((SELECT count(*) FROM (");
+        for i in 0..unit.guards.len() {
+            if i > 0 {
+                script.push_str(" UNION ALL ");
+            }
+            let _ = write!(script, "SELECT 1 FROM guard{i}");
+        }
+        let _ = writeln!(script, ") AS held) = {})::int;", unit.guards.len());
+    }
+    for statement in &unit.statements {
+        append_postgres_literal(&mut script, statement)?;
+        script.push_str(";\n");
+    }
+    Ok(script)
+}
+
+/// What a group must know before it writes, read under the head lock.
+struct GroupState {
+    /// The last position in the log.
+    head: u64,
+    /// The current version and last hash of every stream the group appends to (absent: no
+    /// events yet).
+    heads: HashMap<String, (u64, Option<String>)>,
+    /// Which of the group's event ids are already in the log.
+    taken: HashSet<Uuid>,
+}
+
+/// Opens the group's transaction, takes the head lock and reads the [`GroupState`], in one
+/// round trip. From the lock on, no other appender anywhere can write to the log, so the checks
+/// made on what this reads stay true until the group commits. The lock's `SELECT ... FOR UPDATE`
+/// answers the head as the previous holder committed it, and the read after it is a statement of
+/// its own, whose snapshot (read committed) is taken once the lock is granted: it sees every
+/// event committed before.
 ///
 /// Each stream's head is one probe of the `(stream, version)` index from its newest end, so the
-/// cost does not grow with the stream's history. The two answers share one result: a row with a
-/// stream is a head, a row with an event id is an id already taken.
+/// cost does not grow with the stream's history. The answers come as rows of two shapes: the
+/// lock's one column (the log's head), and the read's four, where a row with a stream is that
+/// stream's head and a row without is an event id already taken.
 async fn group_state(
-    tx: &mut Transaction<'_, Postgres>,
+    connection: &mut PgConnection,
     group: &[AppendRequest],
-) -> Result<(HashMap<String, (u64, Option<String>)>, HashSet<Uuid>), StoreError> {
-    let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
-    let ids: Vec<Vec<u8>> = group
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
-        .collect();
-    let rows = sqlx::query(
-        "SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
-         FROM UNNEST($1::text[]) AS s(stream) \
+) -> Result<GroupState, StoreError> {
+    let mut script = String::from(
+        "BEGIN;\nSELECT position FROM event_log_head WHERE id = 1 FOR UPDATE;\n\
+         SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
+         FROM UNNEST(ARRAY[",
+    );
+    for (i, request) in group.iter().enumerate() {
+        if i > 0 {
+            script.push_str(", ");
+        }
+        push_text_literal(&mut script, &request.stream).map_err(|()| {
+            StoreError::Backend(BackendError::message(
+                "a stream name holds a NUL character, which PostgreSQL text cannot hold",
+            ))
+        })?;
+    }
+    script.push_str(
+        "]::text[]) AS s(stream) \
          CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
                              ORDER BY version DESC LIMIT 1) AS e \
          UNION ALL \
-         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY($2)",
-    )
-    .bind(&streams)
-    .bind(&ids)
-    .fetch_all(&mut **tx)
-    .await?;
+         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY(ARRAY[",
+    );
+    let ids = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id));
+    for (i, id) in ids.enumerate() {
+        if i > 0 {
+            script.push_str(", ");
+        }
+        push_bytea_literal(&mut script, id.as_bytes());
+    }
+    script.push_str("]::bytea[]);\n");
+    let rows = connection.fetch_all(script.as_str()).await?;
+    let mut head = None;
     let mut heads = HashMap::new();
     let mut taken = HashSet::new();
     for row in &rows {
+        if row.len() == 1 {
+            head = Some(to_u64(row.try_get::<i64, _>(0)?));
+            continue;
+        }
         match row.try_get::<Option<String>, _>(0)? {
             Some(stream) => {
                 let version = to_u64(row.try_get::<i64, _>(1)?);
@@ -490,7 +625,12 @@ async fn group_state(
             }
         }
     }
-    Ok((heads, taken))
+    // The head row is there from the first migration on: without it the log is not ours.
+    let head = head.ok_or_else(|| StoreError::Corrupt {
+        position: 0,
+        reason: "event_log_head has no row".to_owned(),
+    })?;
+    Ok(GroupState { head, heads, taken })
 }
 
 /// Follows other instances' appends. Ends when the store is dropped.

@@ -182,31 +182,47 @@ pub(crate) fn append_postgres_literal(
 
 fn literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
     match value {
-        SqlValue::Int(v) => {
-            let _ = write!(script, "('{v}'::bigint)");
-        }
+        SqlValue::Int(v) => push_int_literal(script, *v),
         SqlValue::NullInt => script.push_str("(NULL::bigint)"),
         SqlValue::NullText => script.push_str("(NULL::text)"),
         // Hex digits only: nothing in the literal can end it early.
         SqlValue::Bytes(bytes) => {
-            let _ = write!(script, "(decode('{}', 'hex'))", hex::encode(bytes));
+            script.push('(');
+            push_bytea_literal(script, bytes);
+            script.push(')');
         }
-        SqlValue::Text(text) => {
-            if text.contains('\0') {
-                return Err(());
-            }
-            script.push_str("(E'");
-            for c in text.chars() {
-                match c {
-                    '\'' => script.push_str("''"),
-                    '\\' => script.push_str("\\\\"),
-                    c => script.push(c),
-                }
-            }
-            script.push_str("'::text)");
-        }
+        SqlValue::Text(text) => return push_text_literal(script, text),
     }
     Ok(())
+}
+
+/// Appends `v` as a `bigint` literal, as [`append_postgres_literal`] writes it.
+pub(crate) fn push_int_literal(script: &mut String, v: i64) {
+    let _ = write!(script, "('{v}'::bigint)");
+}
+
+/// Appends `text` as a `text` literal, as [`append_postgres_literal`] writes it. `Err`: it holds
+/// a NUL character, which PostgreSQL text cannot hold.
+pub(crate) fn push_text_literal(script: &mut String, text: &str) -> Result<(), ()> {
+    if text.contains('\0') {
+        return Err(());
+    }
+    script.push_str("(E'");
+    for c in text.chars() {
+        match c {
+            '\'' => script.push_str("''"),
+            '\\' => script.push_str("\\\\"),
+            c => script.push(c),
+        }
+    }
+    script.push_str("'::text)");
+    Ok(())
+}
+
+/// Appends `bytes` as a `bytea` value. Hex digits only, so it reads the same whatever
+/// `standard_conforming_strings` says.
+pub(crate) fn push_bytea_literal(script: &mut String, bytes: &[u8]) {
+    let _ = write!(script, "decode('{}', 'hex')", hex::encode(bytes));
 }
 
 #[cfg(test)]

@@ -274,6 +274,14 @@ fn step_of(clock: &ManualClock) -> i64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Off unless asked for: `SPSE_TOTP_BENCH_LOG=sqlx::query=debug` prints every statement the
+    // server runs, with its time, to count the round trips a login takes.
+    if let Ok(filter) = std::env::var("SPSE_TOTP_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let dir = tempfile::tempdir()?;
     let (sqlite_url, postgres_url) = match args.database_url.clone() {
         Some(url) if url.starts_with("postgres") => (None, Some(url)),
