@@ -389,7 +389,9 @@ impl MailSender {
     }
 
     /// Reads the log after the checkpoint and owes a row for each message it calls for. True
-    /// when it read events (there may be more).
+    /// when there may be more to read at once: a full batch, or a checkpoint moved by another
+    /// instance. A shorter batch reached the head; what is appended later wakes the follower,
+    /// so reading again at once would only find nothing (on PostgreSQL, four round trips).
     async fn feed(&self) -> Result<bool, MailError> {
         let stored = CHECKPOINT.read(&self.db).await?;
         let mut passed = self.passed_since(stored);
@@ -414,7 +416,7 @@ impl MailSender {
                 passed = Passed::at(last);
             }
             self.remember(passed);
-            return Ok(true);
+            return Ok(batch.len() >= BATCH);
         }
         let now = self.clock.now();
         let pool = self.db.write().await;
@@ -440,7 +442,7 @@ impl MailSender {
         }
         tx.commit().await?;
         self.remember(Passed::at(last));
-        Ok(true)
+        Ok(batch.len() >= BATCH)
     }
 
     fn deadline(&self, job: &Job) -> DateTime<Utc> {
