@@ -135,7 +135,7 @@ pub fn chained_value_split(head: Option<&str>, rest: &str) -> Result<Value, Stri
     match head {
         None => chained_value(rest),
         Some(head) => {
-            serde_json::to_value(decode_compact(&joined(head, rest)?)).map_err(|e| e.to_string())
+            serde_json::to_value(decode_compact(&joined(head, rest)?)?).map_err(|e| e.to_string())
         }
     }
 }
@@ -278,6 +278,17 @@ mod tests {
                         chained_value(&stored).unwrap(),
                         serde_json::to_value(&metadata).unwrap()
                     );
+                    // Split into the head term and the row's rest, it joins into the same.
+                    let (head, rest) = encode_split(&metadata);
+                    assert_eq!(
+                        Value::Array(joined(&head, &rest).unwrap()),
+                        serde_json::from_str::<Value>(&stored).unwrap()
+                    );
+                    assert_eq!(decode_split(Some(&head), &rest).unwrap(), metadata);
+                    assert_eq!(
+                        chained_value_split(Some(&head), &rest).unwrap(),
+                        serde_json::to_value(&metadata).unwrap()
+                    );
                     // The legacy form of the same metadata reads the same.
                     let legacy = serde_json::to_string(&metadata).unwrap();
                     assert_eq!(decode(&legacy).unwrap(), metadata);
@@ -295,6 +306,32 @@ mod tests {
             ..EventMetadata::system()
         };
         assert_eq!(encode(&with_ip), r#"["system","10.0.0.1"]"#);
+        assert_eq!(
+            encode_split(&with_ip),
+            (r#"["system","10.0.0.1"]"#.to_owned(), "[]".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_head_holds_the_actor_address_and_agent_and_the_row_the_request_ids() {
+        let metadata = EventMetadata {
+            actor: Actor::Operator {
+                name: "root".into(),
+            },
+            client_ip: None,
+            user_agent: Some("Mozilla/5.0".into()),
+            correlation_id: Some("c".into()),
+            causation_id: Some("c".into()),
+        };
+        let (head, rest) = encode_split(&metadata);
+        assert_eq!(head, r#"["operator","root",null,"Mozilla/5.0"]"#);
+        assert_eq!(rest, r#"["c",0]"#);
+        // A head or rest that is not an array, or values left over, is refused.
+        assert!(decode_split(Some(r#"{"kind":"system"}"#), "[]").is_err());
+        assert!(decode_split(Some(&head), r#"{"c":0}"#).is_err());
+        assert!(chained_value_split(Some(&head), r#"["c",0,"extra"]"#).is_err());
+        // Without a head the row holds the metadata whole, in either form.
+        assert_eq!(decode_split(None, &encode(&metadata)).unwrap(), metadata);
     }
 
     #[test]
