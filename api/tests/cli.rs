@@ -254,7 +254,7 @@ async fn audit_verify_exits_non_zero_naming_the_altered_event_and_history_folds_
         .await
         .unwrap();
     let position: i64 =
-        sqlx::query_scalar("SELECT position FROM events WHERE event_type = 'LoginStarted'")
+        sqlx::query_scalar("SELECT position FROM event_rows WHERE event_type = 'LoginStarted'")
             .fetch_one(&pool)
             .await
             .unwrap();

@@ -156,6 +156,11 @@ async fn an_exported_sqlite_deployment_carries_on_after_import() {
 /// The migrations before lean rows (`20261205000002_lean_rows.sql`), applied alone: a database
 /// as a deployment of the previous version holds it.
 async fn migrate_to_the_old_format(url: &str, engine: &str) -> sqlx::AnyPool {
+    migrate_to_before(url, engine, "20261205000002").await
+}
+
+/// A database at the schema every migration before `first_not_run` leaves.
+async fn migrate_to_before(url: &str, engine: &str, first_not_run: &str) -> sqlx::AnyPool {
     sqlx::any::install_default_drivers();
     let old = TempDir::new().expect("a folder");
     let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -168,7 +173,7 @@ async fn migrate_to_the_old_format(url: &str, engine: &str) -> sqlx::AnyPool {
             .expect("a name")
             .to_string_lossy()
             .into_owned();
-        if name.as_str() < "20261205000002" {
+        if name.as_str() < first_not_run {
             std::fs::copy(&path, old.path().join(&name)).expect("copied");
         }
     }
@@ -511,4 +516,269 @@ async fn an_old_format_database_is_converted_in_place_and_verifies() {
         );
         assert_eq!(first.actor, "spse-portal");
     }
+}
+
+/// Rows as the lean-rows format stored them (stream and type as text, the payload whole, the
+/// metadata a compact array or a legacy object), each with the hash its values chain to: every
+/// actor kind with and without its optional fields, payloads with every kind of JSON value (and
+/// numbers, escapes and spacing as another tool might write them), and the payloads the
+/// conversion must keep whole (an empty object, not an object, a key that is not a plain name,
+/// a key twice).
+fn lean_rows() -> Vec<spse_totp_store::StoredRow> {
+    use spse_totp_store::{stored_metadata, Actor, EventMetadata};
+    let id = |n: u128| uuid::Uuid::from_u128(0x0193_c000_0000_7000_8000_0000_0000_0000 + n);
+    let actors = [
+        Actor::Portal {
+            key_id: id(1),
+            key_name: "spse-portal".into(),
+        },
+        Actor::Device { device_id: id(2) },
+        Actor::Helpdesk {
+            operator: "Siti \"S\" Ñ".into(),
+            key_id: id(3),
+        },
+        Actor::System,
+        Actor::Operator {
+            name: "root".into(),
+        },
+        Actor::Auditor {
+            key_id: id(4),
+            key_name: "siem".into(),
+        },
+        Actor::User,
+        Actor::Console {
+            username: "siti.helpdesk".into(),
+            role: "helpdesk".into(),
+        },
+    ];
+    let mut metadata: Vec<String> = Vec::new();
+    for actor in actors {
+        for (ip, agent, correlation, causation) in [
+            (
+                Some("10.1.2.3"),
+                Some("Mozilla/5.0 \"quoted\" é"),
+                Some("c-1"),
+                Some("c-1"),
+            ),
+            (None, None, None, None),
+            (Some("10.1.2.3"), None, None, None),
+            (None, Some("ua"), Some("c-2"), Some("other")),
+            (None, None, Some("c-3"), None),
+            (None, None, None, Some("cause")),
+        ] {
+            metadata.push(stored_metadata::encode(&EventMetadata {
+                actor: actor.clone(),
+                client_ip: ip.map(str::to_owned),
+                user_agent: agent.map(str::to_owned),
+                correlation_id: correlation.map(str::to_owned),
+                causation_id: causation.map(str::to_owned),
+            }));
+        }
+    }
+    metadata
+        .push(r#"{"actor":{"kind":"system"},"client_ip":"10.0.0.9","via":"another tool"}"#.into());
+    let payloads = [
+        r#"{"at":"2026-11-30T09:00:10Z","client_ip":"10.0.0.1","login_id":"01a2","stage":"activation"}"#,
+        r#"{ "b": true, "f": false, "n": null, "real": 1.50, "exp": 1e5, "neg": -0.0,
+             "big": 123456789012345678901234567890, "int": 9007199254740993,
+             "s": "é \"x\" \u00e9 \n", "o": {"k": [1, false, {"z": null}]}, "a": [] }"#,
+        r#"{"user_type":"penyedia","user_id":"VENDOR-1","email":null,"name":null}"#,
+        r#"{"only":{"nested":true}}"#,
+        r#"{}"#,
+        r#"[1,{"a":true}]"#,
+        r#""text""#,
+        r#"{"a-b":1,"c":2}"#,
+        r#"{"1st":1}"#,
+        r#"{"a":1,"a":2}"#,
+    ];
+    let streams = [
+        "account-penyedia-VENDOR-1",
+        "apikey-x",
+        "account-nonpenyedia-A",
+    ];
+    let mut heads: std::collections::HashMap<&str, (i64, Option<String>)> = Default::default();
+    let mut rows = Vec::new();
+    for (i, metadata) in metadata.into_iter().enumerate() {
+        let stream = streams[i % streams.len()];
+        let (version, previous) = heads.get(stream).cloned().unwrap_or((0, None));
+        let version = version + 1;
+        let payload = payloads[i % payloads.len()];
+        let event_type = format!("Tested{}", i % 4);
+        let event_id = id(100 + i as u128);
+        let recorded_at = 1_764_000_000_000_000 + i as i64;
+        let value: Value = serde_json::from_str(payload).expect("a payload");
+        let chained_metadata = stored_metadata::chained_value(&metadata).expect("metadata");
+        let fields = spse_totp_store::chain::ChainedFields {
+            stream,
+            version: version as u64,
+            event_id,
+            event_type: &event_type,
+            schema_version: 1,
+            payload: &value,
+            metadata: &chained_metadata,
+            recorded_at_micros: recorded_at,
+        };
+        let digest = spse_totp_store::chain::event_digest(previous.as_deref(), &fields);
+        let hash = spse_totp_store::chain::event_hash(previous.as_deref(), &fields);
+        heads.insert(stream, (version, Some(hash)));
+        rows.push(spse_totp_store::StoredRow {
+            position: i as i64 + 1,
+            stream: stream.to_owned(),
+            version,
+            event_id: event_id.as_bytes().to_vec(),
+            event_type,
+            schema_version: 1,
+            payload: payload.to_owned(),
+            metadata,
+            recorded_at,
+            hash: Some(digest.to_vec()),
+            payload_keys: None,
+            metadata_context: None,
+        });
+    }
+    rows
+}
+
+/// A database of the lean-rows format moves its stream names, event types, payload keys and
+/// metadata heads into `terms`: every event reads back exactly as it did before (the same
+/// `RecordedEvent`, field for field), the chain verifies, appends go on from it, and the rows
+/// hold the ids.
+#[tokio::test]
+async fn lean_rows_move_what_recurs_into_terms_and_read_back_the_same() {
+    let dir = TempDir::new().expect("a folder");
+    let url = format!("sqlite://{}/lean.db?mode=rwc", dir.path().display());
+    let pool = migrate_to_before(&url, "sqlite", "20261207000010").await;
+    let rows = lean_rows();
+    // What this version read from them, before the conversion.
+    let before: Vec<spse_totp_store::RecordedEvent> = rows
+        .iter()
+        .cloned()
+        .map(|row| row.decode().expect("decodes as stored"))
+        .collect();
+    for row in &rows {
+        sqlx::query(
+            "INSERT INTO events (position, stream, version, event_id, event_type, \
+             schema_version, payload, metadata, recorded_at, hash) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9)",
+        )
+        .bind(row.position)
+        .bind(&row.stream)
+        .bind(row.version)
+        .bind(row.event_id.clone())
+        .bind(&row.event_type)
+        .bind(&row.payload)
+        .bind(&row.metadata)
+        .bind(row.recorded_at)
+        .bind(row.hash.clone())
+        .execute(&pool)
+        .await
+        .expect("a lean row");
+    }
+    pool.close().await;
+
+    let db = spse_totp_store::Database::open(&url)
+        .await
+        .expect("upgraded");
+    let after = db.events.read_all(0, 1000).await.expect("read");
+    assert_eq!(after.len(), before.len());
+    for (was, is) in before.iter().zip(&after) {
+        assert_eq!(was, is);
+    }
+    for stream in [
+        "account-penyedia-VENDOR-1",
+        "apikey-x",
+        "account-nonpenyedia-A",
+    ] {
+        let read = db.events.read_stream(stream, 1, 1000).await.expect("read");
+        let expected: Vec<_> = before
+            .iter()
+            .filter(|e| e.stream == stream)
+            .cloned()
+            .collect();
+        assert_eq!(read, expected, "{stream}");
+    }
+    let report = spse_totp_projections::audit::verify(db.log_source())
+        .await
+        .expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, rows.len() as u64);
+
+    // What the rows hold now: ids, the payload's values, the metadata's rest.
+    let plain_objects = rows
+        .iter()
+        .filter(|r| {
+            matches!(serde_json::from_str::<Value>(&r.payload), Ok(Value::Object(m))
+                if !m.is_empty()
+                    && m.keys().all(|k| k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !k.starts_with(|c: char| c.is_ascii_digit()))
+                    && !r.payload.contains(r#""a":1,"a":2"#))
+        })
+        .count() as i64;
+    let shaped: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE shape_id IS NOT NULL")
+        .fetch_one(&db.pool)
+        .await
+        .expect("count");
+    assert_eq!(shaped, plain_objects);
+    let whole: Vec<String> =
+        sqlx::query_scalar("SELECT payload FROM events WHERE shape_id IS NULL ORDER BY position")
+            .fetch_all(&db.pool)
+            .await
+            .expect("whole payloads");
+    assert!(whole.iter().any(|p| p.contains("\"a-b\"")), "{whole:?}");
+    assert!(
+        whole.iter().any(|p| p.contains(r#""a":1,"a":2"#)),
+        "{whole:?}"
+    );
+    let headless: Vec<String> =
+        sqlx::query_scalar("SELECT metadata FROM events WHERE context_id IS NULL")
+            .fetch_all(&db.pool)
+            .await
+            .expect("whole metadata");
+    assert_eq!(headless.len(), 1, "only the legacy object: {headless:?}");
+    assert!(headless[0].contains("another tool"));
+    let rests: Vec<String> =
+        sqlx::query_scalar("SELECT metadata FROM events WHERE context_id IS NOT NULL")
+            .fetch_all(&db.pool)
+            .await
+            .expect("rests");
+    assert!(
+        rests
+            .iter()
+            .all(|m| !m.contains("10.1.2.3") && !m.contains("spse-portal")),
+        "{rests:?}"
+    );
+    // Each stream name and event type is stored once, whatever the number of its events.
+    let names: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM terms WHERE term LIKE 'account-%' OR term = 'apikey-x' \
+         OR term LIKE 'Tested%'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .expect("terms");
+    assert_eq!(names, 3 + 4);
+
+    // The chains go on, and what the writer interns reads the same way.
+    for stream in ["account-penyedia-VENDOR-1", "a-new-stream"] {
+        let version = db.events.stream_version(stream).await.expect("version");
+        db.events
+            .append(
+                stream,
+                spse_totp_store::ExpectedVersion::Exact(version),
+                vec![spse_totp_store::NewEvent {
+                    event_id: uuid::Uuid::now_v7(),
+                    event_type: "Tested0".into(),
+                    schema_version: 1,
+                    payload: json!({"user_type": "penyedia", "user_id": "VENDOR-1", "email": null, "name": null}),
+                    metadata: spse_totp_store::EventMetadata::system(),
+                    recorded_at: Utc::now(),
+                }],
+            )
+            .await
+            .expect("append after the upgrade");
+    }
+    let report = spse_totp_projections::audit::verify(db.log_source())
+        .await
+        .expect("verify");
+    assert!(report.ok, "{report:?}");
+    assert_eq!(report.checked, rows.len() as u64 + 2);
 }

@@ -230,7 +230,7 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
         let log = log.clone();
         async move {
             sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM events WHERE stream = 'account-penyedia-VENDOR-1' AND event_type = $1",
+                "SELECT COUNT(*) FROM event_rows WHERE stream = 'account-penyedia-VENDOR-1' AND event_type = $1",
             )
             .bind(event_type)
             .fetch_one(&log)

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::audit_checkpoints::{self, AuditKey, SignedCheckpoint};
 use spse_totp_store::chain::{event_hash, ChainedFields};
-use spse_totp_store::stored_metadata;
+use spse_totp_store::stored_row;
 use spse_totp_store::{
     EventMetadata, EventStore, ExpectedVersion, LogSource, NewEvent, RecordedEvent, StoreError,
     StoredRow,
@@ -95,7 +95,7 @@ async fn table_history_page(
     limit: usize,
 ) -> Result<Vec<RecordedEvent>, StoreError> {
     let mut sql = format!(
-        "SELECT {} FROM events WHERE stream = $1 AND version > $2",
+        "SELECT {} FROM event_rows WHERE stream = $1 AND version > $2",
         StoredRow::COLUMNS
     );
     let mut n = 2;
@@ -155,13 +155,14 @@ async fn table_history_as_of(
     let mut history = AccountHistory::default();
     let mut seen = false;
     let sql = format!(
-        "SELECT version, event_type, schema_version, payload, recorded_at FROM events \
+        "SELECT version, event_type, schema_version, payload, recorded_at, payload_keys \
+         FROM event_rows \
          WHERE stream = $1 AND version > $2 AND recorded_at <= $3 \
          ORDER BY version LIMIT {FOLD_PAGE}"
     );
     let mut after = 0;
     loop {
-        let rows: Vec<(i64, String, i64, String, i64)> = sqlx::query_as(&sql)
+        let rows: Vec<(i64, String, i64, String, i64, Option<String>)> = sqlx::query_as(&sql)
             .bind(stream)
             .bind(after)
             .bind(as_of.timestamp_micros())
@@ -171,11 +172,20 @@ async fn table_history_as_of(
             break;
         };
         seen = true;
-        for (_, event_type, schema_version, payload, at) in rows {
+        for (_, event_type, schema_version, payload, at, keys) in rows {
             let at = DateTime::<Utc>::from_timestamp_micros(at).unwrap_or(as_of);
-            let event = u32::try_from(schema_version).ok().and_then(|version| {
-                AccountEvent::from_stored_json(&event_type, version, &payload).ok()
-            });
+            // A payload stored as keys and values is joined into its value; one stored whole is
+            // read straight from its text.
+            let event = u32::try_from(schema_version)
+                .ok()
+                .and_then(|version| match keys {
+                    None => AccountEvent::from_stored_json(&event_type, version, &payload).ok(),
+                    Some(keys) => stored_row::decode_payload(Some(&keys), &payload)
+                        .ok()
+                        .and_then(|value| {
+                            AccountEvent::from_stored(&event_type, version, value).ok()
+                        }),
+                });
             fold(&mut history, event, at);
         }
         after = last;
@@ -360,7 +370,7 @@ pub async fn verify_signed(
     chains.report.checkpoint_key = checkpoints.map(|c| c.key.fingerprint());
     let mut after: u64 = 0;
     let sql = format!(
-        "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT {FOLD_PAGE}",
+        "SELECT {} FROM event_rows WHERE position > $1 ORDER BY position LIMIT {FOLD_PAGE}",
         StoredRow::COLUMNS
     );
     loop {
@@ -462,16 +472,18 @@ struct Link {
 impl From<StoredRow> for Link {
     /// The columns exactly as stored: the JSON is parsed from the row's own text, so a field
     /// added to it by hand changes the hash even where the decoder would ignore it (metadata in
-    /// its compact form must decode strictly, see [`stored_metadata::chained_value`]).
+    /// its compact form must decode strictly, see [`StoredRow::chained_metadata`]).
     fn from(row: StoredRow) -> Self {
         Link {
             position: row.position(),
             version: u64::try_from(row.version).unwrap_or(0),
             event_id: row.event_id(),
             schema_version: u32::try_from(row.schema_version).unwrap_or(u32::MAX),
-            payload: serde_json::from_str(&row.payload)
+            payload: row
+                .payload_value()
                 .map_err(|e| format!("the payload is not JSON: {e}")),
-            metadata: stored_metadata::chained_value(&row.metadata)
+            metadata: row
+                .chained_metadata()
                 .map_err(|e| format!("the metadata does not decode: {e}")),
             recorded_at_micros: row.recorded_at,
             hash: row.hash_hex(),

@@ -592,7 +592,7 @@ pub async fn search(
     // The filtered columns from the projection, the rest from the event row itself.
     let sql = format!(
         "SELECT a.user_type, a.user_id, a.actor_kind, a.actor, {} \
-         FROM audit_log a JOIN events e ON e.position = a.position \
+         FROM audit_log a JOIN event_rows e ON e.position = a.position \
          WHERE a.position IN ({list}) ORDER BY a.position DESC",
         StoredRow::COLUMNS_OF_E
     );
@@ -613,6 +613,8 @@ fn audit_row(row: &AnyRow) -> Result<AuditRow, sqlx::Error> {
         metadata: row.try_get(11)?,
         recorded_at: row.try_get(12)?,
         hash: row.try_get(13)?,
+        payload_keys: row.try_get(14)?,
+        metadata_context: row.try_get(15)?,
     };
     let recorded = stored
         .decode()

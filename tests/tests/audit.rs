@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use spse_totp_store::chain::{event_digest, ChainedFields};
+use spse_totp_store::Engine;
 use spse_totp_tests::{wrong_code, TestServer};
 
 const P: &str = "penyedia";
@@ -518,13 +519,25 @@ async fn every_event_is_chained_and_verification_names_the_altered_row() {
         .all(|e| e.hash.as_deref().is_some_and(|h| h.len() == 64)));
     let target = &stream[2];
 
-    // Someone edits the failed login's IP in the file: the chain breaks exactly there.
-    alter(
-        &server,
-        "UPDATE events SET metadata = replace(metadata, '127.0.0.1', '10.9.9.9') WHERE position = $1",
-        target.position,
-    )
-    .await;
+    // Someone edits the failed login's IP in the file: the chain breaks exactly there. On SQLite
+    // the address lives in the row's metadata head, a term shared with other events: the editor
+    // writes this row's metadata whole, head and rest, with the address changed.
+    let edit = match server.services.db.engine {
+        Engine::Postgres => {
+            "UPDATE events SET metadata = replace(metadata, '127.0.0.1', '10.9.9.9') \
+             WHERE position = $1"
+        }
+        Engine::Sqlite => {
+            "UPDATE events SET context_id = NULL, metadata = replace( \
+                 (SELECT CASE events.metadata WHEN '[]' THEN t.term \
+                         ELSE substr(t.term, 1, length(t.term) - 1) || ',' \
+                              || substr(events.metadata, 2) END \
+                  FROM terms t WHERE t.id = events.context_id), \
+                 '127.0.0.1', '10.9.9.9') \
+             WHERE position = $1"
+        }
+    };
+    alter(&server, edit, target.position).await;
     let body = verify(&server).await;
     assert_eq!(body["ok"], false, "{body}");
     assert_eq!(body["broken"]["stream"], "account-penyedia-PPK1");
@@ -564,7 +577,14 @@ async fn a_forger_who_recomputes_the_hash_breaks_the_next_link() {
         .await
         .expect("drop the guard");
     let pool = server.services.db.pool.clone();
-    sqlx::query("UPDATE events SET metadata = $1, hash = $2 WHERE position = $3")
+    // On SQLite the metadata written whole replaces its head term as well.
+    let forge = match server.services.db.engine {
+        Engine::Postgres => "UPDATE events SET metadata = $1, hash = $2 WHERE position = $3",
+        Engine::Sqlite => {
+            "UPDATE events SET metadata = $1, hash = $2, context_id = NULL WHERE position = $3"
+        }
+    };
+    sqlx::query(forge)
         .bind(metadata.to_string())
         .bind(hash.to_vec())
         .bind(i64::try_from(forged.position).expect("i64"))

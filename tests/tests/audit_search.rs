@@ -477,7 +477,7 @@ async fn a_dense_prefix_returns_exactly_its_rows_too() {
         };
         // The event row the audit row stands for: a page reads its stream and summary there.
         sqlx::query(
-            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+            "INSERT INTO event_rows (position, stream, version, event_id, event_type, schema_version, \
              payload, metadata, recorded_at) VALUES ($1, $2, $1, $3, 'LoginStarted', 1, '{}', \
              '[\"system\"]', $4)",
         )

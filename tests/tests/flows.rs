@@ -527,7 +527,7 @@ async fn a_pending_login_expires_after_ten_minutes_and_the_sweep_records_it() {
         "both recorded as expired: {stored:?}"
     );
     let expired_events: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE event_type = 'LoginExpired'")
+        sqlx::query_scalar("SELECT COUNT(*) FROM event_rows WHERE event_type = 'LoginExpired'")
             .fetch_one(&server.services.db.pool)
             .await
             .unwrap();

@@ -21,6 +21,7 @@ mod postgres;
 mod sqlite;
 pub mod statement;
 pub mod stored_metadata;
+pub mod stored_row;
 #[cfg(feature = "testing")]
 pub mod test_database;
 pub mod transfer;
@@ -200,11 +201,12 @@ pub struct RecordedEvent {
     pub hash: Option<String>,
 }
 
-/// An `events` row as its columns hold it, before decoding: what adapters and readers that
-/// query the table directly (the audit verifier) share.
+/// An event row as the view `event_rows` gives it, before decoding: what adapters and readers
+/// that query the log directly (the audit verifier) share.
 ///
 /// Ids and hashes are stored as bytes (16 for the event id, 32 for the SHA-256), the metadata in
-/// its compact form ([`stored_metadata`]); what a reader sees ([`RecordedEvent`]) is unchanged.
+/// its compact form ([`stored_metadata`]), and on SQLite the payload's keys and the metadata's
+/// head apart, as terms ([`stored_row`]); what a reader sees ([`RecordedEvent`]) is unchanged.
 #[derive(Debug, Clone)]
 pub struct StoredRow {
     pub position: i64,
@@ -217,16 +219,21 @@ pub struct StoredRow {
     pub metadata: String,
     pub recorded_at: i64,
     pub hash: Option<Vec<u8>>,
+    /// The term of the payload's keys; `None`: `payload` is the whole payload.
+    pub payload_keys: Option<String>,
+    /// The term of the metadata's head; `None`: `metadata` is the whole metadata.
+    pub metadata_context: Option<String>,
 }
 
 impl StoredRow {
-    /// The columns in the order of [`StoredRow::COLUMNS`].
+    /// The columns of the view `event_rows` in the order [`StoredRow`] reads them.
     pub const COLUMNS: &'static str = "position, stream, version, event_id, event_type, \
-         schema_version, payload, metadata, recorded_at, hash";
+         schema_version, payload, metadata, recorded_at, hash, payload_keys, metadata_context";
 
-    /// The same columns of the table aliased `e`, for joins.
+    /// The same columns of the view aliased `e`, for joins.
     pub const COLUMNS_OF_E: &'static str = "e.position, e.stream, e.version, e.event_id, \
-         e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash";
+         e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at, e.hash, \
+         e.payload_keys, e.metadata_context";
 
     pub fn position(&self) -> u64 {
         u64::try_from(self.position).unwrap_or(0)
@@ -249,11 +256,23 @@ impl StoredRow {
         self.hash.as_deref().map(hex::encode)
     }
 
+    /// The payload, its keys and values joined again where they are stored apart.
+    pub fn payload_value(&self) -> Result<serde_json::Value, String> {
+        stored_row::decode_payload(self.payload_keys.as_deref(), &self.payload)
+    }
+
+    /// The metadata as the hash chain covers it, strictly ([`stored_metadata::chained_value`]).
+    pub fn chained_metadata(&self) -> Result<serde_json::Value, String> {
+        stored_metadata::chained_value_split(self.metadata_context.as_deref(), &self.metadata)
+    }
+
     pub fn decode(self) -> Result<RecordedEvent, StoreError> {
         let event_id = self.event_id().map_err(|e| self.corrupt(e))?;
         let schema_version = u32::try_from(self.schema_version).map_err(|e| self.corrupt(e))?;
-        let payload = serde_json::from_str(&self.payload).map_err(|e| self.corrupt(e))?;
-        let metadata = stored_metadata::decode(&self.metadata).map_err(|e| self.corrupt(e))?;
+        let payload = self.payload_value().map_err(|e| self.corrupt(e))?;
+        let metadata =
+            stored_metadata::decode_split(self.metadata_context.as_deref(), &self.metadata)
+                .map_err(|e| self.corrupt(e))?;
         let recorded_at = DateTime::<Utc>::from_timestamp_micros(self.recorded_at)
             .ok_or_else(|| self.corrupt("recorded_at out of range"))?;
         let hash = self.hash_hex();
@@ -279,6 +298,7 @@ where
     i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     Vec<u8>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
 {
     fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
         Ok(StoredRow {
@@ -292,6 +312,8 @@ where
             metadata: row.try_get(7)?,
             recorded_at: row.try_get(8)?,
             hash: row.try_get(9)?,
+            payload_keys: row.try_get(10)?,
+            metadata_context: row.try_get(11)?,
         })
     }
 }

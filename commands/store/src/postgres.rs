@@ -391,6 +391,8 @@ fn stored_rows(rows: &Rows) -> Vec<StoredRow> {
             metadata: rows.metadata[i].clone(),
             recorded_at: rows.recorded_at[i],
             hash: Some(rows.hash[i].clone()),
+            payload_keys: None,
+            metadata_context: None,
         })
         .collect()
 }
@@ -693,7 +695,7 @@ impl EventStore for PostgresEventStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query_as::<_, StoredRow>(&format!(
-            "SELECT {} FROM events WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3",
+            "SELECT {} FROM event_rows WHERE stream = $1 AND version >= $2 ORDER BY version LIMIT $3",
             StoredRow::COLUMNS
         ))
         .bind(stream)
@@ -706,7 +708,7 @@ impl EventStore for PostgresEventStore {
 
     async fn read_all(&self, after: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         let rows = sqlx::query_as::<_, StoredRow>(&format!(
-            "SELECT {} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            "SELECT {} FROM event_rows WHERE position > $1 ORDER BY position LIMIT $2",
             StoredRow::COLUMNS
         ))
         .bind(to_i64(after))

@@ -12,6 +12,13 @@
 //! Positions are `MAX(position) + 1` read inside the write lock, so they follow commit order even
 //! when another process (the command line) appends to the same file, and a reader can never see a
 //! later position before an earlier one. Reads go through an ordinary async pool.
+//!
+//! The row stores stream names, event types, payload keys and the metadata's head as ids of
+//! `terms` ([`crate::stored_row`]). The writer interns them inside the append transaction and
+//! remembers term -> id, but only once that transaction committed: an id made by a group that
+//! rolled back does not exist, and must not be handed out again. Reads resolve ids through the
+//! view `event_rows`, a join on the table, so an id another process (the command line) made
+//! reads as well as one made here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,7 +41,8 @@ use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
 use crate::statement::{run_unit_sqlite, Unit};
 use crate::{
-    Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StoredRow,
+    stored_metadata, stored_row, Appended, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    StoreError, StoredRow,
 };
 
 /// The most appends one commit takes. Bounds the time a group holds the write lock.
@@ -43,8 +51,81 @@ const MAX_GROUP: usize = 256;
 /// The page cache of a writing connection: 64 MiB, enough for the indexes' hot pages.
 const WRITER_CACHE_KIB: i64 = 64 * 1024;
 
+/// [`StoredRow::COLUMNS`] of the view that joins each row's terms.
 const SELECT_COLUMNS: &str = "SELECT position, stream, version, event_id, event_type, \
-     schema_version, payload, metadata, recorded_at, hash FROM events";
+     schema_version, payload, metadata, recorded_at, hash, payload_keys, metadata_context \
+     FROM event_rows";
+
+/// Beyond this many remembered terms the writer forgets them all and looks them up again: the
+/// metadata heads grow with sessions, and memory must not.
+const MAX_REMEMBERED_TERMS: usize = 200_000;
+
+/// The terms the writer knows the ids of, all committed.
+#[derive(Default)]
+struct Terms {
+    committed: HashMap<String, i64>,
+}
+
+/// The terms of one append transaction: the committed ones, and those it found or made.
+struct GroupTerms<'a> {
+    committed: &'a Terms,
+    found: HashMap<String, i64>,
+}
+
+impl Terms {
+    fn group(&self) -> GroupTerms<'_> {
+        GroupTerms {
+            committed: self,
+            found: HashMap::new(),
+        }
+    }
+
+    /// Remembers what a group found, once its transaction committed.
+    fn committed(&mut self, found: HashMap<String, i64>) {
+        if self.committed.len() + found.len() > MAX_REMEMBERED_TERMS {
+            self.committed.clear();
+        }
+        self.committed.extend(found);
+    }
+}
+
+impl GroupTerms<'_> {
+    /// The id of `term`, if it has one: remembered, or in the table.
+    fn find(
+        &mut self,
+        tx: &rusqlite::Transaction<'_>,
+        term: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        if let Some(id) = self
+            .committed
+            .committed
+            .get(term)
+            .or_else(|| self.found.get(term))
+        {
+            return Ok(Some(*id));
+        }
+        let id: Option<i64> = tx
+            .prepare_cached("SELECT id FROM terms WHERE term = ?1")?
+            .query_row([term], |row| row.get(0))
+            .optional()?;
+        if let Some(id) = id {
+            self.found.insert(term.to_owned(), id);
+        }
+        Ok(id)
+    }
+
+    /// The id of `term`, given one now if it has none.
+    fn id(&mut self, tx: &rusqlite::Transaction<'_>, term: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.find(tx, term)? {
+            return Ok(id);
+        }
+        tx.prepare_cached("INSERT INTO terms (term) VALUES (?1)")?
+            .execute([term])?;
+        let id = tx.last_insert_rowid();
+        self.found.insert(term.to_owned(), id);
+        Ok(id)
+    }
+}
 
 pub struct SqliteEventStore {
     readers: SqlitePool,
@@ -122,6 +203,7 @@ fn run_writer(
     gate: WriteGate,
     inline: InlineSlot,
 ) {
+    let mut terms = Terms::default();
     while let Some(first) = requests.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -133,7 +215,8 @@ fn run_writer(
         let projection = inline.current();
         let mut projected = None;
         let mut commit = |requests: &[AppendRequest]| {
-            let (results, reached) = commit_group(&mut connection, requests, &projection)?;
+            let (results, reached) =
+                commit_group(&mut connection, &mut terms, requests, &projection)?;
             projected = projected.max(reached);
             Ok::<_, StoreError>(results)
         };
@@ -177,12 +260,15 @@ type Outcomes = Vec<Result<Appended, StoreError>>;
 /// that rolled back the whole group.
 fn commit_group(
     connection: &mut Connection,
+    terms: &mut Terms,
     group: &[AppendRequest],
     projection: &Option<Arc<dyn InlineProjection>>,
 ) -> Result<(Outcomes, Option<u64>), StoreError> {
     // IMMEDIATE takes the write lock now, so MAX(position) below cannot change under us.
     let mut tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let (results, after, rows) = append_group(&tx, group)?;
+    let mut group_terms = terms.group();
+    let (results, after, rows) = append_group(&tx, &mut group_terms, group)?;
+    let found = group_terms.found;
     let reached = match projection {
         Some(projection) => match unit_for_rows(projection.as_ref(), after, rows) {
             Some((unit, reached)) => project(&mut tx, &unit, reached)?,
@@ -191,6 +277,7 @@ fn commit_group(
         None => None,
     };
     tx.commit()?;
+    terms.committed(found);
     Ok((results, reached))
 }
 
@@ -221,6 +308,7 @@ fn project(
 /// and the rows written.
 fn append_group(
     tx: &rusqlite::Transaction<'_>,
+    terms: &mut GroupTerms<'_>,
     group: &[AppendRequest],
 ) -> Result<(Outcomes, u64, Vec<StoredRow>), StoreError> {
     let max: i64 = tx.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |row| {
@@ -240,13 +328,17 @@ fn append_group(
         let (actual, last_hash) = match heads.get(request.stream.as_str()) {
             Some(head) => head.clone(),
             None => {
-                let head: Option<(i64, Option<Vec<u8>>)> = tx
-                    .prepare_cached(
-                        "SELECT version, hash FROM events WHERE stream = ?1 \
-                         ORDER BY version DESC LIMIT 1",
-                    )?
-                    .query_row([&request.stream], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
+                // A stream without a term has no events; it is given one when it has.
+                let head: Option<(i64, Option<Vec<u8>>)> = match terms.find(tx, &request.stream)? {
+                    Some(stream_id) => tx
+                        .prepare_cached(
+                            "SELECT version, hash FROM events WHERE stream_id = ?1 \
+                             ORDER BY version DESC LIMIT 1",
+                        )?
+                        .query_row([stream_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                        .optional()?,
+                    None => None,
+                };
                 head.map_or((0, None), |(v, h)| {
                     (to_u64(v), h.as_deref().map(hex::encode))
                 })
@@ -267,6 +359,7 @@ fn append_group(
             version += 1;
             let (row, linked) = insert(
                 tx,
+                terms,
                 next_position,
                 &request.stream,
                 version,
@@ -291,6 +384,7 @@ fn append_group(
 /// and its hash as the next event links it.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
+    terms: &mut GroupTerms<'_>,
     position: u64,
     stream: &str,
     version: u64,
@@ -298,14 +392,23 @@ fn insert(
     event: &NewEvent,
 ) -> Result<(StoredRow, String), StoreError> {
     let Chained {
-        metadata,
         recorded_at_micros: recorded_at,
         hash,
         digest,
+        ..
     } = chain_new_event(previous, stream, version, event).map_err(|e| StoreError::Corrupt {
         position,
         reason: e.to_string(),
     })?;
+    let (payload_keys, payload) = stored_row::encode_payload(&event.payload);
+    let (context, metadata) = stored_metadata::encode_split(&event.metadata);
+    let stream_id = terms.id(tx, stream)?;
+    let type_id = terms.id(tx, &event.event_type)?;
+    let shape_id = payload_keys
+        .as_deref()
+        .map(|keys| terms.id(tx, keys))
+        .transpose()?;
+    let context_id = terms.id(tx, &context)?;
     let row = StoredRow {
         position: to_i64(position),
         stream: stream.to_owned(),
@@ -313,23 +416,28 @@ fn insert(
         event_id: event.event_id.as_bytes().to_vec(),
         event_type: event.event_type.clone(),
         schema_version: i64::from(event.schema_version),
-        payload: event.payload.to_string(),
+        payload,
         metadata,
         recorded_at,
         hash: Some(digest.to_vec()),
+        payload_keys,
+        metadata_context: Some(context),
     };
     tx.prepare_cached(
-        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO events (position, stream_id, version, event_id, type_id, schema_version, \
+         shape_id, payload, context_id, metadata, recorded_at, hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         row.position,
-        &row.stream,
+        stream_id,
         row.version,
         &row.event_id,
-        &row.event_type,
+        type_id,
         row.schema_version,
+        shape_id,
         &row.payload,
+        context_id,
         &row.metadata,
         row.recorded_at,
         &row.hash,
@@ -347,11 +455,13 @@ async fn stream_version_on(
     connection: &mut SqliteConnection,
     stream: &str,
 ) -> Result<u64, StoreError> {
-    let v: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream = $1")
-            .bind(stream)
-            .fetch_one(&mut *connection)
-            .await?;
+    let v: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(version), 0) FROM events \
+             WHERE stream_id = (SELECT id FROM terms WHERE term = $1)",
+    )
+    .bind(stream)
+    .fetch_one(&mut *connection)
+    .await?;
     Ok(to_u64(v))
 }
 

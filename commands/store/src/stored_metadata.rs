@@ -29,6 +29,27 @@ const SAME_AS_CORRELATION: u64 = 0;
 
 /// The stored text of `metadata`.
 pub fn encode(metadata: &EventMetadata) -> String {
+    Value::Array(compact_items(metadata).0).to_string()
+}
+
+/// The compact array split where the request's own ids begin (see [`crate::stored_row`]): the
+/// head, the actor with its client address and user agent, recurs on every event of a session
+/// and is stored once as a term; the rest (correlation and causation) stays in the row. Joined
+/// again, the two are exactly the array [`encode`] writes.
+pub fn encode_split(metadata: &EventMetadata) -> (String, String) {
+    let (mut head, fixed) = compact_items(metadata);
+    let rest = head.split_off(head.len().min(fixed + HEAD_OPTIONALS));
+    (
+        Value::Array(head).to_string(),
+        Value::Array(rest).to_string(),
+    )
+}
+
+/// How many of the optional values (client address, user agent) belong to the head.
+const HEAD_OPTIONALS: usize = 2;
+
+/// The compact array's values and how many of them are the actor's (its kind included).
+fn compact_items(metadata: &EventMetadata) -> (Vec<Value>, usize) {
     let mut items: Vec<Value> = vec![Value::from(metadata.actor.kind())];
     match &metadata.actor {
         Actor::Portal { key_id, key_name } | Actor::Auditor { key_id, key_name } => {
@@ -64,7 +85,7 @@ pub fn encode(metadata: &EventMetadata) -> String {
     while items.len() > fixed && items.last().is_some_and(Value::is_null) {
         items.pop();
     }
-    Value::Array(items).to_string()
+    (items, fixed)
 }
 
 fn short_id(id: &Uuid) -> Value {
@@ -98,6 +119,37 @@ pub fn chained_value(text: &str) -> Result<Value, String> {
         }
         legacy => Ok(legacy),
     }
+}
+
+/// The metadata stored as a head term (`None`: stored whole) and the row's `rest`.
+pub fn decode_split(head: Option<&str>, rest: &str) -> Result<EventMetadata, String> {
+    match head {
+        None => decode(rest),
+        Some(head) => decode_compact(&joined(head, rest)?),
+    }
+}
+
+/// [`chained_value`] of the metadata stored as a head term and the row's `rest`: the joined array
+/// must decode strictly.
+pub fn chained_value_split(head: Option<&str>, rest: &str) -> Result<Value, String> {
+    match head {
+        None => chained_value(rest),
+        Some(head) => {
+            serde_json::to_value(decode_compact(&joined(head, rest)?)?).map_err(|e| e.to_string())
+        }
+    }
+}
+
+/// The compact array a head and a rest were split from; both must be arrays.
+fn joined(head: &str, rest: &str) -> Result<Vec<Value>, String> {
+    let array = |text: &str, what: &str| match serde_json::from_str::<Value>(text) {
+        Ok(Value::Array(items)) => Ok(items),
+        Ok(_) => Err(format!("the stored metadata's {what} is not an array")),
+        Err(e) => Err(format!("the stored metadata's {what} is not JSON: {e}")),
+    };
+    let mut items = array(head, "head")?;
+    items.extend(array(rest, "rest")?);
+    Ok(items)
 }
 
 fn decode_compact(items: &[Value]) -> Result<EventMetadata, String> {
@@ -226,6 +278,17 @@ mod tests {
                         chained_value(&stored).unwrap(),
                         serde_json::to_value(&metadata).unwrap()
                     );
+                    // Split into the head term and the row's rest, it joins into the same.
+                    let (head, rest) = encode_split(&metadata);
+                    assert_eq!(
+                        Value::Array(joined(&head, &rest).unwrap()),
+                        serde_json::from_str::<Value>(&stored).unwrap()
+                    );
+                    assert_eq!(decode_split(Some(&head), &rest).unwrap(), metadata);
+                    assert_eq!(
+                        chained_value_split(Some(&head), &rest).unwrap(),
+                        serde_json::to_value(&metadata).unwrap()
+                    );
                     // The legacy form of the same metadata reads the same.
                     let legacy = serde_json::to_string(&metadata).unwrap();
                     assert_eq!(decode(&legacy).unwrap(), metadata);
@@ -243,6 +306,32 @@ mod tests {
             ..EventMetadata::system()
         };
         assert_eq!(encode(&with_ip), r#"["system","10.0.0.1"]"#);
+        assert_eq!(
+            encode_split(&with_ip),
+            (r#"["system","10.0.0.1"]"#.to_owned(), "[]".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_head_holds_the_actor_address_and_agent_and_the_row_the_request_ids() {
+        let metadata = EventMetadata {
+            actor: Actor::Operator {
+                name: "root".into(),
+            },
+            client_ip: None,
+            user_agent: Some("Mozilla/5.0".into()),
+            correlation_id: Some("c".into()),
+            causation_id: Some("c".into()),
+        };
+        let (head, rest) = encode_split(&metadata);
+        assert_eq!(head, r#"["operator","root",null,"Mozilla/5.0"]"#);
+        assert_eq!(rest, r#"["c",0]"#);
+        // A head or rest that is not an array, or values left over, is refused.
+        assert!(decode_split(Some(r#"{"kind":"system"}"#), "[]").is_err());
+        assert!(decode_split(Some(&head), r#"{"c":0}"#).is_err());
+        assert!(chained_value_split(Some(&head), r#"["c",0,"extra"]"#).is_err());
+        // Without a head the row holds the metadata whole, in either form.
+        assert_eq!(decode_split(None, &encode(&metadata)).unwrap(), metadata);
     }
 
     #[test]

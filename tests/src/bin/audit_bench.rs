@@ -125,10 +125,11 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
     let mut position = 1u64;
     while position <= args.rows {
         let n = BATCH.min(args.rows - position + 1);
-        // Each audit row stands for an event row at its position, as the projection leaves them:
+        // Each audit row stands for an event row at its position, as the projection leaves them
+        // (written through the view, whose trigger stores it as the event store does):
         // a page reads its stream, user agent, correlation id and summary there.
         let mut events_sql = String::from(
-            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+            "INSERT INTO event_rows (position, stream, version, event_id, event_type, schema_version, \
              payload, metadata, recorded_at) VALUES ",
         );
         let mut audit_sql = String::from(
@@ -260,7 +261,7 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
     }
     // The marker: the log's next position comes after every seeded row.
     sqlx::query(
-        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, payload, \
+        "INSERT INTO event_rows (position, stream, version, event_id, event_type, schema_version, payload, \
          metadata, recorded_at) VALUES ($1, 'bench-seed', 1, $2, 'BenchSeeded', 1, '{}', '[\"system\"]', $3)",
     )
     .bind(i64::try_from(args.rows + 1)?)
