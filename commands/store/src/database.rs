@@ -341,14 +341,7 @@ impl Database {
         let native = PgPoolOptions::new()
             .max_connections(POSTGRES_POOL)
             .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        connection.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
+            .before_acquire(ping_if_idle)
             .connect_with(options)
             .await?;
         // sqlx takes an advisory lock around migrations, so instances starting together
@@ -362,14 +355,7 @@ impl Database {
         let pool = AnyPoolOptions::new()
             .max_connections(POSTGRES_POOL)
             .test_before_acquire(false)
-            .before_acquire(|connection, meta| {
-                Box::pin(async move {
-                    if meta.idle_for >= PING_IF_IDLE_FOR {
-                        connection.ping().await?;
-                    }
-                    Ok(true)
-                })
-            })
+            .before_acquire(ping_if_idle)
             .connect(url)
             .await?;
         Ok(Database {
@@ -390,6 +376,19 @@ impl Database {
 /// round trip for every query on connections that were in use a moment ago; one idle for a while
 /// is the one a restarted server or a dropped link may have closed, and is checked as before.
 const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
+
+/// Both PostgreSQL pools' check before handing out a connection (see [`PING_IF_IDLE_FOR`]).
+fn ping_if_idle<C: Connection>(
+    connection: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        if meta.idle_for >= PING_IF_IDLE_FOR {
+            connection.ping().await?;
+        }
+        Ok(true)
+    })
+}
 
 /// Connections per pool and instance. Two pools (the event store's and the shared one), so an
 /// instance holds at most twice this; PostgreSQL's default of 100 connections fits several.
