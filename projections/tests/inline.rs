@@ -172,6 +172,34 @@ async fn rolled_back_and_parked(db: &Database) {
     );
 }
 
+#[tokio::test]
+async fn after_a_failed_projection_the_writer_projects_the_next_group() {
+    let dir = TempDir::new().unwrap();
+    for db in databases(&dir).await {
+        recovers_after_a_failed_projection(&db).await;
+    }
+}
+
+async fn recovers_after_a_failed_projection(db: &Database) {
+    // The broken statement comes first, so on PostgreSQL the script stops before it has
+    // prepared the statement of the projector that works.
+    let projectors: Vec<Arc<dyn Projector>> =
+        vec![Arc::new(BrokenProjector), Arc::new(ApiKeysProjector)];
+    let runner = ProjectionRunner::new(db, projectors).unwrap();
+    runner.catch_up().await.unwrap();
+    let failed = create_key(db, "portal-b").await;
+    assert!(key_names(db).await.is_empty());
+    assert_eq!(runner.catch_up().await.unwrap(), failed);
+
+    // With projectors that can write, the next group is projected with its events: the
+    // writer did not count on anything the failed script may not have done.
+    let runner = ProjectionRunner::new(db, vec![Arc::new(ApiKeysProjector)]).unwrap();
+    runner.catch_up().await.unwrap();
+    let next = create_key(db, "portal-c").await;
+    assert_eq!(key_names(db).await, ["portal-b", "portal-c"]);
+    assert!(runner.position() >= next);
+}
+
 /// Two instances on one PostgreSQL schema append at once, each writer projecting its groups,
 /// while one instance's runner catches up over and over: the checkpoint compare-and-sets must let
 /// exactly one of them apply each event, none twice (`audit_log` is keyed by position: a second

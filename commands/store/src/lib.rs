@@ -18,6 +18,7 @@ pub mod database;
 mod eventstoredb;
 mod inline;
 mod postgres;
+mod prepared;
 mod sqlite;
 pub mod statement;
 pub mod stored_metadata;

@@ -32,12 +32,14 @@
 //! Every round trip to the server is a wait the whole group shares, and on a busy machine each
 //! is also a wait for the server's process to be scheduled. So a group takes two, whatever its
 //! size: one simple-query script opens the transaction, takes the head lock and reads what the
-//! checks need; a second inserts the events, runs the guards (one statement that stops the
-//! script unless every guard moved its checkpoint), the projection's statements, the head update
-//! and the notification, and commits. Statements travel with their arguments written in as typed
-//! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements. The writer
-//! keeps one connection from group to group: a pooled connection costs a check as it is handed
-//! out and another as it is taken back.
+//! checks need; a second inserts the events, runs the guards (each a statement that stops the
+//! script unless it moved its checkpoint), the projection's statements, the head update and the
+//! notification, and commits. Statements travel with their arguments written in as typed
+//! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements; those of
+//! the second script are prepared once on the connection and named (`prepared.rs`), so that
+//! PostgreSQL does not parse and plan them again for every group. The writer keeps one
+//! connection from group to group: a pooled connection costs a check as it is handed out and
+//! another as it is taken back, and its prepared statements are only on it.
 //!
 //! # Waking readers
 //!
@@ -48,7 +50,6 @@
 //! is re-established and the head re-read, so a notification missed meanwhile costs nothing.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -64,9 +65,9 @@ use uuid::Uuid;
 use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
+use crate::prepared::{ArgType, SessionStatements};
 use crate::statement::{
-    append_postgres_literal, push_bytea_literal, push_int_literal, push_text_literal, NulInText,
-    SqlValue, Statement, Unit,
+    push_bytea_literal, push_int_literal, push_text_literal, NulInText, SqlValue, Statement, Unit,
 };
 use crate::{
     Appended, BackendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -259,10 +260,11 @@ impl Rows {
 
 type Outcomes = Vec<Result<Appended, StoreError>>;
 
-/// The writer's connection, taken from the pool when first needed and after a failure.
+/// The writer's connection, taken from the pool when first needed and after a failure, with
+/// the statements prepared on it.
 struct Held {
     pool: PgPool,
-    connection: Option<PoolConnection<Postgres>>,
+    connection: Option<(PoolConnection<Postgres>, SessionStatements)>,
 }
 
 impl Held {
@@ -275,20 +277,45 @@ impl Held {
         group: &[AppendRequest],
         projection: Option<&dyn InlineProjection>,
     ) -> Result<(Outcomes, Option<u64>), StoreError> {
-        let connection = match &mut self.connection {
-            Some(connection) => connection,
-            None => self.connection.insert(self.pool.acquire().await?),
-        };
-        let outcome = commit_group(connection, channel, group, projection).await;
-        if outcome.is_err() {
-            // The transaction may still be open, or the connection gone: rather than find out,
-            // close it (which ends the transaction) and take another for the next group.
-            if let Some(mut connection) = self.connection.take() {
+        let (connection, session) = match &mut self.connection {
+            Some(held) => held,
+            None => {
+                let mut connection = self.pool.acquire().await?;
+                // Its prepared statements are the writer's alone: never hand it back.
                 connection.close_on_drop();
+                // See `prepared.rs` on why generic plans, made once.
+                connection
+                    .execute("SET plan_cache_mode = force_generic_plan")
+                    .await?;
+                self.connection
+                    .insert((connection, SessionStatements::default()))
             }
+        };
+        let outcome = commit_group(connection, session, channel, group, projection).await;
+        let keep = matches!(
+            outcome,
+            Ok(Committed {
+                session_intact: true,
+                ..
+            })
+        );
+        if !keep {
+            // The transaction may still be open, the connection gone, or a script stopped
+            // between a PREPARE and its end: rather than find out, close it (which ends the
+            // transaction and forgets its statements) and take another for the next group.
+            self.connection = None;
         }
-        outcome
+        outcome.map(|c| (c.outcomes, c.reached))
     }
+}
+
+/// A group that committed.
+struct Committed {
+    outcomes: Outcomes,
+    /// The position the read models reached in the same commit.
+    reached: Option<u64>,
+    /// Whether every statement the session records as prepared is (see [`append_and_project`]).
+    session_intact: bool,
 }
 
 /// [`Held::commit_group`] on the writer's connection, in two round trips: one opens the
@@ -299,10 +326,11 @@ impl Held {
 /// open, and the caller closes the connection.
 async fn commit_group(
     connection: &mut PgConnection,
+    session: &mut SessionStatements,
     channel: &str,
     group: &[AppendRequest],
     projection: Option<&dyn InlineProjection>,
-) -> Result<(Outcomes, Option<u64>), StoreError> {
+) -> Result<Committed, StoreError> {
     let GroupState {
         head,
         mut heads,
@@ -368,12 +396,21 @@ async fn commit_group(
     }
     if rows.position.is_empty() {
         connection.execute("ROLLBACK").await?;
-        return Ok((results, None));
+        return Ok(Committed {
+            outcomes: results,
+            reached: None,
+            session_intact: true,
+        });
     }
     let last = next_position - 1;
     let unit = projection.and_then(|p| unit_for_rows(p, head, stored_rows(&rows)));
-    let reached = append_and_project(connection, &rows, unit.as_ref(), channel, last).await?;
-    Ok((results, reached))
+    let (reached, session_intact) =
+        append_and_project(connection, session, &rows, unit.as_ref(), channel, last).await?;
+    Ok(Committed {
+        outcomes: results,
+        reached,
+        session_intact,
+    })
 }
 
 /// The group's rows as the columns hold them, for the inline projection to decode as a reader
@@ -397,9 +434,14 @@ fn stored_rows(rows: &Rows) -> Vec<StoredRow> {
         .collect()
 }
 
-/// The script that moves the head to `last`, notifies the listeners and commits.
-fn head_notify_commit(channel: &str, last: u64) -> Result<String, StoreError> {
-    let mut script = String::new();
+/// Writes the statements that move the head to `last` and notify the listeners, and the commit.
+fn head_notify_commit(
+    session: &mut SessionStatements,
+    prepares: &mut String,
+    script: &mut String,
+    channel: &str,
+    last: u64,
+) -> Result<(), StoreError> {
     for statement in [
         Statement::new(
             "UPDATE event_log_head SET position = $1 WHERE id = 1",
@@ -413,60 +455,80 @@ fn head_notify_commit(channel: &str, last: u64) -> Result<String, StoreError> {
             ],
         ),
     ] {
-        append_postgres_literal(&mut script, &statement).map_err(|e| StoreError::Corrupt {
-            position: last,
-            reason: e.to_string(),
-        })?;
-        script.push_str(";\n");
+        session
+            .execute_statement(prepares, script, &statement)
+            .map_err(|e| StoreError::Corrupt {
+                position: last,
+                reason: e.to_string(),
+            })?;
     }
     script.push_str("COMMIT;\n");
-    Ok(script)
+    Ok(())
 }
 
-/// The SQLSTATE of the division by zero with which the guards' check ends a script when a guard
-/// changed no row.
+/// The SQLSTATE of the division by zero with which a guard ends a script when it changed no row.
 const GUARD_MISSED: &str = "22012";
 
 /// Inserts the group's rows and writes their projection behind a savepoint, then moves the head,
 /// notifies and commits, in one round trip. Returns the position the read models reached, or
 /// `None` when the events commit without their projection (the runner will project them): no
-/// unit, a guard that missed, a statement that failed.
+/// unit, a guard that missed, a statement that failed. And whether the session's prepared
+/// statements are still as `session` records them.
 ///
-/// The guards run as one statement, each a data-modifying `WITH` query that returns a row when it
-/// moved its checkpoint, and the statement divides by zero unless every one did: the error stops
-/// the script before the projection's statements, where a separate round trip for the guards
-/// used to decide whether to send them.
+/// Each guard runs as a statement that divides by zero unless it moved its checkpoint: the error
+/// stops the script before the projection's statements, where a separate round trip for the
+/// guards used to decide whether to send them.
+///
+/// The script prepares what the connection has not yet, in two places: the insert's, head's and
+/// notification's statements before anything else, and the projection's right after the
+/// savepoint, before its guards. So a script that stops at a missed guard has run every one of
+/// its `PREPARE`s, and the events can still commit with the statements prepared up front. A
+/// script that stops anywhere else may have stopped among them, and the session is given up
+/// once the events are committed.
 async fn append_and_project(
     connection: &mut PgConnection,
+    session: &mut SessionStatements,
     rows: &Rows,
     unit: Option<&(Unit, u64)>,
     channel: &str,
     last: u64,
-) -> Result<Option<u64>, StoreError> {
-    let head_notify_commit = head_notify_commit(channel, last)?;
-    let mut script = insert_script(rows)?;
-    let projected = unit.and_then(|(unit, reached)| match projection_script(unit) {
-        Ok(projection) => Some((projection, *reached)),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
-            None
+) -> Result<(Option<u64>, bool), StoreError> {
+    let mut prepares = String::new();
+    let mut insert = String::new();
+    insert_rows(session, &mut prepares, &mut insert, rows)?;
+    let mut head_notify = String::new();
+    head_notify_commit(session, &mut prepares, &mut head_notify, channel, last)?;
+    let mut projection_prepares = String::new();
+    let projected = unit.and_then(|(unit, reached)| {
+        match projection_script(session, &mut projection_prepares, unit) {
+            Ok(projection) => Some((projection, *reached)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot project a group inline; the runner will project it");
+                None
+            }
         }
     });
+    let mut script = prepares;
+    script.push_str(&insert);
     let Some((projection, reached)) = projected else {
-        script.push_str(&head_notify_commit);
+        script.push_str(&head_notify);
         connection.execute(script.as_str()).await?;
-        return Ok(None);
+        // A projection the writer could not write out may have recorded some of its statements
+        // as prepared without their PREPARE being sent.
+        return Ok((None, unit.is_none()));
     };
+    script.push_str("SAVEPOINT inline_projection;\n");
+    script.push_str(&projection_prepares);
     script.push_str(&projection);
-    script.push_str(&head_notify_commit);
+    script.push_str(&head_notify);
     let failed = match connection.execute(script.as_str()).await {
-        Ok(_) => return Ok(Some(reached)),
+        Ok(_) => return Ok((Some(reached), true)),
         Err(e) => e,
     };
     // Undoes the projection and clears the transaction's aborted state, keeping the events. With
     // no savepoint to go back to (the insert failed) or no transaction (the commit failed), this
     // fails too, and the group fails with the first error.
-    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_notify_commit}");
+    let undo = format!("ROLLBACK TO SAVEPOINT inline_projection;\n{head_notify}");
     if connection.execute(undo.as_str()).await.is_err() {
         return Err(failed.into());
     }
@@ -477,73 +539,123 @@ async fn append_and_project(
     if !missed {
         tracing::warn!(error = %failed, "inline projection failed; appending without it, the runner will project");
     }
-    Ok(None)
+    Ok((None, missed))
 }
 
-/// The statement that inserts the group's rows, their values written in as literals.
-fn insert_script(rows: &Rows) -> Result<String, StoreError> {
-    let mut script = String::from(
+/// Writes the statement that inserts the group's rows, one array argument a column.
+fn insert_rows(
+    session: &mut SessionStatements,
+    prepares: &mut String,
+    script: &mut String,
+    rows: &Rows,
+) -> Result<(), StoreError> {
+    use ArgType::{BigintArray, ByteaArray, TextArray};
+    session.execute(
+        prepares,
+        script,
         "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
-         payload, metadata, recorded_at, hash) VALUES ",
-    );
-    for i in 0..rows.position.len() {
-        let nul = |()| {
-            StoreError::Backend(BackendError::message(format!(
-                "event at position {}: PostgreSQL text cannot hold a NUL character",
-                rows.position[i]
-            )))
-        };
-        script.push_str(if i == 0 { "(" } else { ", (" });
-        push_int_literal(&mut script, rows.position[i]);
-        script.push_str(", ");
-        push_text_literal(&mut script, &rows.stream[i]).map_err(nul)?;
-        script.push_str(", ");
-        push_int_literal(&mut script, rows.version[i]);
-        script.push_str(", ");
-        push_bytea_literal(&mut script, &rows.event_id[i]);
-        script.push_str(", ");
-        push_text_literal(&mut script, &rows.event_type[i]).map_err(nul)?;
-        script.push_str(", ");
-        push_int_literal(&mut script, rows.schema_version[i]);
-        script.push_str(", ");
-        push_text_literal(&mut script, &rows.payload[i]).map_err(nul)?;
-        script.push_str(", ");
-        push_text_literal(&mut script, &rows.metadata[i]).map_err(nul)?;
-        script.push_str(", ");
-        push_int_literal(&mut script, rows.recorded_at[i]);
-        script.push_str(", ");
-        push_bytea_literal(&mut script, &rows.hash[i]);
-        script.push(')');
-    }
-    script.push_str(";\n");
-    Ok(script)
+         payload, metadata, recorded_at, hash) \
+         SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        &[
+            BigintArray,
+            TextArray,
+            BigintArray,
+            ByteaArray,
+            TextArray,
+            BigintArray,
+            TextArray,
+            TextArray,
+            BigintArray,
+            ByteaArray,
+        ],
+        |script| {
+            let nul = |column: &str| {
+                StoreError::Backend(BackendError::message(format!(
+                    "an event's {column}: PostgreSQL text cannot hold a NUL character"
+                )))
+            };
+            int_array(script, &rows.position);
+            script.push_str(", ");
+            text_array(script, &rows.stream).map_err(|()| nul("stream"))?;
+            script.push_str(", ");
+            int_array(script, &rows.version);
+            script.push_str(", ");
+            bytea_array(script, &rows.event_id);
+            script.push_str(", ");
+            text_array(script, &rows.event_type).map_err(|()| nul("type"))?;
+            script.push_str(", ");
+            int_array(script, &rows.schema_version);
+            script.push_str(", ");
+            text_array(script, &rows.payload).map_err(|()| nul("payload"))?;
+            script.push_str(", ");
+            text_array(script, &rows.metadata).map_err(|()| nul("metadata"))?;
+            script.push_str(", ");
+            int_array(script, &rows.recorded_at);
+            script.push_str(", ");
+            bytea_array(script, &rows.hash);
+            Ok(())
+        },
+    )
 }
 
-/// The savepoint, the guards with their check, and the projection's statements.
-fn projection_script(unit: &Unit) -> Result<String, NulInText> {
-    let mut script = String::from("SAVEPOINT inline_projection;\n");
-    if !unit.guards.is_empty() {
-        script.push_str("WITH ");
-        for (i, guard) in unit.guards.iter().enumerate() {
-            if i > 0 {
-                script.push_str(", ");
-            }
-            let _ = write!(script, "guard{i} AS (");
-            append_postgres_literal(&mut script, guard)?;
-            script.push_str(" RETURNING 1)");
+/// Writes `ARRAY[...]` of the values, typed.
+fn int_array(script: &mut String, values: &[i64]) {
+    script.push_str("ARRAY[");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            script.push_str(", ");
         }
-        script.push_str(" SELECT 1 / ((SELECT count(*) FROM (");
-        for i in 0..unit.guards.len() {
-            if i > 0 {
-                script.push_str(" UNION ALL ");
-            }
-            let _ = write!(script, "SELECT 1 FROM guard{i}");
+        push_int_literal(script, *v);
+    }
+    script.push_str("]::bigint[]");
+}
+
+/// Writes `ARRAY[...]` of the texts, typed. `Err`: one holds a NUL character.
+fn text_array(script: &mut String, values: &[impl AsRef<str>]) -> Result<(), ()> {
+    script.push_str("ARRAY[");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            script.push_str(", ");
         }
-        let _ = writeln!(script, ") AS held) = {})::int;", unit.guards.len());
+        push_text_literal(script, v.as_ref())?;
+    }
+    script.push_str("]::text[]");
+    Ok(())
+}
+
+/// Writes `ARRAY[...]` of the byte strings, typed.
+fn bytea_array(script: &mut String, values: &[impl AsRef<[u8]>]) {
+    script.push_str("ARRAY[");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            script.push_str(", ");
+        }
+        push_bytea_literal(script, v.as_ref());
+    }
+    script.push_str("]::bytea[]");
+}
+
+/// The guards, each stopping the script unless it moved its checkpoint, and the projection's
+/// statements; their `PREPARE`s go to `prepares`.
+fn projection_script(
+    session: &mut SessionStatements,
+    prepares: &mut String,
+    unit: &Unit,
+) -> Result<String, NulInText> {
+    let mut script = String::new();
+    for guard in &unit.guards {
+        let checked = Statement {
+            sql: format!(
+                "WITH moved AS ({} RETURNING 1) SELECT 1 / (SELECT count(*) FROM moved)",
+                guard.sql
+            )
+            .into(),
+            args: guard.args.clone(),
+        };
+        session.execute_statement(prepares, &mut script, &checked)?;
     }
     for statement in &unit.statements {
-        append_postgres_literal(&mut script, statement)?;
-        script.push_str(";\n");
+        session.execute_statement(prepares, &mut script, statement)?;
     }
     Ok(script)
 }

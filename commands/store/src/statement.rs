@@ -142,45 +142,15 @@ pub fn run_unit_sqlite(connection: &Connection, unit: &Unit) -> Result<bool, rus
 /// Why a statement cannot be sent to PostgreSQL as text.
 #[derive(Debug, thiserror::Error)]
 #[error("statement argument ${0} holds a NUL character, which PostgreSQL text cannot hold")]
-pub(crate) struct NulInText(usize);
+pub(crate) struct NulInText(pub(crate) usize);
 
-/// Appends `statement` to `script` with its arguments written in as typed literals (the caller
-/// ends it, with `;` or a clause of its own), so that many statements go to PostgreSQL in one simple-query round trip (sqlx has no
-/// pipelining of bound statements). Each literal carries the type its parameter would have been
-/// bound with (`bigint`, `text`), so the statement means what it means with binds. Text goes in
-/// an escape string (`E'...'`, backslashes and quotes doubled), integers in a quoted literal
-/// cast to `bigint` (so `i64::MIN` does not overflow on its way through negation), which reads the same whatever
-/// `standard_conforming_strings` says, so no argument can end its literal early.
-pub(crate) fn append_postgres_literal(
-    script: &mut String,
-    statement: &Statement,
-) -> Result<(), NulInText> {
-    let sql = statement.sql.as_ref();
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    let mut copied = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' {
-            let digits = bytes[i + 1..]
-                .iter()
-                .take_while(|b| b.is_ascii_digit())
-                .count();
-            let number = sql[i + 1..i + 1 + digits].parse::<usize>().ok();
-            if let Some(arg) = number.and_then(|n| statement.args.get(n.wrapping_sub(1))) {
-                script.push_str(&sql[copied..i]);
-                literal(script, arg).map_err(|()| NulInText(number.unwrap_or(0)))?;
-                i += 1 + digits;
-                copied = i;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    script.push_str(&sql[copied..]);
-    Ok(())
-}
-
-fn literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
+/// Appends `value` as a typed literal: the type its parameter would have been bound with
+/// (`bigint`, `text`, `bytea`), so a statement means what it means with binds. Text goes in an
+/// escape string (`E'...'`, backslashes and quotes doubled), integers in a quoted literal cast to
+/// `bigint` (so `i64::MIN` does not overflow on its way through negation), bytes as hex digits;
+/// each reads the same whatever `standard_conforming_strings` says, so no argument can end its
+/// literal early. `Err`: text holding a NUL character, which PostgreSQL text cannot hold.
+pub(crate) fn push_literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
     match value {
         SqlValue::Int(v) => push_int_literal(script, *v),
         SqlValue::NullInt => script.push_str("(NULL::bigint)"),
@@ -196,12 +166,12 @@ fn literal(script: &mut String, value: &SqlValue) -> Result<(), ()> {
     Ok(())
 }
 
-/// Appends `v` as a `bigint` literal, as [`append_postgres_literal`] writes it.
+/// Appends `v` as a `bigint` literal, as [`push_literal`] writes it.
 pub(crate) fn push_int_literal(script: &mut String, v: i64) {
     let _ = write!(script, "('{v}'::bigint)");
 }
 
-/// Appends `text` as a `text` literal, as [`append_postgres_literal`] writes it. `Err`: it holds
+/// Appends `text` as a `text` literal, as [`push_literal`] writes it. `Err`: it holds
 /// a NUL character, which PostgreSQL text cannot hold.
 pub(crate) fn push_text_literal(script: &mut String, text: &str) -> Result<(), ()> {
     if text.contains('\0') {
@@ -229,54 +199,53 @@ pub(crate) fn push_bytea_literal(script: &mut String, bytes: &[u8]) {
 mod tests {
     use super::*;
 
-    fn script(statement: &Statement) -> String {
-        let mut script = String::new();
-        append_postgres_literal(&mut script, statement).unwrap();
-        script
+    fn literals(values: &[SqlValue]) -> Vec<String> {
+        values
+            .iter()
+            .map(|value| {
+                let mut literal = String::new();
+                push_literal(&mut literal, value).unwrap();
+                literal
+            })
+            .collect()
     }
 
     #[test]
-    fn arguments_become_typed_literals_in_place() {
-        let statement = Statement::new(
-            "UPDATE t SET a = $2, b = $10, c = $1 WHERE d = $3",
-            vec![
-                SqlValue::Int(-7),
-                SqlValue::Text("it's a \\ test".to_owned()),
-                SqlValue::NullText,
-                SqlValue::NullInt,
-                SqlValue::Int(0),
-                SqlValue::Int(0),
-                SqlValue::Int(0),
-                SqlValue::Int(0),
-                SqlValue::Int(0),
-                SqlValue::Int(42),
-            ],
-        );
+    fn each_argument_becomes_a_literal_of_its_type() {
+        let values = [
+            SqlValue::Int(-7),
+            SqlValue::Int(i64::MIN),
+            SqlValue::Text("it's a \\ test".to_owned()),
+            SqlValue::NullText,
+            SqlValue::NullInt,
+        ];
         assert_eq!(
-            script(&statement),
-            "UPDATE t SET a = (E'it''s a \\\\ test'::text), b = ('42'::bigint), \
-             c = ('-7'::bigint) WHERE d = (NULL::text)"
+            literals(&values),
+            [
+                "('-7'::bigint)",
+                "('-9223372036854775808'::bigint)",
+                "(E'it''s a \\\\ test'::text)",
+                "(NULL::text)",
+                "(NULL::bigint)",
+            ]
         );
     }
 
     #[test]
     fn bytes_become_a_decoded_hex_literal() {
-        let statement = Statement::new(
-            "SELECT $1, $2",
-            vec![
-                SqlValue::Bytes(vec![0x00, 0xab, 0x27]),
-                SqlValue::Bytes(Vec::new()),
-            ],
-        );
+        let values = [
+            SqlValue::Bytes(vec![0x00, 0xab, 0x27]),
+            SqlValue::Bytes(Vec::new()),
+        ];
         assert_eq!(
-            script(&statement),
-            "SELECT (decode('00ab27', 'hex')), (decode('', 'hex'))"
+            literals(&values),
+            ["(decode('00ab27', 'hex'))", "(decode('', 'hex'))"]
         );
     }
 
     #[test]
     fn a_nul_character_is_refused_rather_than_sent() {
-        let statement = Statement::new("SELECT $1", vec![SqlValue::Text("a\0b".to_owned())]);
-        assert!(append_postgres_literal(&mut String::new(), &statement).is_err());
+        let nul = SqlValue::Text("a\0b".to_owned());
+        assert!(push_literal(&mut String::new(), &nul).is_err());
     }
 }

@@ -1,0 +1,231 @@
+//! Statements the PostgreSQL writer prepares once on its connection and then names in its
+//! scripts.
+//!
+//! The writer sends each group as two simple-query scripts (sqlx has no pipelining of bound
+//! statements). Written out with their arguments as literals, every statement of every group was
+//! parsed, analysed and planned afresh while the group held the head lock: measured with
+//! `pg_stat_statements` under the benchmark's load, planning took about as long as executing.
+//! So a script prepares each distinct statement the first time its connection meets it
+//! (`PREPARE name (types) AS ...`) and from then on runs it as `EXECUTE name(arguments)`, the
+//! arguments being the same typed literals. PostgreSQL keeps the statement and its plan for the
+//! life of the session.
+//!
+//! The session plans them generically (`plan_cache_mode = force_generic_plan`): each is a write
+//! of one row found by its key (a checkpoint, a login, an account), an insert, or the events'
+//! insert from arrays, whose plan does not depend on the arguments or on how big the tables
+//! are. Left to choose (`auto`), PostgreSQL plans the first five runs for their arguments and
+//! then settles on whichever looked cheaper while the tables were small, and in the benchmark it
+//! settled on plans several times slower. A plan is made again when `ANALYZE` (autovacuum)
+//! changes a table's statistics. The one statement whose plan does depend on its arguments, the
+//! group's read of its streams' heads, is not prepared but planned every time.
+//!
+//! A prepared statement outlives the transaction that prepared it, even one rolled back, so what
+//! this remembers stays true as long as every `PREPARE` it wrote ran. The writer makes sure of
+//! that by how it orders its scripts and by starting a new connection (and a new
+//! [`SessionStatements`]) whenever a script may have stopped between a `PREPARE` and the end.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::statement::{push_literal, NulInText, SqlValue, Statement};
+
+/// The PostgreSQL type of a prepared statement's parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArgType {
+    Bigint,
+    Text,
+    Bytea,
+    BigintArray,
+    TextArray,
+    ByteaArray,
+}
+
+impl ArgType {
+    fn name(self) -> &'static str {
+        match self {
+            ArgType::Bigint => "bigint",
+            ArgType::Text => "text",
+            ArgType::Bytea => "bytea",
+            ArgType::BigintArray => "bigint[]",
+            ArgType::TextArray => "text[]",
+            ArgType::ByteaArray => "bytea[]",
+        }
+    }
+
+    fn of(value: &SqlValue) -> Self {
+        match value {
+            SqlValue::Int(_) | SqlValue::NullInt => ArgType::Bigint,
+            SqlValue::Text(_) | SqlValue::NullText => ArgType::Text,
+            SqlValue::Bytes(_) => ArgType::Bytea,
+        }
+    }
+}
+
+/// What one connection has prepared: each statement's text, with the parameter types it was
+/// prepared for (the same text can come with a NULL of another type), and its name.
+#[derive(Debug, Default)]
+pub(crate) struct SessionStatements {
+    names: HashMap<String, Vec<(Vec<ArgType>, String)>>,
+    prepared: usize,
+}
+
+impl SessionStatements {
+    /// Writes `EXECUTE` of `sql` into `script`, its arguments written by `arguments` (each a
+    /// typed literal, separated by commas, of the types in `types`). When this connection has
+    /// not prepared the statement yet, writes its `PREPARE` into `prepares`, which the caller
+    /// must send before `script` and in the same script.
+    pub(crate) fn execute<E>(
+        &mut self,
+        prepares: &mut String,
+        script: &mut String,
+        sql: &str,
+        types: &[ArgType],
+        arguments: impl FnOnce(&mut String) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // The arguments first: a statement that cannot be sent must not be recorded as
+        // prepared.
+        let mut written = String::new();
+        arguments(&mut written)?;
+        let name = self.name(prepares, sql, types);
+        script.push_str("EXECUTE ");
+        script.push_str(&name);
+        if !types.is_empty() {
+            script.push('(');
+            script.push_str(&written);
+            script.push(')');
+        }
+        script.push_str(";\n");
+        Ok(())
+    }
+
+    /// [`SessionStatements::execute`] for a projector's statement, its parameters typed as its
+    /// arguments are.
+    pub(crate) fn execute_statement(
+        &mut self,
+        prepares: &mut String,
+        script: &mut String,
+        statement: &Statement,
+    ) -> Result<(), NulInText> {
+        let types: Vec<ArgType> = statement.args.iter().map(ArgType::of).collect();
+        self.execute(prepares, script, &statement.sql, &types, |script| {
+            for (i, arg) in statement.args.iter().enumerate() {
+                if i > 0 {
+                    script.push_str(", ");
+                }
+                push_literal(script, arg).map_err(|()| NulInText(i + 1))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The statement's name on this connection, writing its `PREPARE` first if it has none.
+    fn name(&mut self, prepares: &mut String, sql: &str, types: &[ArgType]) -> String {
+        if let Some((_, name)) = self
+            .names
+            .get(sql)
+            .and_then(|shapes| shapes.iter().find(|(t, _)| t == types))
+        {
+            return name.clone();
+        }
+        // Never reused on this connection, so no name can meet one prepared before.
+        self.prepared += 1;
+        let name = format!("spse_totp_writer_{}", self.prepared);
+        let _ = write!(prepares, "PREPARE {name}");
+        for (i, ty) in types.iter().enumerate() {
+            prepares.push_str(if i == 0 { " (" } else { ", " });
+            prepares.push_str(ty.name());
+        }
+        if !types.is_empty() {
+            prepares.push(')');
+        }
+        let _ = writeln!(prepares, " AS {sql};");
+        self.names
+            .entry(sql.to_owned())
+            .or_default()
+            .push((types.to_vec(), name.clone()));
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(session: &mut SessionStatements, statement: &Statement) -> (String, String) {
+        let (mut prepares, mut script) = (String::new(), String::new());
+        session
+            .execute_statement(&mut prepares, &mut script, statement)
+            .unwrap();
+        (prepares, script)
+    }
+
+    #[test]
+    fn a_statement_is_prepared_once_and_then_executed_with_typed_literals() {
+        let mut session = SessionStatements::default();
+        let statement = Statement::new(
+            "UPDATE t SET a = $2, b = $3 WHERE c = $1",
+            vec![
+                SqlValue::Int(-7),
+                SqlValue::Text("it's a \\ test".to_owned()),
+                SqlValue::NullText,
+            ],
+        );
+        let (prepares, script) = run(&mut session, &statement);
+        assert_eq!(
+            prepares,
+            "PREPARE spse_totp_writer_1 (bigint, text, text) AS \
+             UPDATE t SET a = $2, b = $3 WHERE c = $1;\n"
+        );
+        assert_eq!(
+            script,
+            "EXECUTE spse_totp_writer_1(('-7'::bigint), (E'it''s a \\\\ test'::text), \
+             (NULL::text));\n"
+        );
+        let (prepares, script) = run(&mut session, &statement);
+        assert_eq!(prepares, "");
+        assert!(script.starts_with("EXECUTE spse_totp_writer_1("));
+    }
+
+    #[test]
+    fn the_same_text_with_a_null_of_another_type_is_prepared_apart() {
+        let mut session = SessionStatements::default();
+        let sql = "UPDATE t SET a = $1";
+        run(&mut session, &Statement::new(sql, vec![SqlValue::Int(1)]));
+        let (prepares, script) = run(&mut session, &Statement::new(sql, vec![SqlValue::NullText]));
+        assert_eq!(
+            prepares,
+            "PREPARE spse_totp_writer_2 (text) AS UPDATE t SET a = $1;\n"
+        );
+        assert_eq!(script, "EXECUTE spse_totp_writer_2((NULL::text));\n");
+    }
+
+    #[test]
+    fn a_statement_without_parameters_is_executed_without_parentheses() {
+        let mut session = SessionStatements::default();
+        let (prepares, script) = run(&mut session, &Statement::new("SELECT 1", Vec::new()));
+        assert_eq!(prepares, "PREPARE spse_totp_writer_1 AS SELECT 1;\n");
+        assert_eq!(script, "EXECUTE spse_totp_writer_1;\n");
+    }
+
+    #[test]
+    fn a_nul_character_is_refused_rather_than_sent() {
+        let mut session = SessionStatements::default();
+        let statement = Statement::new(
+            "SELECT $1, $2",
+            vec![SqlValue::Int(1), SqlValue::Text("a\0b".to_owned())],
+        );
+        let (mut prepares, mut script) = (String::new(), String::new());
+        let refused = session.execute_statement(&mut prepares, &mut script, &statement);
+        assert_eq!(refused.unwrap_err().0, 2);
+        assert_eq!((prepares.as_str(), script.as_str()), ("", ""));
+        // Not recorded either: the next script that runs it prepares it.
+        let (prepares, _) = run(
+            &mut session,
+            &Statement::new(
+                "SELECT $1, $2",
+                vec![SqlValue::Int(1), SqlValue::Text("ab".to_owned())],
+            ),
+        );
+        assert!(prepares.starts_with("PREPARE "));
+    }
+}
