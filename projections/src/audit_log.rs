@@ -17,7 +17,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
-use crate::statement::Statement;
+use crate::statement::{SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -51,18 +51,52 @@ impl Projector for AuditLogProjector {
             _ => (None, None),
         };
         let meta = &recorded.metadata;
-        vec![sql!(
-            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, client_ip, \
-             recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            i64::try_from(recorded.position).unwrap_or(i64::MAX),
+        let event_type = recorded.event_type.as_str();
+        let actor = meta.actor.display_name();
+        let client_ip = meta.client_ip.as_deref();
+        // Each text the row names gets its term id first, unless it has one: only a term never
+        // seen before is inserted, so PostgreSQL draws no identity value for the others.
+        let mut texts: Vec<&str> = [
             user_type,
-            user_id,
-            recorded.event_type.as_str(),
-            meta.actor.kind(),
-            meta.actor.display_name(),
-            meta.client_ip.clone(),
-            to_db(recorded.recorded_at),
-        )]
+            Some(event_type),
+            Some(meta.actor.kind()),
+            Some(actor.as_str()),
+            client_ip,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        texts.sort_unstable();
+        texts.dedup();
+        let values = (1..=texts.len())
+            .map(|n| format!("(${n})"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let terms = Statement::new(
+            format!(
+                "INSERT INTO terms (term) SELECT v.column1 FROM (VALUES {values}) AS v \
+                 WHERE NOT EXISTS (SELECT 1 FROM terms t WHERE t.term = v.column1) \
+                 ON CONFLICT (term) DO NOTHING"
+            ),
+            texts.into_iter().map(SqlValue::from).collect(),
+        );
+        vec![
+            terms,
+            sql!(
+                "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
+                 client_ip, recorded_at) VALUES ($1, (SELECT id FROM terms WHERE term = $2), $3, \
+                 (SELECT id FROM terms WHERE term = $4), (SELECT id FROM terms WHERE term = $5), \
+                 (SELECT id FROM terms WHERE term = $6), (SELECT id FROM terms WHERE term = $7), $8)",
+                i64::try_from(recorded.position).unwrap_or(i64::MAX),
+                user_type,
+                user_id,
+                event_type,
+                meta.actor.kind(),
+                actor,
+                meta.client_ip.clone(),
+                to_db(recorded.recorded_at),
+            ),
+        ]
     }
 }
 
@@ -363,14 +397,74 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
 }
 
 /// Rows per bucket of the log: `position / BUCKET_ROWS` leads the index
-/// `audit_log_by_bucket_account` (migration `..._audit_buckets.sql`, which must use the same
-/// number), so the rows of an account filter within one bucket are one short index range.
+/// `audit_log_by_bucket_account` (migrations `..._audit_buckets.sql` and `..._audit_terms.sql`,
+/// which must use the same number), so the rows of an account filter within one bucket are one
+/// short index range.
 const BUCKET_ROWS: i64 = 16_384;
 
-/// A bound value of a search condition.
-enum Arg {
-    Text(String),
-    Int(i64),
+/// The filters' texts as the term ids `audit_log` holds.
+struct TermIds {
+    /// The filter's user type, or every user type the log has seen when only a User ID prefix
+    /// is given: the account indexes lead with the type.
+    user_types: Vec<i64>,
+    event_type: Option<i64>,
+    actor_kind: Option<i64>,
+    actor: Option<i64>,
+    client_ip: Option<i64>,
+}
+
+impl TermIds {
+    /// `None` when a filter names a text the log has never held: nothing can match it.
+    async fn resolve(
+        conn: &mut AnyConnection,
+        filter: &AuditSearch,
+    ) -> Result<Option<TermIds>, sqlx::Error> {
+        let user_types: Vec<&str> = match &filter.user_type {
+            Some(user_type) => vec![user_type.as_str()],
+            None if filter.user_id_prefix.is_some() => UserType::ALL.map(UserType::as_str).to_vec(),
+            None => Vec::new(),
+        };
+        let others = [
+            filter.event_type.as_deref(),
+            filter.actor_kind.as_deref(),
+            filter.actor_name.as_deref(),
+            filter.client_ip.as_deref(),
+        ];
+        let texts: Vec<&str> = user_types
+            .iter()
+            .copied()
+            .chain(others.iter().flatten().copied())
+            .collect();
+        let known: Vec<(String, i64)> = if texts.is_empty() {
+            Vec::new()
+        } else {
+            let params = (1..=texts.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT term, id FROM terms WHERE term IN ({params})");
+            texts
+                .iter()
+                .fold(sqlx::query_as(&sql), |query, text| query.bind(*text))
+                .fetch_all(&mut *conn)
+                .await?
+        };
+        let id = |text: &str| known.iter().find(|(term, _)| term == text).map(|t| t.1);
+        let user_types: Vec<i64> = user_types.iter().filter_map(|t| id(t)).collect();
+        let found = others.map(|text| text.map(id));
+        let unknown = ((filter.user_type.is_some() || filter.user_id_prefix.is_some())
+            && user_types.is_empty())
+            || found.iter().any(|found| matches!(found, Some(None)));
+        let [event_type, actor_kind, actor, client_ip] = found.map(Option::flatten);
+        let ids = TermIds {
+            user_types,
+            event_type,
+            actor_kind,
+            actor,
+            client_ip,
+        };
+        Ok((!unknown).then_some(ids))
+    }
 }
 
 /// The WHERE clause of a search, with its numbered parameters.
@@ -378,6 +472,12 @@ enum Arg {
 struct Conditions {
     sql: Vec<String>,
     args: Vec<Arg>,
+}
+
+/// A bound value of a search condition.
+enum Arg {
+    Text(String),
+    Int(i64),
 }
 
 impl Conditions {
@@ -395,11 +495,14 @@ impl Conditions {
         }
     }
 
-    /// `column IN (…)` over `values`, each its own parameter.
-    fn push_in(&mut self, column: &str, values: &[&str]) {
+    /// `column = id`, or `column IN (…)` over several ids, each its own parameter.
+    fn push_in(&mut self, column: &str, values: &[i64]) {
+        if let [value] = values {
+            self.push(&format!("{column} ="), Arg::Int(*value));
+            return;
+        }
         let first = self.args.len() + 1;
-        self.args
-            .extend(values.iter().map(|v| Arg::Text((*v).to_owned())));
+        self.args.extend(values.iter().map(|v| Arg::Int(*v)));
         let params: Vec<String> = (first..=self.args.len()).map(|n| format!("${n}")).collect();
         self.sql
             .push(format!("{column} IN ({})", params.join(", ")));
@@ -431,10 +534,11 @@ impl Conditions {
     }
 }
 
-/// The account filters (user type, User ID prefix) as plain conditions.
-fn account_conditions(filter: &AuditSearch, conditions: &mut Conditions) {
-    if let Some(user_type) = &filter.user_type {
-        conditions.push("user_type =", Arg::Text(user_type.clone()));
+/// The account filters (user type, User ID prefix) as plain conditions. A prefix without a
+/// type is a range under each type, so that `audit_log_by_account` serves it.
+fn account_conditions(filter: &AuditSearch, ids: &TermIds, conditions: &mut Conditions) {
+    if filter.user_type.is_some() || filter.user_id_prefix.is_some() {
+        conditions.push_in("user_type", &ids.user_types);
     }
     if let Some(prefix) = &filter.user_id_prefix {
         prefix_conditions(prefix, conditions);
@@ -442,18 +546,18 @@ fn account_conditions(filter: &AuditSearch, conditions: &mut Conditions) {
 }
 
 /// The conditions of every filter but the account's (user type, User ID prefix).
-fn other_conditions(filter: &AuditSearch, conditions: &mut Conditions) {
-    if let Some(v) = &filter.event_type {
-        conditions.push("event_type =", Arg::Text(v.clone()));
+fn other_conditions(filter: &AuditSearch, ids: &TermIds, conditions: &mut Conditions) {
+    if let Some(v) = ids.event_type {
+        conditions.push("event_type =", Arg::Int(v));
     }
-    if let Some(v) = &filter.actor_kind {
-        conditions.push("actor_kind =", Arg::Text(v.clone()));
+    if let Some(v) = ids.actor_kind {
+        conditions.push("actor_kind =", Arg::Int(v));
     }
-    if let Some(v) = &filter.actor_name {
-        conditions.push("actor =", Arg::Text(v.clone()));
+    if let Some(v) = ids.actor {
+        conditions.push("actor =", Arg::Int(v));
     }
-    if let Some(v) = &filter.client_ip {
-        conditions.push("client_ip =", Arg::Text(v.clone()));
+    if let Some(v) = ids.client_ip {
+        conditions.push("client_ip =", Arg::Int(v));
     }
     if let Some(v) = filter.from {
         conditions.push("recorded_at >=", Arg::Int(to_db(v)));
@@ -484,11 +588,12 @@ fn prefix_conditions(prefix: &str, conditions: &mut Conditions) {
 async fn prefix_is_sparse(
     conn: &mut AnyConnection,
     filter: &AuditSearch,
+    ids: &TermIds,
     head: i64,
 ) -> Result<bool, sqlx::Error> {
     let cap = ((250.0 * head.max(0) as f64).sqrt() as i64).clamp(2_000, 100_000);
     let mut conditions = Conditions::default();
-    account_conditions(filter, &mut conditions);
+    account_conditions(filter, ids, &mut conditions);
     let sql = format!(
         "SELECT COUNT(*) FROM (SELECT 1 FROM audit_log{} LIMIT {cap}) AS capped",
         conditions.where_clause()
@@ -504,6 +609,7 @@ async fn prefix_is_sparse(
 async fn walk_buckets(
     conn: &mut AnyConnection,
     filter: &AuditSearch,
+    ids: &TermIds,
     head: i64,
     limit: usize,
 ) -> Result<Vec<i64>, sqlx::Error> {
@@ -520,16 +626,10 @@ async fn walk_buckets(
         Arg::Int(newest / BUCKET_ROWS),
     );
     let bucket_arg = conditions.args.len() - 1;
-    // The index leads with the user type before the User ID: without a type filter, both
-    // types keep the User ID range usable on it.
-    match &filter.user_type {
-        Some(user_type) => conditions.push("user_type =", Arg::Text(user_type.clone())),
-        None => conditions.push_in("user_type", &UserType::ALL.map(UserType::as_str)),
-    }
-    if let Some(prefix) = &filter.user_id_prefix {
-        prefix_conditions(prefix, &mut conditions);
-    }
-    other_conditions(filter, &mut conditions);
+    // The index leads with the user type before the User ID: without a type filter, every
+    // type keeps the User ID range usable on it.
+    account_conditions(filter, ids, &mut conditions);
+    other_conditions(filter, ids, &mut conditions);
     let mut positions = Vec::with_capacity(limit);
     let mut bucket = newest / BUCKET_ROWS;
     while bucket >= 0 && positions.len() < limit {
@@ -542,11 +642,12 @@ async fn walk_buckets(
 
 /// A page of matching rows, newest first.
 ///
-/// Every filter has an index ending in position (migrations `..._audit.sql`,
-/// `..._audit_buckets.sql`), which serves the filter and the order together; a User ID prefix
+/// The filters' texts are term ids in `audit_log` (migration `..._audit_terms.sql`): they are
+/// looked up first, and a text the log never held answers an empty page. Every filter has an
+/// index ending in position, which serves the filter and the order together; a User ID prefix
 /// or a bare user type is a range, which does not come ordered by position. Those go one of
 /// two ways, both portable SQL:
-/// - a prefix matching few rows: all of them from the prefix's index, sorted (one statement);
+/// - a prefix matching few rows: all of them from the account index, sorted (one statement);
 /// - a prefix matching many rows, or a bare user type: the log's buckets newest first
 ///   ([`walk_buckets`]), stopping as soon as the page is full.
 ///
@@ -559,6 +660,9 @@ pub async fn search(
 ) -> Result<Vec<AuditRow>, sqlx::Error> {
     let limit = limit.min(10_000);
     let mut conn = pool.acquire().await?;
+    let Some(ids) = TermIds::resolve(&mut conn, filter).await? else {
+        return Ok(Vec::new());
+    };
     // Without account filters every other filter's index comes in position order.
     let walk = if filter.user_type.is_none() && filter.user_id_prefix.is_none() {
         None
@@ -567,16 +671,16 @@ pub async fn search(
             .fetch_one(&mut *conn)
             .await?;
         // A bare user type matches about half the log.
-        let sparse =
-            filter.user_id_prefix.is_some() && prefix_is_sparse(&mut conn, filter, head).await?;
+        let sparse = filter.user_id_prefix.is_some()
+            && prefix_is_sparse(&mut conn, filter, &ids, head).await?;
         (!sparse).then_some(head)
     };
     let positions = match walk {
-        Some(head) => walk_buckets(&mut conn, filter, head, limit).await?,
+        Some(head) => walk_buckets(&mut conn, filter, &ids, head, limit).await?,
         None => {
             let mut conditions = Conditions::default();
-            account_conditions(filter, &mut conditions);
-            other_conditions(filter, &mut conditions);
+            account_conditions(filter, &ids, &mut conditions);
+            other_conditions(filter, &ids, &mut conditions);
             conditions.positions(&mut conn, limit).await?
         }
     };
@@ -589,10 +693,14 @@ pub async fn search(
         .map(i64::to_string)
         .collect::<Vec<_>>()
         .join(",");
-    // The filtered columns from the projection, the rest from the event row itself.
+    // The filtered columns from the projection, their texts from `terms`, the rest from the
+    // event row itself.
     let sql = format!(
-        "SELECT a.user_type, a.user_id, a.actor_kind, a.actor, {} \
+        "SELECT ut.term, a.user_id, ak.term, ac.term, {} \
          FROM audit_log a JOIN event_rows e ON e.position = a.position \
+         LEFT JOIN terms ut ON ut.id = a.user_type \
+         JOIN terms ak ON ak.id = a.actor_kind \
+         JOIN terms ac ON ac.id = a.actor \
          WHERE a.position IN ({list}) ORDER BY a.position DESC",
         StoredRow::COLUMNS_OF_E
     );

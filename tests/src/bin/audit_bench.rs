@@ -132,10 +132,13 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
             "INSERT INTO event_rows (position, stream, version, event_id, event_type, schema_version, \
              payload, metadata, recorded_at) VALUES ",
         );
+        // The texts a row names are term ids, as the projector writes them.
+        let term = |n: u64| format!("(SELECT id FROM terms WHERE term = ${n})");
         let mut audit_sql = String::from(
             "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
              client_ip, recorded_at) VALUES ",
         );
+        let mut terms = std::collections::BTreeSet::new();
         for i in 0..n {
             if i > 0 {
                 events_sql.push(',');
@@ -155,14 +158,14 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
             ));
             let b = i * 8;
             audit_sql.push_str(&format!(
-                "(${},${},${},${},${},${},${},${})",
+                "(${},{},${},{},{},{},{},${})",
                 b + 1,
-                b + 2,
+                term(b + 2),
                 b + 3,
-                b + 4,
-                b + 5,
-                b + 6,
-                b + 7,
+                term(b + 4),
+                term(b + 5),
+                term(b + 6),
+                term(b + 7),
                 b + 8
             ));
         }
@@ -230,16 +233,36 @@ async fn seed_audit_log(url: &str, args: &Args, end: DateTime<Utc>) -> anyhow::R
                 .bind(format!("{{\"user_id\":\"{uid}\"}}"))
                 .bind(stored_metadata::encode(&metadata))
                 .bind(at);
+            let display = display.unwrap_or_else(|| actor.display_name());
+            terms.extend([
+                utype.to_owned(),
+                event_type.to_owned(),
+                actor.kind().to_owned(),
+                display.clone(),
+                client_ip.clone(),
+            ]);
             query = query
                 .bind(p as i64)
                 .bind(utype)
                 .bind(uid.clone())
                 .bind(event_type)
                 .bind(actor.kind())
-                .bind(display.unwrap_or_else(|| actor.display_name()))
+                .bind(display)
                 .bind(client_ip.clone())
                 .bind(at);
         }
+        let terms_sql = format!(
+            "INSERT INTO terms (term) VALUES {} ON CONFLICT (term) DO NOTHING",
+            (1..=terms.len())
+                .map(|n| format!("(${n})"))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        terms
+            .iter()
+            .fold(sqlx::query(&terms_sql), |q, t| q.bind(t.as_str()))
+            .execute(&mut *tx)
+            .await?;
         events.execute(&mut *tx).await?;
         query.execute(&mut *tx).await?;
         position += n;
