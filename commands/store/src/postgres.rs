@@ -38,8 +38,13 @@
 //! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements; those of
 //! the second script are prepared once on the connection and named (`prepared.rs`), so that
 //! PostgreSQL does not parse and plan them again for every group. The writer keeps one
-//! connection from group to group: a pooled connection costs a check as it is handed out and
-//! another as it is taken back, and its prepared statements are only on it.
+//! connection of its own from group to group: a pooled connection costs a check as it is handed
+//! out and another as it is taken back, and its prepared statements are only on it.
+//!
+//! The writer runs on a thread with a runtime of its own, as SQLite's does. On the shared
+//! runtime, every reply from the server waited for a worker thread to come free from the HTTP
+//! tasks before the group could go on, with the head lock held all the while: under the
+//! benchmark's load a group's first round trip took twice as long there.
 //!
 //! # Waking readers
 //!
@@ -54,9 +59,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnection, PgListener, PgPool};
-use sqlx::{Executor, Postgres, Row};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool};
+use sqlx::{Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::append_queue::{AppendQueue, AppendRequest};
@@ -106,13 +110,27 @@ impl PostgresEventStore {
         let head = Arc::new(watch::channel(read_head(&pool).await?).0);
         let channel: Arc<str> = events_channel(&pool).await?.into();
         let (writer, requests) = AppendQueue::new(4 * MAX_GROUP);
-        tokio::spawn(run_writer(
-            pool.clone(),
-            requests,
-            Arc::clone(&head),
-            Arc::clone(&channel),
-            inline,
-        ));
+        // A thread and a runtime of its own, so that a reply from the server is taken up at once
+        // rather than queued behind the HTTP tasks on the shared runtime's workers: the whole
+        // group, and the head lock with it, waits for it.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| cannot_start_writer(&e))?;
+        let options = pool.connect_options();
+        let (thread_head, thread_channel) = (Arc::clone(&head), Arc::clone(&channel));
+        std::thread::Builder::new()
+            .name("event-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(run_writer(
+                    options,
+                    requests,
+                    thread_head,
+                    thread_channel,
+                    inline,
+                ));
+            })
+            .map_err(|e| cannot_start_writer(&e))?;
         let (stop_listener, stopped) = oneshot::channel();
         tokio::spawn(run_listener(
             pool.clone(),
@@ -126,6 +144,13 @@ impl PostgresEventStore {
             head,
             _stop_listener: stop_listener,
         })
+    }
+}
+
+fn cannot_start_writer(e: &std::io::Error) -> StoreError {
+    StoreError::Corrupt {
+        position: 0,
+        reason: format!("cannot start the writer: {e}"),
     }
 }
 
@@ -146,7 +171,7 @@ fn to_i64(v: u64) -> i64 {
 
 /// Runs until every handle to the store is dropped.
 async fn run_writer(
-    pool: PgPool,
+    options: Arc<PgConnectOptions>,
     mut requests: mpsc::Receiver<AppendRequest>,
     head: Arc<watch::Sender<u64>>,
     channel: Arc<str>,
@@ -155,7 +180,7 @@ async fn run_writer(
     // One connection, kept from group to group: sqlx pings a pooled connection as it hands it
     // out and again as it takes it back, two round trips a group would wait for or pay for.
     let mut held = Held {
-        pool,
+        options,
         connection: None,
     };
     while let Some(first) = requests.recv().await {
@@ -260,11 +285,12 @@ impl Rows {
 
 type Outcomes = Vec<Result<Appended, StoreError>>;
 
-/// The writer's connection, taken from the pool when first needed and after a failure, with
-/// the statements prepared on it.
+/// The writer's connection, opened when first needed and after a failure, with the statements
+/// prepared on it. Not the pool's: its prepared statements are the writer's alone, and it lives
+/// on the writer's runtime.
 struct Held {
-    pool: PgPool,
-    connection: Option<(PoolConnection<Postgres>, SessionStatements)>,
+    options: Arc<PgConnectOptions>,
+    connection: Option<(PgConnection, SessionStatements)>,
 }
 
 impl Held {
@@ -280,9 +306,7 @@ impl Held {
         let (connection, session) = match &mut self.connection {
             Some(held) => held,
             None => {
-                let mut connection = self.pool.acquire().await?;
-                // Its prepared statements are the writer's alone: never hand it back.
-                connection.close_on_drop();
+                let mut connection = PgConnection::connect_with(&self.options).await?;
                 // See `prepared.rs` on why generic plans, made once.
                 connection
                     .execute("SET plan_cache_mode = force_generic_plan")
