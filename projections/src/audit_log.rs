@@ -54,8 +54,9 @@ impl Projector for AuditLogProjector {
         let event_type = recorded.event_type.as_str();
         let actor = meta.actor.display_name();
         let client_ip = meta.client_ip.as_deref();
-        // Each text the row names gets its term id first, unless it has one: only a term never
-        // seen before is inserted, so PostgreSQL draws no identity value for the others.
+        // Each text the row names gets its term id first, unless it has one. The unique index
+        // finds the ones that have (see the same statement in `login_sessions.rs` for why not a
+        // join).
         let mut texts: Vec<&str> = [
             user_type,
             Some(event_type),
@@ -73,11 +74,7 @@ impl Projector for AuditLogProjector {
             .collect::<Vec<_>>()
             .join(", ");
         let terms = Statement::new(
-            format!(
-                "INSERT INTO terms (term) SELECT v.column1 FROM (VALUES {values}) AS v \
-                 WHERE NOT EXISTS (SELECT 1 FROM terms t WHERE t.term = v.column1) \
-                 ON CONFLICT (term) DO NOTHING"
-            ),
+            format!("INSERT INTO terms (term) VALUES {values} ON CONFLICT (term) DO NOTHING"),
             texts.into_iter().map(SqlValue::from).collect(),
         );
         vec![

@@ -112,15 +112,15 @@ impl Projector for LoginSessionsProjector {
                 user_agent,
                 at,
             } => {
-                // The strings stored as term ids get one first, if they have none yet. The
-                // NOT EXISTS spares PostgreSQL's identity a number on every login; ON CONFLICT
-                // covers a term another writer added meanwhile.
+                // The strings stored as term ids get one first, if they have none yet. No
+                // join to find the ones that have: PostgreSQL's writer keeps one plan for this
+                // statement, and a join's plan made while `terms` was small scans it whole
+                // once it is not. The unique index answers instead, and on PostgreSQL each
+                // term already there costs its identity a number, of which it has plenty.
                 return vec![
                     sql!(
                         "INSERT INTO terms (term) SELECT v.column1 FROM (VALUES ($1), ($2), ($3)) AS v \
-                         WHERE v.column1 IS NOT NULL \
-                         AND NOT EXISTS (SELECT 1 FROM terms WHERE terms.term = v.column1) \
-                         ON CONFLICT (term) DO NOTHING",
+                         WHERE v.column1 IS NOT NULL ON CONFLICT (term) DO NOTHING",
                         recorded.stream.as_str(),
                         client_ip.clone(),
                         user_agent.clone(),

@@ -307,9 +307,9 @@ impl Held {
             Some(held) => held,
             None => {
                 let mut connection = PgConnection::connect_with(&self.options).await?;
-                // See `prepared.rs` on why generic plans, made once.
+                // See `prepared.rs` on why generic plans, made once, and no table scans.
                 connection
-                    .execute("SET plan_cache_mode = force_generic_plan")
+                    .execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
                     .await?;
                 self.connection
                     .insert((connection, SessionStatements::default()))
