@@ -574,89 +574,82 @@ fn insert_rows(
     rows: &Rows,
 ) -> Result<(), StoreError> {
     use ArgType::{BigintArray, ByteaArray, TextArray};
-    session.execute(
-        prepares,
-        script,
-        "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
+    session
+        .execute(
+            prepares,
+            script,
+            "INSERT INTO events (position, stream, version, event_id, event_type, schema_version, \
          payload, metadata, recorded_at, hash) \
          SELECT * FROM UNNEST($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
-            BigintArray,
-            TextArray,
-            BigintArray,
-            ByteaArray,
-            TextArray,
-            BigintArray,
-            TextArray,
-            TextArray,
-            BigintArray,
-            ByteaArray,
-        ],
-        |script| {
-            let nul = |column: &str| {
-                StoreError::Backend(BackendError::message(format!(
-                    "an event's {column}: PostgreSQL text cannot hold a NUL character"
-                )))
-            };
-            int_array(script, &rows.position);
-            script.push_str(", ");
-            text_array(script, &rows.stream).map_err(|()| nul("stream"))?;
-            script.push_str(", ");
-            int_array(script, &rows.version);
-            script.push_str(", ");
-            bytea_array(script, &rows.event_id);
-            script.push_str(", ");
-            text_array(script, &rows.event_type).map_err(|()| nul("type"))?;
-            script.push_str(", ");
-            int_array(script, &rows.schema_version);
-            script.push_str(", ");
-            text_array(script, &rows.payload).map_err(|()| nul("payload"))?;
-            script.push_str(", ");
-            text_array(script, &rows.metadata).map_err(|()| nul("metadata"))?;
-            script.push_str(", ");
-            int_array(script, &rows.recorded_at);
-            script.push_str(", ");
-            bytea_array(script, &rows.hash);
-            Ok(())
-        },
-    )
+            &[
+                BigintArray,
+                TextArray,
+                BigintArray,
+                ByteaArray,
+                TextArray,
+                BigintArray,
+                TextArray,
+                TextArray,
+                BigintArray,
+                ByteaArray,
+            ],
+            |script| {
+                let int = |script: &mut String, v: &i64| {
+                    push_int_literal(script, *v);
+                    Ok(())
+                };
+                let bytes = |script: &mut String, v: &Vec<u8>| {
+                    push_bytea_literal(script, v);
+                    Ok(())
+                };
+                let text = |script: &mut String, v: &String| push_text_literal(script, v);
+                push_array(script, &rows.position, "bigint", int)?;
+                script.push_str(", ");
+                push_array(script, &rows.stream, "text", text)?;
+                script.push_str(", ");
+                push_array(script, &rows.version, "bigint", int)?;
+                script.push_str(", ");
+                push_array(script, &rows.event_id, "bytea", bytes)?;
+                script.push_str(", ");
+                push_array(script, &rows.event_type, "text", text)?;
+                script.push_str(", ");
+                push_array(script, &rows.schema_version, "bigint", int)?;
+                script.push_str(", ");
+                push_array(script, &rows.payload, "text", text)?;
+                script.push_str(", ");
+                push_array(script, &rows.metadata, "text", text)?;
+                script.push_str(", ");
+                push_array(script, &rows.recorded_at, "bigint", int)?;
+                script.push_str(", ");
+                push_array(script, &rows.hash, "bytea", bytes)
+            },
+        )
+        .map_err(|()| {
+            StoreError::Backend(BackendError::message(
+                "an event's text holds a NUL character, which PostgreSQL text cannot hold",
+            ))
+        })
 }
 
-/// Writes `ARRAY[...]` of the values, typed.
-fn int_array(script: &mut String, values: &[i64]) {
+/// Writes `ARRAY[...]::ty[]` of the values, each as `push` writes it. `Err`: a value `push`
+/// could not write.
+fn push_array<T>(
+    script: &mut String,
+    values: &[T],
+    ty: &str,
+    push: impl Fn(&mut String, &T) -> Result<(), ()>,
+) -> Result<(), ()> {
     script.push_str("ARRAY[");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             script.push_str(", ");
         }
-        push_int_literal(script, *v);
+        push(script, v)?;
     }
-    script.push_str("]::bigint[]");
-}
-
-/// Writes `ARRAY[...]` of the texts, typed. `Err`: one holds a NUL character.
-fn text_array(script: &mut String, values: &[impl AsRef<str>]) -> Result<(), ()> {
-    script.push_str("ARRAY[");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            script.push_str(", ");
-        }
-        push_text_literal(script, v.as_ref())?;
-    }
-    script.push_str("]::text[]");
+    script.push_str("]::");
+    script.push_str(ty);
+    script.push_str("[]");
     Ok(())
-}
-
-/// Writes `ARRAY[...]` of the byte strings, typed.
-fn bytea_array(script: &mut String, values: &[impl AsRef<[u8]>]) {
-    script.push_str("ARRAY[");
-    for (i, v) in values.iter().enumerate() {
-        if i > 0 {
-            script.push_str(", ");
-        }
-        push_bytea_literal(script, v.as_ref());
-    }
-    script.push_str("]::bytea[]");
 }
 
 /// The guards, each stopping the script unless it moved its checkpoint, and the projection's
