@@ -3,6 +3,8 @@
 //! correlation id, the readable summary) is read from the event row itself by position, so the
 //! projection copies none of it. The summary is also what `spse-totp history` prints.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
@@ -16,8 +18,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::sql;
-use crate::statement::{SqlValue, Statement};
+use crate::statement::{insert_rows, SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -32,67 +33,99 @@ impl Projector for AuditLogProjector {
     }
 
     fn project(&self, recorded: &RecordedEvent, decoded: &Decoded) -> Vec<Statement> {
-        let (user_type, user_id) = match decoded {
-            Decoded::Account(key, _) => (
-                Some(key.user_type.as_str()),
-                Some(key.user_id.as_str().to_owned()),
-            ),
+        self.project_batch(&[(recorded, decoded)])
+    }
+
+    /// Every text the rows name gets its term id first, unless it has one, then the rows go in
+    /// together: no row depends on another.
+    fn project_batch(&self, events: &[(&RecordedEvent, &Decoded)]) -> Vec<Statement> {
+        let rows: Vec<NewAuditRow> = events
+            .iter()
+            .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded))
+            .collect();
+        // Sorted, so that writers inserting terms at once take the unique index's locks in one
+        // order. The unique index finds the ones already there (see the same statement in
+        // `login_sessions.rs` for why not a join).
+        let texts: BTreeSet<&str> = rows.iter().flat_map(NewAuditRow::texts).collect();
+        let mut statements = insert_rows(
+            "INSERT INTO terms (term) VALUES",
+            "(?)",
+            "ON CONFLICT (term) DO NOTHING",
+            texts.into_iter().map(|t| vec![SqlValue::from(t)]).collect(),
+        );
+        statements.extend(insert_rows(
+            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
+             client_ip, recorded_at) VALUES",
+            "(?, (SELECT id FROM terms WHERE term = ?), ?, (SELECT id FROM terms WHERE term = ?), \
+             (SELECT id FROM terms WHERE term = ?), (SELECT id FROM terms WHERE term = ?), \
+             (SELECT id FROM terms WHERE term = ?), ?)",
+            "",
+            rows.into_iter().map(NewAuditRow::values).collect(),
+        ));
+        statements
+    }
+}
+
+/// What `audit_log` keeps of one event, its texts not yet term ids.
+struct NewAuditRow {
+    position: i64,
+    user_type: Option<&'static str>,
+    user_id: Option<String>,
+    event_type: String,
+    actor_kind: &'static str,
+    actor: String,
+    client_ip: Option<String>,
+    recorded_at: i64,
+}
+
+impl NewAuditRow {
+    fn of(recorded: &RecordedEvent, decoded: &Decoded) -> Self {
+        let account = match decoded {
+            Decoded::Account(key, _) => Some(key.clone()),
             // A read is listed under the account it read, so a search for the account shows
             // who looked at it as well as what happened to it.
             Decoded::Access(AccessEvent::AuditRecordRead { subject, .. }) => {
-                match AccountKey::from_stream_name(subject) {
-                    Some(key) => (
-                        Some(key.user_type.as_str()),
-                        Some(key.user_id.as_str().to_owned()),
-                    ),
-                    None => (None, None),
-                }
+                AccountKey::from_stream_name(subject)
             }
-            _ => (None, None),
+            _ => None,
         };
         let meta = &recorded.metadata;
-        let event_type = recorded.event_type.as_str();
-        let actor = meta.actor.display_name();
-        let client_ip = meta.client_ip.as_deref();
-        // Each text the row names gets its term id first, unless it has one. The unique index
-        // finds the ones that have (see the same statement in `login_sessions.rs` for why not a
-        // join).
-        let mut texts: Vec<&str> = [
-            user_type,
-            Some(event_type),
-            Some(meta.actor.kind()),
-            Some(actor.as_str()),
-            client_ip,
+        NewAuditRow {
+            position: i64::try_from(recorded.position).unwrap_or(i64::MAX),
+            user_type: account.as_ref().map(|key| key.user_type.as_str()),
+            user_id: account.map(|key| key.user_id.as_str().to_owned()),
+            event_type: recorded.event_type.clone(),
+            actor_kind: meta.actor.kind(),
+            actor: meta.actor.display_name(),
+            client_ip: meta.client_ip.clone(),
+            recorded_at: to_db(recorded.recorded_at),
+        }
+    }
+
+    /// The texts the row stores as term ids.
+    fn texts(&self) -> impl Iterator<Item = &str> {
+        [
+            self.user_type,
+            Some(self.event_type.as_str()),
+            Some(self.actor_kind),
+            Some(self.actor.as_str()),
+            self.client_ip.as_deref(),
         ]
         .into_iter()
         .flatten()
-        .collect();
-        texts.sort_unstable();
-        texts.dedup();
-        let values = (1..=texts.len())
-            .map(|n| format!("(${n})"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let terms = Statement::new(
-            format!("INSERT INTO terms (term) VALUES {values} ON CONFLICT (term) DO NOTHING"),
-            texts.into_iter().map(SqlValue::from).collect(),
-        );
+    }
+
+    /// The row's values, in the order of the insert's columns.
+    fn values(self) -> Vec<SqlValue> {
         vec![
-            terms,
-            sql!(
-                "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
-                 client_ip, recorded_at) VALUES ($1, (SELECT id FROM terms WHERE term = $2), $3, \
-                 (SELECT id FROM terms WHERE term = $4), (SELECT id FROM terms WHERE term = $5), \
-                 (SELECT id FROM terms WHERE term = $6), (SELECT id FROM terms WHERE term = $7), $8)",
-                i64::try_from(recorded.position).unwrap_or(i64::MAX),
-                user_type,
-                user_id,
-                event_type,
-                meta.actor.kind(),
-                actor,
-                meta.client_ip.clone(),
-                to_db(recorded.recorded_at),
-            ),
+            SqlValue::Int(self.position),
+            SqlValue::from(self.user_type),
+            SqlValue::from(self.user_id),
+            SqlValue::Text(self.event_type),
+            SqlValue::from(self.actor_kind),
+            SqlValue::Text(self.actor),
+            SqlValue::from(self.client_ip),
+            SqlValue::Int(self.recorded_at),
         ]
     }
 }

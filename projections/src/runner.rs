@@ -341,16 +341,16 @@ pub(crate) fn unit(
             continue;
         }
         unit.guards.push(move_checkpoint(name, start, end));
-        for (recorded, event) in batch
+        let events = batch
             .iter()
             .zip(decoded)
             .filter(|(r, _)| r.position > start)
-        {
-            let event = event
-                .as_ref()
-                .map_err(|reason| format!("event {}: {reason}", recorded.position))?;
-            unit.statements.extend(projector.project(recorded, event));
-        }
+            .map(|(recorded, event)| match event {
+                Ok(event) => Ok((recorded, event)),
+                Err(reason) => Err(format!("event {}: {reason}", recorded.position)),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        unit.statements.extend(projector.project_batch(&events));
     }
     Ok(unit)
 }
