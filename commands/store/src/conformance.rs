@@ -1141,34 +1141,40 @@ pub async fn events_are_hash_chained_per_stream(store: &dyn EventStore) -> Resul
             .await?;
     }
     for stream in ["chain-a", "chain-b"] {
-        let mut previous: Option<String> = None;
-        for e in store.read_stream(stream, 1, ALL).await? {
-            let metadata =
-                serde_json::to_value(&e.metadata).map_err(|err| StoreError::Corrupt {
-                    position: e.position,
-                    reason: err.to_string(),
-                })?;
-            let expected = crate::chain::event_hash(
-                previous.as_deref(),
-                &crate::chain::ChainedFields {
-                    stream: &e.stream,
-                    version: e.version,
-                    event_id: e.event_id,
-                    event_type: &e.event_type,
-                    schema_version: e.schema_version,
-                    payload: &e.payload,
-                    metadata: &metadata,
-                    recorded_at_micros: e.recorded_at.timestamp_micros(),
-                },
-            );
-            assert_eq!(
-                e.hash.as_deref(),
-                Some(expected.as_str()),
-                "{stream} version {} is chained to its stream's previous event",
-                e.version
-            );
-            previous = e.hash;
-        }
+        assert_chained(store, stream).await?;
+    }
+    Ok(())
+}
+
+/// Asserts that every event of `stream` carries the hash [`crate::chain::event_hash`] gives it,
+/// chained to the stream's event before it.
+pub async fn assert_chained(store: &dyn EventStore, stream: &str) -> Result<(), StoreError> {
+    let mut previous: Option<String> = None;
+    for e in store.read_stream(stream, 1, ALL).await? {
+        let metadata = serde_json::to_value(&e.metadata).map_err(|err| StoreError::Corrupt {
+            position: e.position,
+            reason: err.to_string(),
+        })?;
+        let expected = crate::chain::event_hash(
+            previous.as_deref(),
+            &crate::chain::ChainedFields {
+                stream: &e.stream,
+                version: e.version,
+                event_id: e.event_id,
+                event_type: &e.event_type,
+                schema_version: e.schema_version,
+                payload: &e.payload,
+                metadata: &metadata,
+                recorded_at_micros: e.recorded_at.timestamp_micros(),
+            },
+        );
+        assert_eq!(
+            e.hash.as_deref(),
+            Some(expected.as_str()),
+            "{stream} version {} is chained to its stream's previous event",
+            e.version
+        );
+        previous = e.hash;
     }
     Ok(())
 }

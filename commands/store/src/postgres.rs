@@ -27,16 +27,22 @@
 //! head lock, a group's guards see the checkpoints the group before it committed: while
 //! projection keeps up, every group finds them where it starts.
 //!
-//! # Two round trips a group
+//! # One round trip a group, or two
 //!
 //! Every round trip to the server is a wait the whole group shares, and on a busy machine each
-//! is also a wait for the server's process to be scheduled. So a group takes two, whatever its
-//! size: one simple-query script opens the transaction, takes the head lock and reads what the
-//! checks need; a second inserts the events, runs the guards (each a statement that stops the
-//! script unless it moved its checkpoint), the projection's statements, the head update and the
-//! notification, and commits. Statements travel with their arguments written in as typed
-//! literals ([`crate::statement`]), since sqlx has no pipelining of bound statements; those of
-//! the second script are prepared once on the connection and named (`prepared.rs`), so that
+//! is also a wait for the server's process to be scheduled. A group must know, under the head
+//! lock, the log's head, its streams' versions and last hashes, and whether its event ids are
+//! already stored. Read, that is one simple-query script (open the transaction, take the lock,
+//! read); a second inserts the events, runs the guards (each a statement that stops the script
+//! unless it moved its checkpoint), the projection's statements, the head update and the
+//! notification, and commits. But while this instance is the only one appending, the writer
+//! already knows all of it from its own groups (`Known`), and sends the second script alone,
+//! opened by the lock and a statement that stops it unless the head is still where this writer
+//! left it: one round trip. When another instance has appended in between, or an event id is
+//! already stored (the unique index stops the insert), that transaction is rolled back and the
+//! group goes again in two. Statements travel with their arguments written in as typed literals
+//! ([`crate::statement`]), since sqlx has no pipelining of bound statements; those of the
+//! writing script are prepared once on the connection and named (`prepared.rs`), so that
 //! PostgreSQL does not parse and plan them again for every group. The writer keeps one
 //! connection of its own from group to group: a pooled connection costs a check as it is handed
 //! out and another as it is taken back, and its prepared statements are only on it.
@@ -55,6 +61,7 @@
 //! is re-established and the head re-read, so a notification missed meanwhile costs nothing.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -182,6 +189,7 @@ async fn run_writer(
     let mut held = Held {
         options,
         connection: None,
+        known: Known::default(),
     };
     while let Some(first) = requests.recv().await {
         let mut group = vec![first];
@@ -291,45 +299,174 @@ type Outcomes = Vec<Result<Appended, StoreError>>;
 struct Held {
     options: Arc<PgConnectOptions>,
     connection: Option<(PgConnection, SessionStatements)>,
+    known: Known,
 }
 
 impl Held {
     /// Appends a group in one transaction, with its projection when one is installed. Returns
     /// each request's outcome and the position the read models reached in the same commit, or
     /// an error that rolled back the whole group.
+    ///
+    /// When the log is known as this writer left it ([`Known`]), the group is sent in one round
+    /// trip that checks, under the head lock, that it still is; if it is not, that transaction
+    /// is rolled back and the group goes again the usual way, reading what it needs first.
     async fn commit_group(
         &mut self,
         channel: &str,
         group: &[AppendRequest],
         projection: Option<&dyn InlineProjection>,
     ) -> Result<(Outcomes, Option<u64>), StoreError> {
-        let (connection, session) = match &mut self.connection {
-            Some(held) => held,
-            None => {
-                let mut connection = PgConnection::connect_with(&self.options).await?;
-                // See `prepared.rs` on why generic plans, made once, and no table scans.
-                connection
-                    .execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
-                    .await?;
-                self.connection
-                    .insert((connection, SessionStatements::default()))
+        if let Some(state) = self.known.state_for(group) {
+            let (connection, session) = open(&mut self.connection, &self.options).await?;
+            let prepared_before = session.prepared();
+            match commit_group(
+                connection,
+                session,
+                channel,
+                group,
+                projection,
+                Read::Known(state),
+            )
+            .await
+            {
+                Ok(Some(committed)) => return Ok(self.keep(committed)),
+                // Nothing was sent: a request the log must decide.
+                Ok(None) => {}
+                Err(_) => {
+                    // The check, or a statement after it, aborted the transaction: end it. Had
+                    // the script prepared a statement, it may have stopped before running that
+                    // PREPARE, and the session is given up instead.
+                    let intact = session.prepared() == prepared_before;
+                    if !intact || connection.execute("ROLLBACK").await.is_err() {
+                        self.connection = None;
+                    }
+                    self.known.forget();
+                }
             }
-        };
-        let outcome = commit_group(connection, session, channel, group, projection).await;
-        let keep = matches!(
-            outcome,
-            Ok(Committed {
-                session_intact: true,
-                ..
-            })
-        );
-        if !keep {
-            // The transaction may still be open, the connection gone, or a script stopped
-            // between a PREPARE and its end: rather than find out, close it (which ends the
-            // transaction and forgets its statements) and take another for the next group.
-            self.connection = None;
         }
-        outcome.map(|c| (c.outcomes, c.reached))
+        let (connection, session) = open(&mut self.connection, &self.options).await?;
+        match commit_group(connection, session, channel, group, projection, Read::Log).await {
+            Ok(Some(committed)) => Ok(self.keep(committed)),
+            // Only a group planned on what this writer knew is handed back undecided.
+            Ok(None) => Err(StoreError::Corrupt {
+                position: 0,
+                reason: "a group read from the log was left undecided".to_owned(),
+            }),
+            Err(e) => {
+                // The transaction may still be open, the connection gone, or a script stopped
+                // between a PREPARE and its end: rather than find out, close it (which ends the
+                // transaction and forgets its statements) and take another for the next group.
+                self.connection = None;
+                self.known.forget();
+                Err(e)
+            }
+        }
+    }
+
+    /// Records what a committed group leaves the log as, and gives up the connection if its
+    /// session is not what it records.
+    fn keep(&mut self, committed: Committed) -> (Outcomes, Option<u64>) {
+        if committed.session_intact {
+            self.known
+                .committed(committed.started_at, committed.left_at, committed.heads);
+        } else {
+            self.connection = None;
+            self.known.forget();
+        }
+        (committed.outcomes, committed.reached)
+    }
+}
+
+/// The writer's connection in `slot`, opened if there is none.
+async fn open<'a>(
+    slot: &'a mut Option<(PgConnection, SessionStatements)>,
+    options: &PgConnectOptions,
+) -> Result<(&'a mut PgConnection, &'a mut SessionStatements), StoreError> {
+    let held = match slot.take() {
+        Some(held) => held,
+        None => {
+            let mut connection = PgConnection::connect_with(options).await?;
+            // See `prepared.rs` on why generic plans, made once, and no table scans.
+            connection
+                .execute("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+                .await?;
+            (connection, SessionStatements::default())
+        }
+    };
+    let (connection, session) = slot.insert(held);
+    Ok((connection, session))
+}
+
+/// How many streams [`Known`] remembers at most; past that it starts again from none, and the
+/// groups that name a stream it has forgotten read the log first until it knows them again.
+const MOST_KNOWN_STREAMS: usize = 65_536;
+
+/// How many groups in a row must find the log where this writer left it before the next is sent
+/// without reading it first. While another instance appends too, the log has moved on between
+/// most of this writer's groups, and a group sent on what it knew would be rolled back and sent
+/// again.
+const QUIET_GROUPS: u32 = 4;
+
+/// The log as this writer last left it: its head, and the version and last hash of the streams
+/// the writer has appended to or read since. While no other writer appends, that is exactly
+/// what the next group would read under the head lock, so it need not: it is sent in one round
+/// trip that takes the lock and checks that the head is still this one, instead of one round
+/// trip to read and another to write. Positions are handed out without gaps and in commit order,
+/// so a head that has not moved means that no event at all was appended in between, and every
+/// stream is as remembered.
+#[derive(Default)]
+struct Known {
+    head: Option<u64>,
+    streams: HashMap<String, (u64, Option<String>)>,
+    /// Groups in a row that found the head where this writer had left it.
+    quiet: u32,
+}
+
+impl Known {
+    /// What the group would read under the head lock, if this writer knows it.
+    fn state_for(&self, group: &[AppendRequest]) -> Option<GroupState> {
+        let head = self.head?;
+        if self.quiet < QUIET_GROUPS {
+            return None;
+        }
+        let mut heads = HashMap::new();
+        for request in group {
+            let stream = self.streams.get(&request.stream)?;
+            heads.insert(request.stream.clone(), stream.clone());
+        }
+        // An event id already in the log meets the unique index, which stops the script like a
+        // moved head: the group goes again the usual way, which finds it.
+        Some(GroupState {
+            head,
+            heads,
+            taken: HashSet::new(),
+        })
+    }
+
+    /// A group that found the log at `started_at` committed (or appended nothing), leaving it
+    /// at `left_at` with its streams at `heads`.
+    fn committed(
+        &mut self,
+        started_at: u64,
+        left_at: u64,
+        heads: HashMap<String, (u64, Option<String>)>,
+    ) {
+        if self.head == Some(started_at) {
+            self.quiet = self.quiet.saturating_add(1);
+        } else {
+            // Another writer appended since: any stream may have moved.
+            self.quiet = 0;
+            self.streams.clear();
+        }
+        if self.streams.len() + heads.len() > MOST_KNOWN_STREAMS {
+            self.streams.clear();
+        }
+        self.streams.extend(heads);
+        self.head = Some(left_at);
+    }
+
+    fn forget(&mut self) {
+        *self = Known::default();
     }
 }
 
@@ -340,26 +477,48 @@ struct Committed {
     reached: Option<u64>,
     /// Whether every statement the session records as prepared is (see [`append_and_project`]).
     session_intact: bool,
+    /// The log's head when the group took the lock, and when it let go of it.
+    started_at: u64,
+    left_at: u64,
+    /// The version and last hash of each of the group's streams after it.
+    heads: HashMap<String, (u64, Option<String>)>,
 }
 
-/// [`Held::commit_group`] on the writer's connection, in two round trips: one opens the
-/// transaction, takes the head lock and reads what the checks need ([`group_state`]); the other
-/// inserts the events, writes their projection, moves the head, notifies and commits
-/// ([`append_and_project`]). The transaction is begun and ended by statements of its own rather
-/// than a `sqlx::Transaction`, so that they travel with the others; on an error it may be left
-/// open, and the caller closes the connection.
+/// Where a group's [`GroupState`] comes from.
+enum Read {
+    /// Read under the head lock, in a round trip of its own.
+    Log,
+    /// Known from the groups before ([`Known`]); checked under the lock in the same script.
+    Known(GroupState),
+}
+
+/// [`Held::commit_group`] on the writer's connection. With [`Read::Log`], in two round trips: one
+/// opens the transaction, takes the head lock and reads what the checks need ([`group_state`]);
+/// the other inserts the events, writes their projection, moves the head, notifies and commits
+/// ([`append_and_project`]). With [`Read::Known`], the second alone, which begins by taking the
+/// lock and checking the head. The transaction is begun and ended by statements of its own
+/// rather than a `sqlx::Transaction`, so that they travel with the others; on an error it may
+/// be left open, and the caller ends it or closes the connection.
 async fn commit_group(
     connection: &mut PgConnection,
     session: &mut SessionStatements,
     channel: &str,
     group: &[AppendRequest],
     projection: Option<&dyn InlineProjection>,
-) -> Result<Committed, StoreError> {
+    read: Read,
+) -> Result<Option<Committed>, StoreError> {
+    let (state, expected_head) = match read {
+        Read::Log => (group_state(connection, group).await?, None),
+        Read::Known(state) => {
+            let head = state.head;
+            (state, Some(head))
+        }
+    };
     let GroupState {
         head,
         mut heads,
         mut taken,
-    } = group_state(connection, group).await?;
+    } = state;
     let mut next_position = head + 1;
     let mut rows = Rows::default();
     let mut results = Vec::with_capacity(group.len());
@@ -390,6 +549,11 @@ async fn commit_group(
         }
         let (actual, mut hash) = heads.get(&request.stream).cloned().unwrap_or((0, None));
         if !request.expected.matches(actual) {
+            if expected_head.is_some() {
+                // Only the log can say the stream is not where this request expects it: another
+                // instance may have moved it past what this writer knows.
+                return Ok(None);
+            }
             results.push(Err(StoreError::Conflict {
                 stream: request.stream.clone(),
                 expected: request.expected,
@@ -419,22 +583,38 @@ async fn commit_group(
         }));
     }
     if rows.position.is_empty() {
-        connection.execute("ROLLBACK").await?;
-        return Ok(Committed {
+        // Known: no transaction was begun.
+        if expected_head.is_none() {
+            connection.execute("ROLLBACK").await?;
+        }
+        return Ok(Some(Committed {
             outcomes: results,
             reached: None,
             session_intact: true,
-        });
+            started_at: head,
+            left_at: head,
+            heads,
+        }));
     }
     let last = next_position - 1;
     let unit = projection.and_then(|p| unit_for_rows(p, head, stored_rows(&rows)));
-    let (reached, session_intact) =
-        append_and_project(connection, session, &rows, unit.as_ref(), channel, last).await?;
-    Ok(Committed {
+    let (reached, session_intact) = append_and_project(
+        connection,
+        session,
+        &rows,
+        unit.as_ref(),
+        channel,
+        (expected_head, last),
+    )
+    .await?;
+    Ok(Some(Committed {
         outcomes: results,
         reached,
         session_intact,
-    })
+        started_at: head,
+        left_at: last,
+        heads,
+    }))
 }
 
 /// The group's rows as the columns hold them, for the inline projection to decode as a reader
@@ -494,7 +674,8 @@ fn head_notify_commit(
 const GUARD_MISSED: &str = "22012";
 
 /// Inserts the group's rows and writes their projection behind a savepoint, then moves the head,
-/// notifies and commits, in one round trip. Returns the position the read models reached, or
+/// notifies and commits, in one round trip; given the head the group expects, it first begins
+/// the transaction and takes the lock, and stops unless the head is that one. Returns the position the read models reached, or
 /// `None` when the events commit without their projection (the runner will project them): no
 /// unit, a guard that missed, a statement that failed. And whether the session's prepared
 /// statements are still as `session` records them.
@@ -515,7 +696,7 @@ async fn append_and_project(
     rows: &Rows,
     unit: Option<&(Unit, u64)>,
     channel: &str,
-    last: u64,
+    (expected_head, last): (Option<u64>, u64),
 ) -> Result<(Option<u64>, bool), StoreError> {
     let mut prepares = String::new();
     let mut insert = String::new();
@@ -533,6 +714,14 @@ async fn append_and_project(
         }
     });
     let mut script = prepares;
+    if let Some(expected) = expected_head {
+        // The group was planned on the log as this writer left it: the lock, and a division by
+        // zero unless the head is still there.
+        let _ = writeln!(
+            script,
+            "BEGIN;\nSELECT 1 / (position = {expected})::int FROM event_log_head WHERE id = 1 FOR UPDATE;"
+        );
+    }
     script.push_str(&insert);
     let Some((projection, reached)) = projected else {
         script.push_str(&head_notify);

@@ -126,6 +126,12 @@ impl SessionStatements {
         })
     }
 
+    /// How many statements this connection has been given to prepare: a script that changed it
+    /// held a `PREPARE`.
+    pub(crate) fn prepared(&self) -> usize {
+        self.prepared
+    }
+
     /// The statement's name on this connection, writing its `PREPARE` first if it has none.
     fn name(&mut self, prepares: &mut String, sql: &str, types: &[ArgType]) -> String {
         if let Some((_, name)) = self

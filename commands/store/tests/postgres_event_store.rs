@@ -56,6 +56,97 @@ async fn postgres_instances_on_one_database_share_one_log() {
         .expect("the shared-database check hit a store error");
 }
 
+/// A writer that has appended alone for a while sends its next group on what it knows of the
+/// log, checked under the head lock. When another instance has appended in between, or an event
+/// id is already stored, the check or the insert stops that attempt and the group goes again the
+/// usual way: versions, conflicts, duplicates and the hash chain come out exactly as if it had
+/// read the log first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writer_that_knew_the_log_sees_what_another_instance_appended() {
+    let Some(url) = fresh_url().await else {
+        return skipped("a_writer_that_knew_the_log_sees_what_another_instance_appended");
+    };
+    let (a, b) = (open(&url).await.unwrap(), open(&url).await.unwrap());
+    let first = event(0);
+    let first_id = first.event_id;
+    a.append("shared", ExpectedVersion::NoStream, vec![first])
+        .await
+        .unwrap();
+    // Enough groups alone for the writer to stop reading the log before each.
+    for n in 1..10 {
+        a.append("shared", ExpectedVersion::Exact(n), vec![event(n as usize)])
+            .await
+            .unwrap();
+    }
+    // Another instance appends to the same stream and to another.
+    b.append("shared", ExpectedVersion::Exact(10), vec![event(10)])
+        .await
+        .unwrap();
+    b.append("other", ExpectedVersion::NoStream, vec![event(11)])
+        .await
+        .unwrap();
+    // A request that read the stream after that expects more than `a` knows: the log decides.
+    let appended = a
+        .append("shared", ExpectedVersion::Exact(11), vec![event(12)])
+        .await
+        .unwrap();
+    assert_eq!(appended.version, 12);
+    assert_eq!(appended.first_position, 13, "after b's two events");
+
+    // Alone again for a while; then `b` appends, and what `a` knows is stale: refused, with the
+    // version as it now stands.
+    for n in 12..20 {
+        a.append("shared", ExpectedVersion::Exact(n), vec![event(n as usize)])
+            .await
+            .unwrap();
+    }
+    b.append("shared", ExpectedVersion::Exact(20), vec![event(20)])
+        .await
+        .unwrap();
+    let stale = a
+        .append("shared", ExpectedVersion::Exact(20), vec![event(21)])
+        .await;
+    assert!(
+        matches!(
+            stale,
+            Err(spse_totp_store::StoreError::Conflict { actual: 21, .. })
+        ),
+        "{stale:?}"
+    );
+
+    // Alone again, then an event id already stored: refused as a duplicate, and the writer goes
+    // on.
+    for n in 21..30 {
+        a.append("shared", ExpectedVersion::Exact(n), vec![event(n as usize)])
+            .await
+            .unwrap();
+    }
+    let mut repeated = event(99);
+    repeated.event_id = first_id;
+    let duplicate = a
+        .append("shared", ExpectedVersion::Exact(30), vec![repeated])
+        .await;
+    assert!(
+        matches!(duplicate, Err(spse_totp_store::StoreError::DuplicateEvent(id)) if id == first_id),
+        "{duplicate:?}"
+    );
+    a.append("shared", ExpectedVersion::Exact(30), vec![event(30)])
+        .await
+        .unwrap();
+
+    let versions: Vec<u64> = b
+        .read_stream("shared", 1, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!(versions, (1..=31).collect::<Vec<_>>());
+    conformance::assert_chained(b.as_ref(), "shared")
+        .await
+        .unwrap();
+}
+
 fn event(n: usize) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
