@@ -3,8 +3,6 @@
 //! correlation id, the readable summary) is read from the event row itself by position, so the
 //! projection copies none of it. The summary is also what `spse-totp history` prints.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use spse_totp_domain::access::AccessEvent;
 use spse_totp_domain::account::{cancel_reason_str, LoginStage, RejectReason, ResetBy};
@@ -18,7 +16,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{insert_rows, SqlValue, Statement};
+use crate::statement::{insert_rows, insert_terms, SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -43,16 +41,7 @@ impl Projector for AuditLogProjector {
             .iter()
             .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded))
             .collect();
-        // Sorted, so that writers inserting terms at once take the unique index's locks in one
-        // order. The unique index finds the ones already there (see the same statement in
-        // `login_sessions.rs` for why not a join).
-        let texts: BTreeSet<&str> = rows.iter().flat_map(NewAuditRow::texts).collect();
-        let mut statements = insert_rows(
-            "INSERT INTO terms (term) VALUES",
-            "(?)",
-            "ON CONFLICT (term) DO NOTHING",
-            texts.into_iter().map(|t| vec![SqlValue::from(t)]).collect(),
-        );
+        let mut statements = insert_terms(rows.iter().flat_map(NewAuditRow::texts));
         statements.extend(insert_rows(
             "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
              client_ip, recorded_at) VALUES",

@@ -1,8 +1,6 @@
 //! `login_sessions`: every login and where it stands, for the portal's polling and the device's
 //! list of logins waiting for it.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use spse_totp_domain::account::{LoginStage, LoginStatus, Method};
 use spse_totp_domain::{AccountEvent, AccountKey, LoginId};
@@ -13,7 +11,7 @@ use uuid::Uuid;
 use crate::event::Decoded;
 use crate::projector::Projector;
 use crate::sql;
-use crate::statement::{insert_rows, SqlValue, Statement};
+use crate::statement::{insert_rows, insert_terms, SqlValue, Statement};
 use crate::time::{to_db, MaybeMicros, Micros};
 
 type AnyQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, StoredLogin, sqlx::any::AnyArguments<'q>>;
@@ -159,18 +157,7 @@ impl Projector for LoginSessionsProjector {
                 _ => {}
             }
         }
-        // Sorted, so that writers inserting terms at once take the unique index's locks in one
-        // order. No join to find the terms already there: PostgreSQL's writer keeps one plan
-        // for this statement, and a join's plan made while `terms` was small scans it whole once
-        // it is not. The unique index answers instead, and on PostgreSQL each term already
-        // there costs its identity a number, of which it has plenty.
-        let texts: BTreeSet<&str> = started.iter().flat_map(NewLogin::texts).collect();
-        let mut statements = insert_rows(
-            "INSERT INTO terms (term) VALUES",
-            "(?)",
-            "ON CONFLICT (term) DO NOTHING",
-            texts.into_iter().map(|t| vec![SqlValue::from(t)]).collect(),
-        );
+        let mut statements = insert_terms(started.iter().flat_map(NewLogin::texts));
         statements.extend(insert_rows(
             "INSERT INTO login_sessions (login_id, account, stage, status, approval_number, \
              client_ip, user_agent, started_at, expires_at, decided_at, method) VALUES",

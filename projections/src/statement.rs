@@ -2,6 +2,7 @@
 //! the store crate, whose adapters run them inside their append transactions; the read side
 //! builds them with [`sql!`](crate::sql).
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 pub use spse_totp_store::statement::{SqlType, SqlValue, Statement};
@@ -54,6 +55,22 @@ pub fn insert_rows(head: &str, row: &str, tail: &str, rows: Vec<Vec<SqlValue>>) 
         statements.push(Statement::new(sql, args));
     }
     statements
+}
+
+/// Gives each of `texts` a term id, unless it has one, in as few statements as
+/// [`insert_rows`] makes. Sorted and without repeats, so that writers inserting terms at once
+/// take the unique index's locks in one order. No join to find the terms already there:
+/// PostgreSQL's writer keeps one plan for the statement, and a join's plan made while `terms` was
+/// small scans it whole once it is not. The unique index answers instead, and on PostgreSQL each
+/// term already there costs its identity a number, of which it has plenty.
+pub fn insert_terms<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<Statement> {
+    let texts: BTreeSet<&str> = texts.into_iter().collect();
+    insert_rows(
+        "INSERT INTO terms (term) VALUES",
+        "(?)",
+        "ON CONFLICT (term) DO NOTHING",
+        texts.into_iter().map(|t| vec![SqlValue::from(t)]).collect(),
+    )
 }
 
 #[cfg(test)]
