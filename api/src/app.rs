@@ -34,6 +34,7 @@ use crate::config::Config;
 use crate::error::{self, ApiError};
 use crate::housekeeping;
 use crate::limits;
+use crate::login_routes::LoginRoutes;
 use crate::metrics::{self, Metrics};
 use crate::routes::{
     accounts, audit, audit_feed, captcha, device, helpdesk, logins, reset_page, resets, system,
@@ -208,6 +209,7 @@ impl App {
             config,
             db,
             accounts,
+            login_routes: LoginRoutes::default(),
             projections,
             mail_handled: dispatcher.handled(),
             clock,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod language;
 pub mod limits;
+pub mod login_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod page_headers;

@@ -25,6 +25,7 @@ use spse_totp_store::{Actor, Database, EventMetadata};
 use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::login_routes::LoginRoutes;
 use crate::metrics::Metrics;
 
 /// How long a handler waits for the projections to show its own write before answering anyway.
@@ -36,6 +37,8 @@ pub struct Services {
     pub config: Config,
     pub db: Database,
     pub accounts: Arc<AccountService>,
+    /// The account of each login this instance started, so the code that follows skips a read.
+    pub login_routes: LoginRoutes,
     pub projections: Arc<ProjectionRunner>,
     /// The position up to which this instance's mail sender has sent (or given up) every message
     /// the log calls for; it stays put while another instance leads the mail, and while a

@@ -233,3 +233,59 @@ async fn relayed_calls_record_the_users_address_not_the_portals() {
         (StatusCode::BAD_REQUEST, Some("invalid_request"))
     );
 }
+
+/// Another instance started this login: this one has no memory of it, reads its row, and
+/// records a cancel that relays no address with the address and browser the login began with.
+#[tokio::test]
+async fn a_login_this_instance_did_not_start_keeps_the_address_it_began_with() {
+    let s = server_with_outbox().await;
+    s.activate_with_email("non_penyedia", "ppk1").await;
+    let key = spse_totp_domain::AccountKey::new(
+        spse_totp_domain::UserType::NonPenyedia,
+        spse_totp_domain::UserId::parse("ppk1").expect("a user id"),
+    );
+    let started = s
+        .services
+        .accounts
+        .start_login(
+            &key,
+            None,
+            None,
+            Some(USER_IP.to_owned()),
+            Some("Firefox/128".to_owned()),
+            spse_totp_store::EventMetadata::system(),
+        )
+        .await
+        .expect("started, as by another instance");
+    s.services.caught_up(started.position).await;
+    let cancel = format!("/v1/logins/{}/cancel", started.login_id);
+    let (status, body) = s
+        .call(reqwest::Method::POST, &cancel, Some(&s.portal_key), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "cancelled", "{body}");
+    let recorded: Vec<(Option<String>, Option<String>)> = s
+        .services
+        .db
+        .events
+        .read_stream(&key.stream_name(), 1, 10_000)
+        .await
+        .expect("stream")
+        .into_iter()
+        .filter(|e| e.event_type == "LoginCancelled")
+        .map(|e| (e.metadata.client_ip, e.metadata.user_agent))
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![(Some(USER_IP.to_owned()), Some("Firefox/128".to_owned()))]
+    );
+    // Remembered now, and the account still decides: a second cancel is refused.
+    let (status, body) = s
+        .call(reqwest::Method::POST, &cancel, Some(&s.portal_key), None)
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("login_not_pending")),
+        "{body}"
+    );
+}

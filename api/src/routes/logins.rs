@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{clean_text, AccountRef};
 use crate::auth::PortalCaller;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode, OptionalApiJson};
+use crate::login_routes::LoginRoute;
 use crate::state::{AppState, RequestContext};
 
 /// The longest a status poll may wait.
@@ -219,15 +220,15 @@ fn relayed_agent(value: Option<String>) -> Option<String> {
 fn on_behalf_of_user(
     ctx: &RequestContext,
     actor: spse_totp_store::Actor,
-    row: &LoginRow,
+    route: &LoginRoute,
     client_ip: Option<String>,
     user_agent: Option<String>,
 ) -> Result<spse_totp_store::EventMetadata, ApiError> {
     let mut metadata = ctx.metadata(actor);
-    if let Some(ip) = relayed_ip(client_ip)?.or_else(|| row.client_ip.clone()) {
+    if let Some(ip) = relayed_ip(client_ip)?.or_else(|| route.client_ip.clone()) {
         metadata.client_ip = Some(ip);
     }
-    if let Some(agent) = relayed_agent(user_agent).or_else(|| row.user_agent.clone()) {
+    if let Some(agent) = relayed_agent(user_agent).or_else(|| route.user_agent.clone()) {
         metadata.user_agent = Some(agent);
     }
     Ok(metadata)
@@ -265,6 +266,11 @@ pub async fn start(
     let user_agent = relayed_agent(body.user_agent);
     let key = AccountKey::new(body.user_type, body.user_id);
     let metadata = ctx.metadata(caller.actor());
+    let route = LoginRoute {
+        account: key.clone(),
+        client_ip: client_ip.clone(),
+        user_agent: user_agent.clone(),
+    };
     let started = app
         .command(
             "start_login",
@@ -272,6 +278,7 @@ pub async fn start(
                 .start_login(&key, email, name, client_ip, user_agent, metadata),
         )
         .await?;
+    app.login_routes.remember(started.login_id, route);
     let status = match started.stage {
         LoginStage::Activation => "awaiting_activation",
         LoginStage::Approval => "awaiting_approval",
@@ -295,6 +302,24 @@ async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
     login_sessions::get(&app.db.pool, login_id)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::LoginNotFound, "no such login"))
+}
+
+/// The login's account, and the address and browser it started from: remembered when this
+/// instance started it, read from its row otherwise.
+async fn route(app: &AppState, login_id: LoginId) -> Result<LoginRoute, ApiError> {
+    if let Some(route) = app.login_routes.get(login_id) {
+        return Ok(route);
+    }
+    let row = find(app, login_id).await?;
+    let route = LoginRoute {
+        account: AccountKey::from_stream_name(&row.stream).ok_or_else(|| {
+            ApiError::internal(&format!("login {} names no account", row.login_id))
+        })?,
+        client_ip: row.client_ip,
+        user_agent: row.user_agent,
+    };
+    app.login_routes.remember(login_id, route.clone());
+    Ok(route)
 }
 
 /// A login's status; with `wait_seconds`, waits for it to change (long-poll).
@@ -355,12 +380,25 @@ pub async fn submit_code(
     ApiPath(login_id): ApiPath<LoginId>,
     ApiJson(body): ApiJson<CodeRequest>,
 ) -> Result<Json<LoginView>, ApiError> {
-    let row = find(&app, login_id).await?;
+    let route = route(&app, login_id).await?;
     let code = parse_code(&body.code)?;
-    let key = account_of(&row)?;
-    let metadata = on_behalf_of_user(&ctx, caller.actor(), &row, body.client_ip, body.user_agent)?;
+    let metadata = on_behalf_of_user(
+        &ctx,
+        caller.actor(),
+        &route,
+        body.client_ip,
+        body.user_agent,
+    )?;
     let command = AccountCommand::SubmitCode(SubmitCode { login_id, code });
-    decided(&app, &key, command, "submit_code", metadata, login_id).await
+    decided(
+        &app,
+        &route.account,
+        command,
+        "submit_code",
+        metadata,
+        login_id,
+    )
+    .await
 }
 
 /// The portal gives up on a login.
@@ -375,24 +413,24 @@ pub async fn cancel(
     ApiPath(login_id): ApiPath<LoginId>,
     OptionalApiJson(body): OptionalApiJson<CancelRequest>,
 ) -> Result<Json<LoginView>, ApiError> {
-    let row = find(&app, login_id).await?;
-    let key = account_of(&row)?;
+    let route = route(&app, login_id).await?;
     let body = body.unwrap_or_default();
-    let metadata = on_behalf_of_user(&ctx, caller.actor(), &row, body.client_ip, body.user_agent)?;
+    let metadata = on_behalf_of_user(
+        &ctx,
+        caller.actor(),
+        &route,
+        body.client_ip,
+        body.user_agent,
+    )?;
     decided(
         &app,
-        &key,
+        &route.account,
         AccountCommand::CancelLogin(CancelLogin { login_id }),
         "cancel_login",
         metadata,
         login_id,
     )
     .await
-}
-
-fn account_of(row: &LoginRow) -> Result<AccountKey, ApiError> {
-    AccountKey::from_stream_name(&row.stream)
-        .ok_or_else(|| ApiError::internal(&format!("login {} names no account", row.login_id)))
 }
 
 /// Runs a command that decides a login, then answers with the login as projected.
