@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{insert_rows, insert_terms, SqlValue, Statement};
+use crate::statement::{insert_terms, rows_in_chunks, SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -42,7 +42,7 @@ impl Projector for AuditLogProjector {
             .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded))
             .collect();
         let mut statements = insert_terms(rows.iter().flat_map(NewAuditRow::texts));
-        statements.extend(insert_rows(
+        statements.extend(rows_in_chunks(
             "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
              client_ip, recorded_at) VALUES",
             "(?, (SELECT id FROM terms WHERE term = ?), ?, (SELECT id FROM terms WHERE term = ?), \

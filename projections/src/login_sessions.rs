@@ -10,8 +10,7 @@ use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::sql;
-use crate::statement::{insert_rows, insert_terms, SqlValue, Statement};
+use crate::statement::{insert_terms, rows_in_chunks, SqlValue, Statement};
 use crate::time::{to_db, MaybeMicros, Micros};
 
 type AnyQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, StoredLogin, sqlx::any::AnyArguments<'q>>;
@@ -102,9 +101,11 @@ impl Projector for LoginSessionsProjector {
         self.project_batch(&[(recorded, decoded)])
     }
 
-    /// The batch's new logins go in together, their strings given term ids first; then each
-    /// decision in turn. A decision names its login by id, and a login is started before it is
-    /// decided, so writing the batch's starts first changes no decision's row.
+    /// The batch's new logins go in together, their strings given term ids first; then the
+    /// decisions, together too. A decision names its login by id, and a login is started before
+    /// it is decided, so writing the batch's starts first changes no decision's row. Each
+    /// decision overwrites its login's whole outcome, so of two for one login (the domain makes
+    /// none) the later is all that one after the other would leave.
     fn project_batch(&self, events: &[(&RecordedEvent, &Decoded)]) -> Vec<Statement> {
         let mut started = Vec::new();
         let mut decisions = Vec::new();
@@ -158,7 +159,7 @@ impl Projector for LoginSessionsProjector {
             }
         }
         let mut statements = insert_terms(started.iter().flat_map(NewLogin::texts));
-        statements.extend(insert_rows(
+        statements.extend(rows_in_chunks(
             "INSERT INTO login_sessions (login_id, account, stage, status, approval_number, \
              client_ip, user_agent, started_at, expires_at, decided_at, method) VALUES",
             "(?, (SELECT id FROM terms WHERE term = ?), ?, ?, ?, \
@@ -167,7 +168,13 @@ impl Projector for LoginSessionsProjector {
             "",
             started.into_iter().map(NewLogin::values).collect(),
         ));
-        statements.extend(decisions);
+        statements.extend(rows_in_chunks(
+            "UPDATE login_sessions SET status = v.column2, decided_at = v.column3, method = v.column4 \
+             FROM (VALUES",
+            "(?, ?, ?, ?)",
+            ") AS v WHERE login_sessions.login_id = v.column1",
+            last_of_each(decisions),
+        ));
         statements
     }
 }
@@ -212,19 +219,35 @@ impl NewLogin {
     }
 }
 
+/// A decision's values, as the batched `UPDATE ... FROM (VALUES ...)` reads them: the login's
+/// id, then its status, when, and how.
 fn decided(
     login_id: LoginId,
     status: LoginStatus,
     at: DateTime<Utc>,
     method: Option<Method>,
-) -> Statement {
-    sql!(
-        "UPDATE login_sessions SET status = $1, decided_at = $2, method = $3 WHERE login_id = $4",
-        status_code(status),
-        to_db(at),
-        method.map(method_code),
-        id_bytes(login_id),
-    )
+) -> (LoginId, Vec<SqlValue>) {
+    let values = vec![
+        SqlValue::from(id_bytes(login_id)),
+        SqlValue::from(status_code(status)),
+        SqlValue::from(to_db(at)),
+        SqlValue::from(method.map(method_code)),
+    ];
+    (login_id, values)
+}
+
+/// Each login's last decision, in the order of those: an `UPDATE ... FROM` joining one row to
+/// two would pick either.
+fn last_of_each(decisions: Vec<(LoginId, Vec<SqlValue>)>) -> Vec<Vec<SqlValue>> {
+    let mut seen = std::collections::HashSet::new();
+    let mut last: Vec<Vec<SqlValue>> = decisions
+        .into_iter()
+        .rev()
+        .filter(|(login_id, _)| seen.insert(*login_id))
+        .map(|(_, values)| values)
+        .collect();
+    last.reverse();
+    last
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -408,6 +431,24 @@ pub async fn recent_for_account(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_login_decided_twice_in_a_batch_keeps_the_later_decision_only() {
+        let (first, second) = (LoginId::generate(), LoginId::generate());
+        let at = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).expect("a time");
+        let kept = last_of_each(vec![
+            decided(first, LoginStatus::Approved, at, Some(Method::Code)),
+            decided(second, LoginStatus::Cancelled, at, None),
+            decided(first, LoginStatus::Expired, at, None),
+        ]);
+        assert_eq!(
+            kept,
+            vec![
+                decided(second, LoginStatus::Cancelled, at, None).1,
+                decided(first, LoginStatus::Expired, at, None).1,
+            ]
+        );
+    }
 
     #[test]
     fn every_code_stands_for_one_value() {

@@ -17,7 +17,7 @@ pub trait Projector: Send + Sync + 'static {
 
     /// The writes of several events, in position order, with the same effect as each event's
     /// [`project`](Projector::project) in turn. A projector whose rows do not depend on each
-    /// other inserts them together (see [`insert_rows`](crate::statement::insert_rows)), and
+    /// other inserts them together (see [`rows_in_chunks`](crate::statement::rows_in_chunks)), and
     /// gives the terms they name their ids in one statement rather than one an event: the event
     /// writer projects a whole group at once, under the head lock.
     fn project_batch(&self, events: &[(&RecordedEvent, &Decoded)]) -> Vec<Statement> {

@@ -15,22 +15,28 @@ macro_rules! sql {
     };
 }
 
-/// The most rows one [`insert_rows`] statement carries. Measured on PostgreSQL's writer, a row of
+/// The most rows one [`rows_in_chunks`] statement carries. Measured on PostgreSQL's writer, a row of
 /// `audit_log` cost about the same (41-45 µs) in a statement of one to sixteen rows, and 72 µs in
 /// one of 32: each row's term lookups become subplans the executor sets up for every run, so a
 /// longer statement saves nothing on the rows. What it saves is statements that name few rows
 /// and many repeats, like the terms of a group, where one statement replaced one per event.
 const MOST_ROWS: usize = 8;
 
-/// Inserts `rows` in as few statements as chunks of a power of two (up to [`MOST_ROWS`]) allow:
-/// `head` (`INSERT INTO t (columns) VALUES`), then each row as `row` spells it, each `?` standing
-/// for the row's next value, then `tail` (an `ON CONFLICT` clause, or nothing). Each row must
-/// have as many values as `row` has `?`: a statement short of arguments fails when it runs.
+/// Writes `rows` in as few statements as chunks of a power of two (up to [`MOST_ROWS`]) allow:
+/// `head` (`INSERT INTO t (columns) VALUES`, or `UPDATE t SET ... FROM (VALUES`), then each row
+/// as `row` spells it, each `?` standing for the row's next value, then `tail` (an `ON CONFLICT`
+/// clause, the `UPDATE`'s `) AS v WHERE ...`, or nothing). Each row must have as many values as
+/// `row` has `?`: a statement short of arguments fails when it runs.
 ///
 /// Why chunks of a power of two: one statement for however many rows would be a new text, for
 /// PostgreSQL's writer to prepare anew, for every size of group. Chunks give four texts in all,
 /// and 13 rows take three statements (8, 4, 1).
-pub fn insert_rows(head: &str, row: &str, tail: &str, rows: Vec<Vec<SqlValue>>) -> Vec<Statement> {
+pub fn rows_in_chunks(
+    head: &str,
+    row: &str,
+    tail: &str,
+    rows: Vec<Vec<SqlValue>>,
+) -> Vec<Statement> {
     let mut statements = Vec::new();
     let mut rows = rows.into_iter();
     let mut remaining = rows.len();
@@ -58,14 +64,14 @@ pub fn insert_rows(head: &str, row: &str, tail: &str, rows: Vec<Vec<SqlValue>>) 
 }
 
 /// Gives each of `texts` a term id, unless it has one, in as few statements as
-/// [`insert_rows`] makes. Sorted and without repeats, so that writers inserting terms at once
+/// [`rows_in_chunks`] makes. Sorted and without repeats, so that writers inserting terms at once
 /// take the unique index's locks in one order. No join to find the terms already there:
 /// PostgreSQL's writer keeps one plan for the statement, and a join's plan made while `terms` was
 /// small scans it whole once it is not. The unique index answers instead, and on PostgreSQL each
 /// term already there costs its identity a number, of which it has plenty.
 pub fn insert_terms<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<Statement> {
     let texts: BTreeSet<&str> = texts.into_iter().collect();
-    insert_rows(
+    rows_in_chunks(
         "INSERT INTO terms (term) VALUES",
         "(?)",
         "ON CONFLICT (term) DO NOTHING",
@@ -83,7 +89,7 @@ mod tests {
 
     #[test]
     fn rows_go_in_chunks_of_a_power_of_two_numbered_in_order() {
-        let statements = insert_rows(
+        let statements = rows_in_chunks(
             "INSERT INTO t (a, b) VALUES",
             "(?, (SELECT id FROM terms WHERE term = ?))",
             "ON CONFLICT DO NOTHING",
@@ -106,8 +112,8 @@ mod tests {
 
     #[test]
     fn no_rows_no_statement_and_many_rows_at_most_eight_a_statement() {
-        assert!(insert_rows("INSERT INTO t (a) VALUES", "(?)", "", Vec::new()).is_empty());
-        let statements = insert_rows(
+        assert!(rows_in_chunks("INSERT INTO t (a) VALUES", "(?)", "", Vec::new()).is_empty());
+        let statements = rows_in_chunks(
             "INSERT INTO t (a) VALUES",
             "(?)",
             "",

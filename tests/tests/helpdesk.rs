@@ -230,3 +230,52 @@ async fn portal_and_auditor_keys_and_calls_without_an_operator_are_refused() {
     assert_eq!(answer["error"]["code"], "operator_required");
     assert!(recorded(&s, "TotpReset").await.is_empty());
 }
+
+/// The lookup's failure count is the `accounts` table's: two wrong codes show, and the right
+/// code after them clears it, while another account's count, left alone, stays.
+#[tokio::test]
+async fn a_right_code_clears_the_failures_the_lookup_shows() {
+    let s = server_with_outbox().await;
+    let phone = s.activate_with_email("non_penyedia", "ppk1").await;
+    let other = s.activate_with_email("non_penyedia", "ppk2").await;
+    let wrong_twice = |user: &'static str, phone: spse_totp_tests::Authenticator| {
+        let s = &s;
+        async move {
+            let (_, login) = s.start_login("non_penyedia", user).await;
+            let login_id = login["login_id"].as_str().expect("a login").to_owned();
+            for _ in 0..2 {
+                let (status, _) = s
+                    .post(
+                        &format!("/v1/logins/{login_id}/code"),
+                        &s.portal_key,
+                        json!({"code": wrong_code(&phone, s.now())}),
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            }
+            login_id
+        }
+    };
+    let login_id = wrong_twice("ppk1", phone.clone()).await;
+    wrong_twice("ppk2", other).await;
+    let failures = |account: &'static str| {
+        let s = &s;
+        async move {
+            let (_, view) = helpdesk(s, reqwest::Method::GET, account, &s.helpdesk_key, None).await;
+            view["failed_attempts"].clone()
+        }
+    };
+    assert_eq!(failures(ACCOUNT).await, 2);
+
+    s.advance(chrono::Duration::seconds(30));
+    let (status, body) = s
+        .post(
+            &format!("/v1/logins/{login_id}/code"),
+            &s.portal_key,
+            json!({"code": phone.code_at(s.now())}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(failures(ACCOUNT).await, 0);
+    assert_eq!(failures("/v1/helpdesk/accounts/non_penyedia/ppk2").await, 2);
+}
