@@ -40,7 +40,7 @@
 //! opened by the lock and a statement that stops it unless the head is still where this writer
 //! left it: one round trip. When another instance has appended in between, or an event id is
 //! already stored (the unique index stops the insert), that transaction is rolled back and the
-//! group goes again in two. Statements travel with their arguments written in as typed literals
+//! group goes again in two. Statements travel with their arguments written in as literals
 //! ([`crate::statement`]), since sqlx has no pipelining of bound statements; those of the
 //! writing script are prepared once on the connection and named (`prepared.rs`), so that
 //! PostgreSQL does not parse and plan them again for every group. The writer keeps one
@@ -78,7 +78,7 @@ use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
 use crate::prepared::{ArgType, SessionStatements};
 use crate::statement::{
-    push_bytea_literal, push_int_literal, push_text_literal, NulInText, SqlValue, Statement, Unit,
+    push_bytea_literal, push_escaped, push_text_literal, NulInText, SqlValue, Statement, Unit,
 };
 use crate::{
     Appended, BackendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
@@ -783,34 +783,26 @@ fn insert_rows(
                 ByteaArray,
             ],
             |script| {
-                let int = |script: &mut String, v: &i64| {
-                    push_int_literal(script, *v);
-                    Ok(())
-                };
-                let bytes = |script: &mut String, v: &Vec<u8>| {
-                    push_bytea_literal(script, v);
-                    Ok(())
-                };
-                let text = |script: &mut String, v: &String| push_text_literal(script, v);
-                push_array(script, &rows.position, "bigint", int)?;
+                push_int_array(script, &rows.position);
                 script.push_str(", ");
-                push_array(script, &rows.stream, "text", text)?;
+                push_text_array(script, &rows.stream)?;
                 script.push_str(", ");
-                push_array(script, &rows.version, "bigint", int)?;
+                push_int_array(script, &rows.version);
                 script.push_str(", ");
-                push_array(script, &rows.event_id, "bytea", bytes)?;
+                push_bytea_array(script, &rows.event_id);
                 script.push_str(", ");
-                push_array(script, &rows.event_type, "text", text)?;
+                push_text_array(script, &rows.event_type)?;
                 script.push_str(", ");
-                push_array(script, &rows.schema_version, "bigint", int)?;
+                push_int_array(script, &rows.schema_version);
                 script.push_str(", ");
-                push_array(script, &rows.payload, "text", text)?;
+                push_text_array(script, &rows.payload)?;
                 script.push_str(", ");
-                push_array(script, &rows.metadata, "text", text)?;
+                push_text_array(script, &rows.metadata)?;
                 script.push_str(", ");
-                push_array(script, &rows.recorded_at, "bigint", int)?;
+                push_int_array(script, &rows.recorded_at);
                 script.push_str(", ");
-                push_array(script, &rows.hash, "bytea", bytes)
+                push_bytea_array(script, &rows.hash);
+                Ok(())
             },
         )
         .map_err(|()| {
@@ -820,24 +812,52 @@ fn insert_rows(
         })
 }
 
-/// Writes `ARRAY[...]::ty[]` of the values, each as `push` writes it. `Err`: a value `push`
-/// could not write.
-fn push_array<T>(
-    script: &mut String,
-    values: &[T],
-    ty: &str,
-    push: impl Fn(&mut String, &T) -> Result<(), ()>,
-) -> Result<(), ()> {
+// The insert's arguments, like every `EXECUTE` argument, are written without casts: PostgreSQL
+// reads each with the input function of the parameter's declared type (see
+// `statement::push_literal`).
+
+/// Writes `values` as an array literal (`'{1,2}'`).
+fn push_int_array(script: &mut String, values: &[i64]) {
+    script.push_str("'{");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            script.push(',');
+        }
+        let _ = write!(script, "{v}");
+    }
+    script.push_str("}'");
+}
+
+/// Writes `values` as an array literal of bytea's hex forms (`E'{\\\\x00ab,\\\\x}'`: the escape
+/// string reads `\\\\` as `\\`, and the array reads that as the one `\` of the hex form). Hex
+/// digits only, so nothing can end the literal early.
+fn push_bytea_array(script: &mut String, values: &[Vec<u8>]) {
+    script.push_str("E'{");
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            script.push(',');
+        }
+        script.push_str("\\\\\\\\x");
+        script.push_str(&hex::encode(v));
+    }
+    script.push_str("}'");
+}
+
+/// Writes `values` as `ARRAY[E'...', ...]`, which PostgreSQL types `text[]` (an array of
+/// literals of no type is one of text). `Err`: a value holds a NUL character.
+fn push_text_array(script: &mut String, values: &[String]) -> Result<(), ()> {
+    if values.is_empty() {
+        script.push_str("'{}'");
+        return Ok(());
+    }
     script.push_str("ARRAY[");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
             script.push_str(", ");
         }
-        push(script, v)?;
+        push_escaped(script, v)?;
     }
-    script.push_str("]::");
-    script.push_str(ty);
-    script.push_str("[]");
+    script.push(']');
     Ok(())
 }
 
