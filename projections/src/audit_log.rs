@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{insert_terms, rows_in_chunks, SqlValue, Statement};
+use crate::statement::{insert_naming_terms, insert_terms, Column, SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -42,13 +42,18 @@ impl Projector for AuditLogProjector {
             .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded))
             .collect();
         let mut statements = insert_terms(rows.iter().flat_map(NewAuditRow::texts));
-        statements.extend(rows_in_chunks(
-            "INSERT INTO audit_log (position, user_type, user_id, event_type, actor_kind, actor, \
-             client_ip, recorded_at) VALUES",
-            "(?, (SELECT id FROM terms WHERE term = ?), ?, (SELECT id FROM terms WHERE term = ?), \
-             (SELECT id FROM terms WHERE term = ?), (SELECT id FROM terms WHERE term = ?), \
-             (SELECT id FROM terms WHERE term = ?), ?)",
-            "",
+        statements.extend(insert_naming_terms(
+            "audit_log",
+            &[
+                Column::Value("position"),
+                Column::Term("user_type"),
+                Column::Value("user_id"),
+                Column::Term("event_type"),
+                Column::Term("actor_kind"),
+                Column::Term("actor"),
+                Column::Term("client_ip"),
+                Column::Value("recorded_at"),
+            ],
             rows.into_iter().map(NewAuditRow::values).collect(),
         ));
         statements

@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{insert_terms, rows_in_chunks, SqlValue, Statement};
+use crate::statement::{
+    insert_naming_terms, insert_terms, rows_in_chunks, Column, SqlValue, Statement,
+};
 use crate::time::{to_db, MaybeMicros, Micros};
 
 type AnyQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, StoredLogin, sqlx::any::AnyArguments<'q>>;
@@ -159,13 +161,19 @@ impl Projector for LoginSessionsProjector {
             }
         }
         let mut statements = insert_terms(started.iter().flat_map(NewLogin::texts));
-        statements.extend(rows_in_chunks(
-            "INSERT INTO login_sessions (login_id, account, stage, status, approval_number, \
-             client_ip, user_agent, started_at, expires_at, decided_at, method) VALUES",
-            "(?, (SELECT id FROM terms WHERE term = ?), ?, ?, ?, \
-             (SELECT id FROM terms WHERE term = ?), (SELECT id FROM terms WHERE term = ?), \
-             ?, ?, NULL, NULL)",
-            "",
+        statements.extend(insert_naming_terms(
+            "login_sessions",
+            &[
+                Column::Value("login_id"),
+                Column::Term("account"),
+                Column::Value("stage"),
+                Column::Value("status"),
+                Column::Value("approval_number"),
+                Column::Term("client_ip"),
+                Column::Term("user_agent"),
+                Column::Value("started_at"),
+                Column::Value("expires_at"),
+            ],
             started.into_iter().map(NewLogin::values).collect(),
         ));
         statements.extend(rows_in_chunks(
