@@ -173,6 +173,30 @@ impl Browser {
         Ok(())
     }
 
+    /// Clicks `css` on a page whose own script may move on by itself at any moment (a waiting
+    /// page does, once the service says the wait is over), and returns once the page it leads
+    /// to shows `next`: whether the click or the script got there first, the test goes on from
+    /// the same page. A click on a page already leaving finds its element gone, and is not an
+    /// error while `next` may still come.
+    pub async fn click_or_moved_on(&self, css: &str, next: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + ELEMENT_WAIT;
+        let mut clicked = false;
+        loop {
+            if self.client.find(Locator::Css(next)).await.is_ok() {
+                return Ok(());
+            }
+            if !clicked {
+                if let Ok(button) = self.client.find(Locator::Css(css)).await {
+                    clicked = button.click().await.is_ok();
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("neither clicking `{css}` nor the page's script led to `{next}`");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Clicks what submits a form or follows a link, and returns once the next page has replaced
     /// this one: until then the old page's elements are still found, and go stale under the
     /// test's hands.
