@@ -187,7 +187,7 @@ mod tests {
         assert_eq!(statements.len(), 2);
         assert_eq!(
             statements[1].sql,
-            "INSERT INTO t (a, b) SELECT v.column1, b_term.id FROM (VALUES ($1, $2)) AS v \
+            "INSERT INTO t (a, b) SELECT v.column1, b_term.id FROM (VALUES ($1, $2) ) AS v \
              LEFT JOIN terms b_term ON b_term.term = v.column2"
         );
         let args: Vec<SqlValue> = statements.into_iter().flat_map(|s| s.args).collect();
