@@ -77,9 +77,7 @@ use crate::advance_watch;
 use crate::chain::{chain_new_event, Chained};
 use crate::inline::{unit_for_rows, InlineProjection, InlineSlot};
 use crate::prepared::{ArgType, SessionStatements};
-use crate::statement::{
-    push_bytea_literal, push_escaped, push_text_literal, NulInText, SqlValue, Statement, Unit,
-};
+use crate::statement::{push_escaped, NulInText, SqlValue, Statement, Unit};
 use crate::{
     Appended, BackendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StoreError,
     StoredRow,
@@ -364,11 +362,21 @@ impl Held {
     }
 
     /// Records what a committed group leaves the log as, and gives up the connection if its
-    /// session is not what it records.
+    /// session is not what it records, or if its plans were made on tables much smaller than
+    /// they are now.
     fn keep(&mut self, committed: Committed) -> (Outcomes, Option<u64>) {
         if committed.session_intact {
             self.known
                 .committed(committed.started_at, committed.left_at, committed.heads);
+            if let Some((_, session)) = &mut self.connection {
+                if session.outgrown(committed.left_at) {
+                    tracing::debug!(
+                        head = committed.left_at,
+                        "the log has doubled: planning the writer's statements again"
+                    );
+                    self.connection = None;
+                }
+            }
         } else {
             self.connection = None;
             self.known.forget();
@@ -508,7 +516,7 @@ async fn commit_group(
     read: Read,
 ) -> Result<Option<Committed>, StoreError> {
     let (state, expected_head) = match read {
-        Read::Log => (group_state(connection, group).await?, None),
+        Read::Log => (group_state(connection, session, group).await?, None),
         Read::Known(state) => {
             let head = state.head;
             (state, Some(head))
@@ -908,42 +916,49 @@ struct GroupState {
 /// cost does not grow with the stream's history. The answers come as rows of two shapes: the
 /// lock's one column (the log's head), and the read's four, where a row with a stream is that
 /// stream's head and a row without is an event id already taken.
+///
+/// The read is prepared on the session like the second script's statements, its streams and
+/// event ids passed as two arrays, so that one plan serves every group: planned afresh for each
+/// group's literals, it cost the planner more than the reading, under the lock. Whichever the
+/// arrays' lengths, the plan is one probe per stream and one per event id.
 async fn group_state(
     connection: &mut PgConnection,
+    session: &mut SessionStatements,
     group: &[AppendRequest],
 ) -> Result<GroupState, StoreError> {
-    let mut script = String::from(
-        "BEGIN;\nSELECT position FROM event_log_head WHERE id = 1 FOR UPDATE;\n\
-         SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
-         FROM UNNEST(ARRAY[",
-    );
-    for (i, request) in group.iter().enumerate() {
-        if i > 0 {
-            script.push_str(", ");
-        }
-        push_text_literal(&mut script, &request.stream).map_err(|()| {
+    let mut prepares = String::new();
+    let mut read = String::new();
+    let streams: Vec<String> = group.iter().map(|r| r.stream.clone()).collect();
+    let ids: Vec<Vec<u8>> = group
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
+        .collect();
+    session
+        .execute(
+            &mut prepares,
+            &mut read,
+            "SELECT s.stream, e.version, e.hash, NULL::bytea AS event_id \
+             FROM UNNEST($1) AS s(stream) \
+             CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
+                                 ORDER BY version DESC LIMIT 1) AS e \
+             UNION ALL \
+             SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY($2)",
+            &[ArgType::TextArray, ArgType::ByteaArray],
+            |script| {
+                push_text_array(script, &streams)?;
+                script.push_str(", ");
+                push_bytea_array(script, &ids);
+                Ok(())
+            },
+        )
+        .map_err(|()| {
             StoreError::Backend(BackendError::message(
                 "a stream name holds a NUL character, which PostgreSQL text cannot hold",
             ))
         })?;
-    }
-    script.push_str(
-        "]::text[]) AS s(stream) \
-         CROSS JOIN LATERAL (SELECT version, hash FROM events WHERE events.stream = s.stream \
-                             ORDER BY version DESC LIMIT 1) AS e \
-         UNION ALL \
-         SELECT NULL, NULL, NULL, event_id FROM events WHERE event_id = ANY(ARRAY[",
+    let script = format!(
+        "{prepares}BEGIN;\nSELECT position FROM event_log_head WHERE id = 1 FOR UPDATE;\n{read}"
     );
-    let ids = group
-        .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id));
-    for (i, id) in ids.enumerate() {
-        if i > 0 {
-            script.push_str(", ");
-        }
-        push_bytea_literal(&mut script, id.as_bytes());
-    }
-    script.push_str("]::bytea[]);\n");
     let rows = connection.fetch_all(script.as_str()).await?;
     let mut head = None;
     let mut heads = HashMap::new();

@@ -12,13 +12,12 @@
 //! for the life of the session.
 //!
 //! The session plans them generically (`plan_cache_mode = force_generic_plan`): each is a write
-//! of one row found by its key (a checkpoint, a login, an account), an insert, or the events'
-//! insert from arrays, whose plan does not depend on the arguments or on how big the tables
-//! are. Left to choose (`auto`), PostgreSQL plans the first five runs for their arguments and
-//! then settles on whichever looked cheaper while the tables were small, and in the benchmark it
-//! settled on plans several times slower. A plan is made again when `ANALYZE` (autovacuum)
-//! changes a table's statistics. The one statement whose plan does depend on its arguments, the
-//! group's read of its streams' heads, is not prepared but planned every time.
+//! of one row found by its key (a checkpoint, a login, an account), an insert, the events'
+//! insert from arrays, or the group's read of its streams' heads (a probe per stream and per
+//! event id), whose plan does not depend on the arguments. Left to choose (`auto`), PostgreSQL
+//! plans the first five runs for their arguments and then settles on whichever looked cheaper
+//! while the tables were small, and in the benchmark it settled on plans several times slower.
+//! A plan is made again when `ANALYZE` (autovacuum) changes a table's statistics.
 //!
 //! A plan kept for good must also be right when the table has grown, and a plan made while a
 //! table is small (a fresh database, or `terms` early on) scans it: a scan of a few rows costs
@@ -29,6 +28,18 @@
 //! to turn texts into ids, is on that unique key: planned on an empty `terms`, it is a probe of
 //! the index per row. Measured, a term insert planned on a small `terms` took
 //! 150 µs once the benchmark had filled it, instead of 9.
+//!
+//! Neither rule holds for a table that is small but not empty. With a handful of rows in
+//! `login_sessions`, the decisions' `UPDATE ... FROM (VALUES ...)` of 16 or 32 rows was planned
+//! as one pass over the whole table (a hash of it, or a nested loop over all its rows), whatever
+//! the session's settings; kept, that plan read every login for each group once the benchmark
+//! had made tens of thousands, 3 ms a run against 0.09 for 8 rows probed one by one.
+//! Autovacuum's `ANALYZE` would have it planned again, but only after a minute or more. So the
+//! writer plans again on its own schedule: a session is given up once the log has doubled
+//! since its first group ([`SessionStatements::outgrown`]), and the next plans each statement on
+//! the tables as they are then. The tables grow only with the log, so no plan is kept once the
+//! log is twice what it was when the plan was made, and by a million events the statements have
+//! been planned ten times.
 //!
 //! A prepared statement outlives the transaction that prepared it, even one rolled back, so what
 //! this remembers stays true as long as every `PREPARE` it wrote ran. The writer makes sure of
@@ -78,7 +89,14 @@ impl ArgType {
 pub(crate) struct SessionStatements {
     names: HashMap<String, Vec<(Vec<ArgType>, String)>>,
     prepared: usize,
+    /// The log's head when this session's first group committed: its plans were made on tables
+    /// no bigger than the log then was.
+    planned_at: Option<u64>,
 }
+
+/// Below this many events a session is kept however the log grows: the tables are small either
+/// way, and a fresh database would otherwise plan again at every doubling of its first events.
+const PLANS_KEPT_BELOW: u64 = 1024;
 
 impl SessionStatements {
     /// Writes `EXECUTE` of `sql` into `script`, its arguments written by `arguments` (each a
@@ -129,6 +147,14 @@ impl SessionStatements {
         })
     }
 
+    /// Whether the log, now at `head` after a group of this session committed, has doubled
+    /// since the session's first group, so that its plans were made on tables less than half
+    /// their size and it should be given up (see the module's notes).
+    pub(crate) fn outgrown(&mut self, head: u64) -> bool {
+        let planned_at = *self.planned_at.get_or_insert(head);
+        head >= PLANS_KEPT_BELOW && head / 2 >= planned_at
+    }
+
     /// How many statements this connection has been given to prepare: a script that changed it
     /// held a `PREPARE`.
     pub(crate) fn prepared(&self) -> usize {
@@ -174,6 +200,20 @@ mod tests {
             .execute_statement(&mut prepares, &mut script, statement)
             .unwrap();
         (prepares, script)
+    }
+
+    #[test]
+    fn a_session_is_outgrown_once_the_log_has_doubled_since_its_first_group() {
+        let mut session = SessionStatements::default();
+        assert!(!session.outgrown(3000), "the first group sets the mark");
+        assert!(!session.outgrown(5999));
+        assert!(session.outgrown(6000));
+
+        // A fresh database keeps its first session through its first thousand events.
+        let mut fresh = SessionStatements::default();
+        assert!(!fresh.outgrown(0));
+        assert!(!fresh.outgrown(PLANS_KEPT_BELOW - 1));
+        assert!(fresh.outgrown(PLANS_KEPT_BELOW));
     }
 
     #[test]

@@ -168,15 +168,6 @@ pub(crate) fn push_literal(script: &mut String, value: &SqlValue) -> Result<(), 
     Ok(())
 }
 
-/// Appends `text` as a `text` literal cast to its type, for where no parameter types it. `Err`:
-/// it holds a NUL character, which PostgreSQL text cannot hold.
-pub(crate) fn push_text_literal(script: &mut String, text: &str) -> Result<(), ()> {
-    script.push('(');
-    push_escaped(script, text)?;
-    script.push_str("::text)");
-    Ok(())
-}
-
 /// Appends `text` as an escape string of no type (`E'...'`), backslashes and quotes doubled.
 /// `Err`: it holds a NUL character, which PostgreSQL text cannot hold.
 pub(crate) fn push_escaped(script: &mut String, text: &str) -> Result<(), ()> {
@@ -193,12 +184,6 @@ pub(crate) fn push_escaped(script: &mut String, text: &str) -> Result<(), ()> {
     }
     script.push('\'');
     Ok(())
-}
-
-/// Appends `bytes` as a `bytea` value, for where no parameter types it. Hex digits only, so it
-/// reads the same whatever `standard_conforming_strings` says.
-pub(crate) fn push_bytea_literal(script: &mut String, bytes: &[u8]) {
-    let _ = write!(script, "decode('{}', 'hex')", hex::encode(bytes));
 }
 
 #[cfg(test)]
