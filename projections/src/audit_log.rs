@@ -16,7 +16,7 @@ use sqlx::{AnyConnection, AnyPool, Row};
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{insert_naming_terms, insert_terms, Column, SqlValue, Statement};
+use crate::statement::{insert_with_terms, Column, SqlValue, Statement};
 use crate::time::to_db;
 
 pub struct AuditLogProjector;
@@ -37,12 +37,7 @@ impl Projector for AuditLogProjector {
     /// Every text the rows name gets its term id first, unless it has one, then the rows go in
     /// together: no row depends on another.
     fn project_batch(&self, events: &[(&RecordedEvent, &Decoded)]) -> Vec<Statement> {
-        let rows: Vec<NewAuditRow> = events
-            .iter()
-            .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded))
-            .collect();
-        let mut statements = insert_terms(rows.iter().flat_map(NewAuditRow::texts));
-        statements.extend(insert_naming_terms(
+        insert_with_terms(
             "audit_log",
             &[
                 Column::Value("position"),
@@ -54,9 +49,11 @@ impl Projector for AuditLogProjector {
                 Column::Term("client_ip"),
                 Column::Value("recorded_at"),
             ],
-            rows.into_iter().map(NewAuditRow::values).collect(),
-        ));
-        statements
+            events
+                .iter()
+                .map(|(recorded, decoded)| NewAuditRow::of(recorded, decoded).values())
+                .collect(),
+        )
     }
 }
 
@@ -94,19 +91,6 @@ impl NewAuditRow {
             client_ip: meta.client_ip.clone(),
             recorded_at: to_db(recorded.recorded_at),
         }
-    }
-
-    /// The texts the row stores as term ids.
-    fn texts(&self) -> impl Iterator<Item = &str> {
-        [
-            self.user_type,
-            Some(self.event_type.as_str()),
-            Some(self.actor_kind),
-            Some(self.actor.as_str()),
-            self.client_ip.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
     }
 
     /// The row's values, in the order of the insert's columns.

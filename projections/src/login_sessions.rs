@@ -10,9 +10,7 @@ use uuid::Uuid;
 
 use crate::event::Decoded;
 use crate::projector::Projector;
-use crate::statement::{
-    insert_naming_terms, insert_terms, rows_in_chunks, Column, SqlValue, Statement,
-};
+use crate::statement::{insert_with_terms, rows_in_chunks, Column, SqlValue, Statement};
 use crate::time::{to_db, MaybeMicros, Micros};
 
 type AnyQuery<'q> = sqlx::query::QueryAs<'q, sqlx::Any, StoredLogin, sqlx::any::AnyArguments<'q>>;
@@ -160,8 +158,7 @@ impl Projector for LoginSessionsProjector {
                 _ => {}
             }
         }
-        let mut statements = insert_terms(started.iter().flat_map(NewLogin::texts));
-        statements.extend(insert_naming_terms(
+        let mut statements = insert_with_terms(
             "login_sessions",
             &[
                 Column::Value("login_id"),
@@ -175,7 +172,7 @@ impl Projector for LoginSessionsProjector {
                 Column::Value("expires_at"),
             ],
             started.into_iter().map(NewLogin::values).collect(),
-        ));
+        );
         statements.extend(rows_in_chunks(
             "UPDATE login_sessions SET status = v.column2, decided_at = v.column3, method = v.column4 \
              FROM (VALUES",
@@ -200,17 +197,6 @@ struct NewLogin {
 }
 
 impl NewLogin {
-    /// The strings the row stores as term ids.
-    fn texts(&self) -> impl Iterator<Item = &str> {
-        [
-            Some(self.stream.as_str()),
-            self.client_ip.as_deref(),
-            self.user_agent.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-    }
-
     /// The row's values, in the order of the insert's placeholders.
     fn values(self) -> Vec<SqlValue> {
         vec![

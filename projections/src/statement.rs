@@ -87,8 +87,28 @@ pub enum Column {
     /// The row's value as it is.
     Value(&'static str),
     /// The term id of the row's text (NULL for a NULL text); [`insert_terms`] must have given
-    /// the text one earlier in the unit.
+    /// the text one earlier in the unit, as [`insert_with_terms`] does.
     Term(&'static str),
+}
+
+/// [`insert_terms`] for the texts in `rows`' [`Column::Term`] columns, then
+/// [`insert_naming_terms`]: a projector's rows, with every term they name.
+pub fn insert_with_terms(
+    table: &str,
+    columns: &[Column],
+    rows: Vec<Vec<SqlValue>>,
+) -> Vec<Statement> {
+    let mut statements = insert_terms(rows.iter().flat_map(|row| {
+        columns
+            .iter()
+            .zip(row)
+            .filter_map(|(column, value)| match (column, value) {
+                (Column::Term(_), SqlValue::Text(text)) => Some(text.as_str()),
+                _ => None,
+            })
+    }));
+    statements.extend(insert_naming_terms(table, columns, rows));
+    statements
 }
 
 /// Inserts `rows` into `table`, each row's values in the order of `columns`, in the chunks of
@@ -177,6 +197,23 @@ mod tests {
         );
         let sizes: Vec<usize> = statements.iter().map(|s| s.args.len()).collect();
         assert_eq!(sizes, [32, 32, 32, 4]);
+    }
+
+    #[test]
+    fn the_terms_of_term_columns_are_inserted_before_the_rows() {
+        let rows = vec![
+            vec![SqlValue::from("x"), SqlValue::from("b"), SqlValue::NullText],
+            vec![
+                SqlValue::from("y"),
+                SqlValue::from("a"),
+                SqlValue::from("b"),
+            ],
+        ];
+        let columns = [Column::Value("v"), Column::Term("s"), Column::Term("t")];
+        let statements = insert_with_terms("t", &columns, rows.clone());
+        let mut expected = insert_terms(["a", "b"]);
+        expected.extend(insert_naming_terms("t", &columns, rows));
+        assert_eq!(statements, expected);
     }
 
     #[test]

@@ -368,10 +368,11 @@ impl Held {
         if committed.session_intact {
             self.known
                 .committed(committed.started_at, committed.left_at, committed.heads);
-            if let Some((_, session)) = &mut self.connection {
-                if session.outgrown(committed.left_at) {
+            let left_at = committed.left_at;
+            if let Some((_, session)) = self.connection.as_mut() {
+                if session.outgrown(left_at) {
                     tracing::debug!(
-                        head = committed.left_at,
+                        head = left_at,
                         "the log has doubled: planning the writer's statements again"
                     );
                     self.connection = None;
@@ -839,7 +840,7 @@ fn push_int_array(script: &mut String, values: &[i64]) {
 /// Writes `values` as an array literal of bytea's hex forms (`E'{\\\\x00ab,\\\\x}'`: the escape
 /// string reads `\\\\` as `\\`, and the array reads that as the one `\` of the hex form). Hex
 /// digits only, so nothing can end the literal early.
-fn push_bytea_array(script: &mut String, values: &[Vec<u8>]) {
+fn push_bytea_array(script: &mut String, values: &[impl AsRef<[u8]>]) {
     script.push_str("E'{");
     for (i, v) in values.iter().enumerate() {
         if i > 0 {
@@ -853,7 +854,7 @@ fn push_bytea_array(script: &mut String, values: &[Vec<u8>]) {
 
 /// Writes `values` as `ARRAY[E'...', ...]`, which PostgreSQL types `text[]` (an array of
 /// literals of no type is one of text). `Err`: a value holds a NUL character.
-fn push_text_array(script: &mut String, values: &[String]) -> Result<(), ()> {
+fn push_text_array(script: &mut String, values: &[impl AsRef<str>]) -> Result<(), ()> {
     if values.is_empty() {
         script.push_str("'{}'");
         return Ok(());
@@ -863,7 +864,7 @@ fn push_text_array(script: &mut String, values: &[String]) -> Result<(), ()> {
         if i > 0 {
             script.push_str(", ");
         }
-        push_escaped(script, v)?;
+        push_escaped(script, v.as_ref())?;
     }
     script.push(']');
     Ok(())
@@ -928,10 +929,10 @@ async fn group_state(
 ) -> Result<GroupState, StoreError> {
     let mut prepares = String::new();
     let mut read = String::new();
-    let streams: Vec<String> = group.iter().map(|r| r.stream.clone()).collect();
-    let ids: Vec<Vec<u8>> = group
+    let streams: Vec<&str> = group.iter().map(|r| r.stream.as_str()).collect();
+    let ids: Vec<&[u8]> = group
         .iter()
-        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().to_vec()))
+        .flat_map(|r| r.events.iter().map(|e| e.event_id.as_bytes().as_slice()))
         .collect();
     session
         .execute(
