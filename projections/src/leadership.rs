@@ -120,7 +120,7 @@ impl PostgresLease {
         let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
             .fetch_one(&self.pool)
             .await?;
-        let channel = format!("{PROJECTED_CHANNEL}_{schema}");
+        let channel = spse_totp_store::channel_in_schema(PROJECTED_CHANNEL, &schema);
         self.channel = Some(channel.clone());
         Ok(channel)
     }

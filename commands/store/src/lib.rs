@@ -43,7 +43,7 @@ use uuid::Uuid;
 #[cfg(feature = "eventstoredb")]
 pub use eventstoredb::EventStoreDbStore;
 pub use inline::{InlineProjection, InlineSlot};
-pub use postgres::{events_channel, PostgresEventStore, EVENTS_CHANNEL};
+pub use postgres::{channel_in_schema, events_channel, PostgresEventStore, EVENTS_CHANNEL};
 pub use sqlite::{open_write_connection, SqliteEventStore};
 
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -66,6 +66,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool};
 use sqlx::{Connection, Executor, Row};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -91,7 +92,24 @@ pub async fn events_channel(pool: &PgPool) -> Result<String, StoreError> {
     let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(pool)
         .await?;
-    Ok(format!("{EVENTS_CHANNEL}_{schema}"))
+    Ok(channel_in_schema(EVENTS_CHANNEL, &schema))
+}
+
+/// The longest channel name PostgreSQL takes (an identifier: `NAMEDATALEN` - 1 bytes). A longer
+/// one is refused by `NOTIFY` ("channel name too long"), and would stop every notification.
+const LONGEST_CHANNEL: usize = 63;
+
+/// The channel named `prefix` for the objects in `schema` (notifications are per database, not
+/// per schema): `<prefix>_<schema>`, or, when that is longer than a channel name can be,
+/// `<prefix>_` and the first 16 hex digits of the SHA-256 of the schema's name, which every
+/// instance on that schema computes alike.
+pub fn channel_in_schema(prefix: &str, schema: &str) -> String {
+    let plain = format!("{prefix}_{schema}");
+    if plain.len() <= LONGEST_CHANNEL {
+        return plain;
+    }
+    let digest = Sha256::digest(schema.as_bytes());
+    format!("{prefix}_{}", hex::encode(&digest[..8]))
 }
 
 /// The most appends one transaction takes. Bounds how long a group holds the head lock.
@@ -1087,5 +1105,34 @@ impl EventStore for PostgresEventStore {
 
     fn subscribe(&self) -> watch::Receiver<u64> {
         self.head.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_channel_names_its_schema_while_the_name_fits() {
+        assert_eq!(
+            channel_in_schema(EVENTS_CHANNEL, "lpse_jakarta"),
+            "spse_totp_events_lpse_jakarta"
+        );
+        let fits = "s".repeat(LONGEST_CHANNEL - EVENTS_CHANNEL.len() - 1);
+        assert_eq!(
+            channel_in_schema(EVENTS_CHANNEL, &fits).len(),
+            LONGEST_CHANNEL
+        );
+    }
+
+    #[test]
+    fn a_schema_too_long_for_a_channel_is_named_by_its_digest() {
+        let long = "t_1796500000_0123456789abcdef0123456789abcdef";
+        let channel = channel_in_schema("spse_totp_projected", long);
+        assert!(channel.len() <= LONGEST_CHANNEL, "{channel}");
+        assert!(channel.starts_with("spse_totp_projected_"), "{channel}");
+        assert_eq!(channel, channel_in_schema("spse_totp_projected", long));
+        let other = "t_1796500000_0123456789abcdef0123456789abcdee";
+        assert_ne!(channel, channel_in_schema("spse_totp_projected", other));
     }
 }
