@@ -32,6 +32,7 @@ use tower_http::trace::TraceLayer;
 use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::{self, ApiError};
+use crate::forwarding::{self, Forwarding};
 use crate::housekeeping;
 use crate::limits;
 use crate::login_routes::LoginRoutes;
@@ -55,6 +56,8 @@ pub enum StartError {
     Mail(String),
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoStartError),
+    #[error("forwarding: {0}")]
+    Forwarding(#[from] forwarding::ForwardingError),
 }
 
 /// A running service: its shared state and background tasks. Dropping it does not stop them;
@@ -204,7 +207,9 @@ impl App {
         let projections = Arc::new(ProjectionRunner::new(&db, all_projectors())?);
         projections.catch_up().await?;
         let audit_key = audit_key(&config, &key);
+        let forwarding = Forwarding::new(config.cluster_url.clone(), &key)?;
         let services = Arc::new(Services {
+            forwarding,
             audit_key,
             config,
             db,
@@ -224,6 +229,7 @@ impl App {
             tokio::spawn(Arc::clone(&services.projections).run(stop.clone())),
             tokio::spawn(dispatcher.run(stop.clone())),
             tokio::spawn(watch_master_key(Arc::clone(&services), stop.clone())),
+            tokio::spawn(forwarding::elect(Arc::clone(&services), stop.clone())),
             tokio::spawn(housekeeping::run(Arc::clone(&services), stop)),
         ];
         Ok(App {
@@ -302,6 +308,11 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(system::openapi))
         .fallback(system::not_found)
         .method_not_allowed_fallback(system::method_not_allowed)
+        // Inside the time limit, which then bounds a forwarded request's round trip too.
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            forwarding::forward_writes,
+        ))
         .layer(middleware::from_fn_with_state(
             limits::Limits::new(&state.config.limits),
             limits::bound,

@@ -77,6 +77,8 @@ struct FileConfig {
     // Bounds under load (issue 13, section 5).
     request_timeout_seconds: Option<u64>,
     max_long_polls: Option<usize>,
+    // Several instances (issue 14).
+    cluster_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,10 @@ pub struct Config {
     pub demo: DemoConfig,
     pub lpse: LpseConfig,
     pub limits: LimitsConfig,
+    /// `SPSE_TOTP_CLUSTER_URL`: where the other instances on the same PostgreSQL database reach
+    /// this one. Given it, the instances elect one that runs every write request and the others
+    /// forward theirs to it ([`crate::forwarding`]); without it this instance runs its own.
+    pub cluster_url: Option<String>,
 }
 
 /// The LPSE this service runs for, as its users see it.
@@ -241,6 +247,7 @@ impl Default for Config {
             },
             lpse: LpseConfig::default(),
             limits: LimitsConfig::default(),
+            cluster_url: None,
         }
     }
 }
@@ -316,8 +323,12 @@ impl Config {
                 Some(AuditKey::parse(&v).map_err(|e| invalid("SPSE_TOTP_AUDIT_KEY", e))?);
         }
         if let Some(v) = f.public_base_url {
-            url_check(&v)?;
+            url_check("SPSE_TOTP_PUBLIC_BASE_URL", &v)?;
             self.public_base_url = v.trim_end_matches('/').to_owned();
+        }
+        if let Some(v) = f.cluster_url.filter(|v| !v.trim().is_empty()) {
+            url_check("SPSE_TOTP_CLUSTER_URL", v.trim())?;
+            self.cluster_url = Some(v.trim().trim_end_matches('/').to_owned());
         }
         if let Some(v) = f.log_format {
             self.log_format = match v.as_str() {
@@ -552,6 +563,7 @@ fn from_env(env: &impl Fn(&str) -> Option<String>) -> Result<FileConfig, ConfigE
         issuer: env("SPSE_TOTP_ISSUER"),
         request_timeout_seconds: parsed(env, "SPSE_TOTP_REQUEST_TIMEOUT_SECONDS")?,
         max_long_polls: parsed(env, "SPSE_TOTP_MAX_LONG_POLLS")?,
+        cluster_url: env("SPSE_TOTP_CLUSTER_URL"),
     })
 }
 
@@ -578,14 +590,11 @@ where
     Ok(value)
 }
 
-fn url_check(v: &str) -> Result<(), ConfigError> {
+fn url_check(name: &'static str, v: &str) -> Result<(), ConfigError> {
     if v.starts_with("http://") || v.starts_with("https://") {
         Ok(())
     } else {
-        Err(invalid(
-            "SPSE_TOTP_PUBLIC_BASE_URL",
-            "must start with http:// or https://",
-        ))
+        Err(invalid(name, "must start with http:// or https://"))
     }
 }
 

@@ -99,6 +99,8 @@ error_codes! {
         "Perangkat tidak dikenali; aktifkan ulang TOTP.",
     TooManyRequests = "too_many_requests" => TOO_MANY_REQUESTS,
         "Terlalu banyak permintaan; coba lagi nanti.",
+    ForwardingRefused = "forwarding_refused" => FORBIDDEN,
+        "Permintaan ini mengaku diteruskan oleh instans layanan, tetapi tidak membawa tandanya.",
     // What the domain refused.
     AccountNotFound = "account_not_found" => NOT_FOUND,
         "Akun tidak ditemukan.",
@@ -151,6 +153,8 @@ error_codes! {
         "Permintaan melebihi batas waktu; coba lagi.",
     TooManyLongPolls = "too_many_long_polls" => SERVICE_UNAVAILABLE,
         "Terlalu banyak permintaan yang menunggu; coba lagi nanti.",
+    InstanceUnavailable = "instance_unavailable" => SERVICE_UNAVAILABLE,
+        "Instans layanan yang menjalankan permintaan ini tidak menjawab; coba lagi.",
     Internal = "internal" => INTERNAL_SERVER_ERROR,
         "Terjadi kesalahan internal; sudah dicatat.",
 }

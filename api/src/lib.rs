@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod demo;
 pub mod error;
+pub mod forwarding;
 pub mod housekeeping;
 pub mod language;
 pub mod limits;

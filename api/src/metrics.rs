@@ -19,6 +19,8 @@ pub struct Metrics {
     pub commands: IntCounterVec,
     pub projection_position: IntGauge,
     pub event_store_head: IntGauge,
+    /// Write requests this instance passed on to the active one, by what became of them.
+    pub forwarded: IntCounterVec,
 }
 
 impl Metrics {
@@ -53,7 +55,16 @@ impl Metrics {
             "event_store_head_position",
             "Last position in the event log",
         )?;
+        let forwarded = IntCounterVec::new(
+            Opts::new(
+                "forwarded_requests_total",
+                "Write requests passed on to the active instance: answered there, ran here (it was \
+                 unreachable), or failed (it did not answer)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(http_requests.clone()))?;
+        registry.register(Box::new(forwarded.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(projection_position.clone()))?;
@@ -65,6 +76,7 @@ impl Metrics {
             commands,
             projection_position,
             event_store_head,
+            forwarded,
         })
     }
 

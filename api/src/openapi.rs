@@ -147,7 +147,8 @@ fn answers_of(path: &str, operation: &Operation) -> Vec<(&'static str, &'static 
     answers.push(("500", "A fault on the server, logged there: internal"));
     answers.push((
         "503",
-        "Try again after Retry-After: busy, request_timeout, too_many_long_polls, not_ready",
+        "Try again after Retry-After: busy, request_timeout, too_many_long_polls, not_ready, \
+         instance_unavailable",
     ));
     answers
 }

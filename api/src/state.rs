@@ -2,7 +2,7 @@
 //! metadata, run a command, wait until the projections show it.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,7 @@ use spse_totp_store::{Actor, Database, EventMetadata};
 use crate::auth::KnownKeys;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::forwarding::{ForwardedClient, Forwarding};
 use crate::login_routes::LoginRoutes;
 use crate::metrics::Metrics;
 
@@ -53,6 +54,8 @@ pub struct Services {
     pub console_sessions: ConsoleSessions,
     /// Signs the log's checkpoints and checks them in `audit verify` (issue 13, section 4).
     pub audit_key: spse_totp_projections::audit_checkpoints::AuditKey,
+    /// Where write requests run when several instances share the database (issue 14).
+    pub forwarding: Forwarding,
 }
 
 /// What reset and recovery use besides the account service.
@@ -191,21 +194,29 @@ impl FromRequestParts<AppState> for RequestContext {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let forwarded = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok());
-        let client = app.config.proxies().client_address(peer, forwarded);
         Ok(RequestContext {
-            client_ip: client.map(|ip| ip.to_string()),
+            client_ip: client_address(app, parts).map(|ip| ip.to_string()),
             user_agent: header(&parts.headers, "user-agent", 512),
             correlation_id: header(&parts.headers, "x-correlation-id", 128),
             request_id: header(&parts.headers, "x-request-id", 128),
         })
     }
+}
+
+/// The address the request came from: the one the forwarding instance found, on a request
+/// forwarded by another instance; otherwise the peer's, or what the trusted proxies say.
+pub fn client_address(app: &AppState, parts: &Parts) -> Option<IpAddr> {
+    if let Some(ForwardedClient(client)) = parts.extensions.get::<ForwardedClient>() {
+        return *client;
+    }
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok());
+    app.config.proxies().client_address(peer, forwarded)
 }

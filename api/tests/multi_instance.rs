@@ -6,6 +6,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -27,30 +28,50 @@ struct Pair {
     _dir: TempDir,
 }
 
-async fn start_pair() -> Option<Pair> {
+/// How the pair writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writes {
+    /// Each instance appends for itself.
+    EachItsOwn,
+    /// Both take part in the election (`SPSE_TOTP_CLUSTER_URL`); the second forwards its write
+    /// requests to the first, which it has found active by the time the pair is returned.
+    Forwarded,
+}
+
+async fn start_pair(writes: Writes) -> Option<Pair> {
     let url = fresh_postgres_url().await.expect("a fresh test schema")?;
     let dir = TempDir::new().expect("a temporary folder");
     let master_key = MasterKey::generate().to_base64();
     let envs = [
         ("SPSE_TOTP_DATABASE_URL", url.as_str()),
         ("SPSE_TOTP_MASTER_KEY", master_key.as_str()),
+        // The tests' own addresses (X-Forwarded-For) are believed from the local machine.
+        ("SPSE_TOTP_TRUSTED_PROXIES", "127.0.0.1/32"),
     ];
     let key = create_key_with(dir.path(), "portal", "portal-test", &envs);
     let client = reqwest::Client::new();
-    let mut first = Served::start_with(dir.path(), &envs);
+    let start = |envs: &[(&str, &str)]| match writes {
+        Writes::EachItsOwn => Served::start_with(dir.path(), envs),
+        Writes::Forwarded => Served::start_in_cluster(dir.path(), envs),
+    };
+    let mut first = start(&envs);
     first.wait_until_healthy(&client).await;
     // Give the first instance the time to take the projection lease before the second asks.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut second = Served::start_with(dir.path(), &envs);
+    let mut second = start(&envs);
     second.wait_until_healthy(&client).await;
-    Some(Pair {
+    let pair = Pair {
         first,
         second,
         key,
         url,
         client,
         _dir: dir,
-    })
+    };
+    if writes == Writes::Forwarded {
+        pair.await_forwarding().await;
+    }
+    Some(pair)
 }
 
 async fn call(
@@ -75,6 +96,21 @@ async fn call(
 }
 
 impl Pair {
+    /// Until the second instance forwards: a write to no route is answered 404 by whichever
+    /// instance runs it, and counted on the second once it went to the first.
+    async fn await_forwarding(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while forwarded(&self.client, &self.second.base, "answered").await == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second instance never found the first active"
+            );
+            let (status, _) = self.post(&self.second.base, "/v1/none", json!({})).await;
+            assert_eq!(status, 404);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     async fn post(&self, base: &str, path: &str, body: Value) -> (u16, Value) {
         call(
             &self.client,
@@ -107,6 +143,23 @@ impl Pair {
     }
 }
 
+/// What `/metrics` on `base` counts of the write requests it forwarded, with `outcome`.
+async fn forwarded(client: &reqwest::Client, base: &str, outcome: &str) -> u64 {
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .expect("the metrics")
+        .text()
+        .await
+        .expect("their text");
+    let series = format!("spse_totp_forwarded_requests_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series.as_str()))
+        .map_or(0, |n| n.trim().parse().expect("a count"))
+}
+
 /// The step now, after waiting out the last seconds of a step, so that "this step" and "the
 /// step before" stay in the window for the next few seconds of the test.
 async fn settled_step() -> u64 {
@@ -119,9 +172,32 @@ async fn settled_step() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter() {
-    let Some(pair) = start_pair().await else {
+    let Some(pair) = start_pair(Writes::EachItsOwn).await else {
         return skipped("two_instances_share_activation_approval_long_polls_and_the_fail_counter");
     };
+    share_activation_approval_long_polls_and_the_fail_counter(&Arc::new(pair)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_forwarding_its_writes_shares_activation_approval_long_polls_and_the_fail_counter(
+) {
+    let Some(pair) = start_pair(Writes::Forwarded).await else {
+        return skipped(
+            "a_standby_forwarding_its_writes_shares_activation_approval_long_polls_and_the_fail_counter",
+        );
+    };
+    let forwarded_before = forwarded(&pair.client, &pair.second.base, "answered").await;
+    let pair = Arc::new(pair);
+    share_activation_approval_long_polls_and_the_fail_counter(&pair).await;
+    // Every write sent to the second (10 racing codes, a typed code, a login, 15 wrong codes)
+    // went to the first.
+    assert!(
+        forwarded(&pair.client, &pair.second.base, "answered").await >= forwarded_before + 27,
+        "the second instance forwarded its writes"
+    );
+}
+
+async fn share_activation_approval_long_polls_and_the_fail_counter(pair: &Arc<Pair>) {
     let (a, b) = (pair.first.base.clone(), pair.second.base.clone());
 
     // Activation QR from A; 20 parallel submissions of one code, split across A and B.
@@ -133,10 +209,9 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
     let step = settled_step().await;
     // The step before: the window still accepts it, and it leaves this step for the next login.
     let code = code_for_step(&secret, step - 1);
-    let pair = std::sync::Arc::new(pair);
     let mut racers = JoinSet::new();
     for i in 0..20 {
-        let pair = std::sync::Arc::clone(&pair);
+        let pair = Arc::clone(pair);
         let base = if i % 2 == 0 { a.clone() } else { b.clone() };
         let path = format!("/v1/logins/{login_id}/code");
         let code = code.clone();
@@ -164,7 +239,7 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
     assert_eq!(login["status"], "awaiting_approval", "{login}");
     let login_id = login["login_id"].as_str().expect("a login id").to_owned();
     let poll = {
-        let pair = std::sync::Arc::clone(&pair);
+        let pair = Arc::clone(pair);
         let path = format!("/v1/logins/{login_id}?wait_seconds=20");
         let a = a.clone();
         tokio::spawn(async move {
@@ -197,7 +272,7 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
     let wrong = code_for_step(&secret, step + 1000);
     let mut racers = JoinSet::new();
     for i in 0..30 {
-        let pair = std::sync::Arc::clone(&pair);
+        let pair = Arc::clone(pair);
         let base = if i % 2 == 0 { a.clone() } else { b.clone() };
         let path = format!("/v1/logins/{login_id}/code");
         let wrong = wrong.clone();
@@ -260,9 +335,23 @@ async fn two_instances_share_activation_approval_long_polls_and_the_fail_counter
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killing_one_instance_mid_load_loses_nothing_acknowledged() {
-    let Some(pair) = start_pair().await else {
+    let Some(pair) = start_pair(Writes::EachItsOwn).await else {
         return skipped("killing_one_instance_mid_load_loses_nothing_acknowledged");
     };
+    kill_the_first_mid_load(pair).await;
+}
+
+/// The first instance is the active one: the second forwards to it until it is killed, then
+/// runs its writes itself (the first's address refuses connections) and takes the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_active_instance_mid_load_loses_nothing_acknowledged() {
+    let Some(pair) = start_pair(Writes::Forwarded).await else {
+        return skipped("killing_the_active_instance_mid_load_loses_nothing_acknowledged");
+    };
+    kill_the_first_mid_load(pair).await;
+}
+
+async fn kill_the_first_mid_load(pair: Pair) {
     let pair = std::sync::Arc::new(tokio::sync::Mutex::new(pair));
     let (a, b, key, client, url) = {
         let p = pair.lock().await;
@@ -376,4 +465,64 @@ async fn killing_one_instance_mid_load_loses_nothing_acknowledged() {
         .await;
         assert_eq!(status, 200, "{login_id}: {body}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_refused() {
+    let Some(pair) = start_pair(Writes::Forwarded).await else {
+        return skipped(
+            "a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_refused",
+        );
+    };
+    let (a, b) = (pair.first.base.clone(), pair.second.base.clone());
+    let login = |base: &str| {
+        pair.client
+            .post(format!("{base}/v1/logins"))
+            .bearer_auth(&pair.key)
+            .json(&json!({"user_type": "penyedia", "user_id": "vendor-7"}))
+    };
+
+    // The portal relays its user's address to the second instance, which believes it (a
+    // trusted proxy) and forwards the login to the first.
+    let answered_before = forwarded(&pair.client, &b, "answered").await;
+    let response = login(&b)
+        .header("x-forwarded-for", "198.51.100.23")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 201);
+    let started: Value = response.json().await.expect("a login");
+    assert_eq!(
+        forwarded(&pair.client, &b, "answered").await,
+        answered_before + 1
+    );
+    let db = spse_totp_store::Database::open_existing(&pair.url, None)
+        .await
+        .expect("the test schema");
+    let events = db.events.read_all(0, 10_000).await.expect("the log");
+    let recorded = events
+        .iter()
+        .find(|e| e.event_type == "LoginStarted" && e.payload["login_id"] == started["login_id"])
+        .expect("the login is in the log");
+    assert_eq!(
+        recorded.metadata.client_ip.as_deref(),
+        Some("198.51.100.23"),
+        "recorded with the user's address, not the second instance's"
+    );
+
+    // A caller that claims an instance forwarded its request, without the instances' token, is
+    // refused by either, and nothing is recorded: else it could name any address it liked.
+    let head = db.events.head_position().await.expect("the head");
+    for base in [&a, &b] {
+        let response = login(base)
+            .header("spse-totp-forwarded-by", "0".repeat(64))
+            .header("spse-totp-forwarded-for", "203.0.113.9")
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 403);
+        let body: Value = response.json().await.expect("the error shape");
+        assert_eq!(body["error"]["code"], "forwarding_refused", "{body}");
+    }
+    assert_eq!(db.events.head_position().await.expect("the head"), head);
 }

@@ -99,9 +99,23 @@ impl Served {
 
     /// Starts with `envs` set on top of the clean environment.
     pub fn start_with(dir: &Path, envs: &[(&str, &str)]) -> Served {
+        Served::start_as(dir, envs, false)
+    }
+
+    /// [`Served::start_with`], taking part in the election of the instance that runs write
+    /// requests: `SPSE_TOTP_CLUSTER_URL` is its own address.
+    pub fn start_in_cluster(dir: &Path, envs: &[(&str, &str)]) -> Served {
+        Served::start_as(dir, envs, true)
+    }
+
+    fn start_as(dir: &Path, envs: &[(&str, &str)], in_cluster: bool) -> Served {
         let port = free_port();
-        let stderr_path = dir.join("serve.stderr");
-        let child = command(dir, &["serve"])
+        let stderr_path = dir.join(format!("serve-{port}.stderr"));
+        let mut command = command(dir, &["serve"]);
+        if in_cluster {
+            command.env("SPSE_TOTP_CLUSTER_URL", format!("http://127.0.0.1:{port}"));
+        }
+        let child = command
             .envs(envs.iter().copied())
             .env("SPSE_TOTP_LISTEN", format!("127.0.0.1:{port}"))
             .env(

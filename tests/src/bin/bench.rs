@@ -73,6 +73,10 @@ struct Args {
     /// them in turn, as from a round-robin load balancer, so one login's requests cross them.
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// With several instances: each appends for itself, instead of forwarding its write requests
+    /// to the elected active instance (`SPSE_TOTP_CLUSTER_URL`).
+    #[arg(long)]
+    no_forwarding: bool,
 }
 
 struct Target {
@@ -374,6 +378,7 @@ fn run_engine(
                     database_url: database_url.clone(),
                     master_key: Some(master_key.clone()),
                     public_base_url: base.clone(),
+                    cluster_url: (instances > 1 && !args.no_forwarding).then(|| base.clone()),
                     mail: spse_totp_api::config::MailConfig {
                         outbox: outbox.clone(),
                         claim_for: real_time_claim,
