@@ -20,7 +20,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
@@ -53,6 +53,10 @@ const TOKEN_LABEL: &str = "spse-totp request forwarding";
 /// an active instance whose machine is gone without a trace.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// How long write requests run on the standby after a connection to the active instance failed,
+/// before it is tried again. An election that names another instance ends it at once.
+const UNREACHABLE_FOR: Duration = Duration::from_secs(5);
+
 /// Headers that belong to one connection, not to the request or answer passed along.
 const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
@@ -76,13 +80,30 @@ pub enum ForwardingError {
     Token(#[from] axum::http::header::InvalidHeaderValue),
 }
 
+/// The active instance as this one knows it.
+#[derive(Default)]
+struct Active {
+    /// `None` while this instance is active or knows no other.
+    url: Option<Arc<str>>,
+    /// Until when requests are not sent to `url`, after a connection to it failed.
+    unreachable_until: Option<Instant>,
+}
+
+/// Where one write request goes.
+enum Route {
+    Here,
+    Active(Arc<str>),
+    /// The active instance could not be reached a moment ago: here.
+    Unreachable,
+}
+
 pub struct Forwarding {
     /// `SPSE_TOTP_CLUSTER_URL`: where the other instances reach this one. Without it this
     /// instance takes no part in the election and runs every request itself.
     own_url: Option<String>,
     token: HeaderValue,
-    /// Where write requests go now; `None` while this instance is active or knows no other.
-    active: RwLock<Option<Arc<str>>>,
+    /// Where write requests go now.
+    active: RwLock<Active>,
     client: reqwest::Client,
 }
 
@@ -92,7 +113,7 @@ impl Forwarding {
         Ok(Forwarding {
             own_url,
             token,
-            active: RwLock::new(None),
+            active: RwLock::new(Active::default()),
             client: reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
                 // The standby's own request timeout bounds the whole exchange.
@@ -101,28 +122,58 @@ impl Forwarding {
         })
     }
 
-    /// The active instance's address, when write requests go there rather than here.
-    pub fn active(&self) -> Option<Arc<str>> {
-        self.active
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
+    /// Where a write request that arrives now goes.
+    fn route(&self) -> Route {
+        let active = self.read();
+        match &active.url {
+            None => Route::Here,
+            Some(_) if active.unreachable_until.is_some_and(|t| Instant::now() < t) => {
+                Route::Unreachable
+            }
+            Some(url) => Route::Active(Arc::clone(url)),
+        }
     }
 
-    fn set_active(&self, active: Option<Arc<str>>) {
-        let mut slot = self
-            .active
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *slot != active {
-            match &active {
+    fn set_active(&self, url: Option<Arc<str>>) {
+        let mut active = self.write();
+        if active.url != url {
+            match &url {
                 Some(url) => {
                     tracing::info!(active = %url, "write requests go to the active instance")
                 }
                 None => tracing::info!("write requests run on this instance"),
             }
-            *slot = active;
+            *active = Active {
+                url,
+                unreachable_until: None,
+            };
         }
+    }
+
+    /// A connection to `url` failed: write requests run here for a while, rather than each
+    /// waiting for a connection to fail. Whether this is news, worth a warning.
+    fn unreachable(&self, url: &Arc<str>) -> bool {
+        let mut active = self.write();
+        if active.url.as_ref() != Some(url) {
+            return false;
+        }
+        let now = Instant::now();
+        let news = active.unreachable_until.is_none_or(|t| now >= t);
+        active.unreachable_until = Some(now + UNREACHABLE_FOR);
+        news
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Active> {
+        // Both fields are written together: a panicking writer leaves nothing half-done.
+        self.active
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Active> {
+        self.active
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn signed(&self, value: &HeaderValue) -> bool {
@@ -220,9 +271,16 @@ pub async fn forward_writes(State(app): State<AppState>, request: Request, next:
         return next.run(Request::from_parts(parts, body)).await;
     }
     parts.headers.remove(&FORWARDED_FOR);
-    let active = match app.forwarding.active() {
-        Some(active) if is_write(&parts.method) => active,
-        _ => return next.run(Request::from_parts(parts, body)).await,
+    if !is_write(&parts.method) {
+        return next.run(Request::from_parts(parts, body)).await;
+    }
+    let active = match app.forwarding.route() {
+        Route::Here => return next.run(Request::from_parts(parts, body)).await,
+        Route::Unreachable => {
+            app.metrics.forwarded.with_label_values(&["ran_here"]).inc();
+            return next.run(Request::from_parts(parts, body)).await;
+        }
+        Route::Active(active) => active,
     };
     // Read whole, within the same limit the handlers apply, so a request the active instance
     // cannot take can still run here.
@@ -247,7 +305,9 @@ pub async fn forward_writes(State(app): State<AppState>, request: Request, next:
         }
         Err(e) if e.is_connect() => {
             // Nothing reached the active instance: the request is this one's to run.
-            tracing::warn!(active = %active, error = %e, "the active instance is unreachable; running the request here");
+            if app.forwarding.unreachable(&active) {
+                tracing::warn!(active = %active, error = %e, "the active instance is unreachable; running write requests here for a while");
+            }
             app.metrics.forwarded.with_label_values(&["ran_here"]).inc();
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use spse_totp_commands::vault::MasterKey;
 use spse_totp_domain::totp::{code_for_step, step_at};
 use spse_totp_store::test_database::{fresh_postgres_url, skipped};
-use support::{create_key_with, secret_of, Served};
+use support::{create_key_with, free_port, secret_of, Served};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -525,4 +525,71 @@ async fn a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_ref
         assert_eq!(body["error"]["code"], "forwarding_refused", "{body}");
     }
     assert_eq!(db.events.head_position().await.expect("the head"), head);
+}
+
+/// The first instance is elected but recorded an address where nothing answers (a mistyped
+/// `SPSE_TOTP_CLUSTER_URL`): the second runs its writes itself, and tries the address once per
+/// while rather than making every request wait for a connection to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_standby_that_cannot_reach_the_active_instance_runs_its_writes_itself() {
+    let Some(url) = fresh_postgres_url().await.expect("a fresh test schema") else {
+        return skipped("a_standby_that_cannot_reach_the_active_instance_runs_its_writes_itself");
+    };
+    let dir = TempDir::new().expect("a temporary folder");
+    let master_key = MasterKey::generate().to_base64();
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let envs = [
+        ("SPSE_TOTP_DATABASE_URL", url.as_str()),
+        ("SPSE_TOTP_MASTER_KEY", master_key.as_str()),
+    ];
+    let key = create_key_with(dir.path(), "portal", "portal-test", &envs);
+    let client = reqwest::Client::new();
+    let mut mistyped = envs.to_vec();
+    mistyped.push(("SPSE_TOTP_CLUSTER_URL", nowhere.as_str()));
+    let mut first = Served::start_with(dir.path(), &mistyped);
+    first.wait_until_healthy(&client).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = Served::start_in_cluster(dir.path(), &envs);
+    second.wait_until_healthy(&client).await;
+
+    // Once the second has read the first's address, its first write finds nothing there.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while forwarded(&client, &second.base, "ran_here").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second instance never tried the recorded address"
+        );
+        let (status, _) = call(
+            &client,
+            &key,
+            reqwest::Method::POST,
+            format!("{}/v1/none", second.base),
+            Some(json!({})),
+        )
+        .await;
+        assert_eq!(status, 404);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = forwarded(&client, &second.base, "ran_here").await;
+    for user in 0..10 {
+        let (status, body) = call(
+            &client,
+            &key,
+            reqwest::Method::POST,
+            format!("{}/v1/logins", second.base),
+            Some(json!({"user_type": "penyedia", "user_id": format!("vendor-{user}")})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(
+        forwarded(&client, &second.base, "ran_here").await,
+        before + 10
+    );
+    assert_eq!(forwarded(&client, &second.base, "answered").await, 0);
+    let warnings = second
+        .stderr()
+        .matches("the active instance is unreachable")
+        .count();
+    assert_eq!(warnings, 1, "one warning, not one per request");
 }
