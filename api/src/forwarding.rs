@@ -114,9 +114,11 @@ impl Forwarding {
             own_url,
             token,
             active: RwLock::new(Active::default()),
+            // No timeout for the whole exchange: the standby's own request time limit, outside
+            // this middleware, bounds it.
             client: reqwest::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
-                // The standby's own request timeout bounds the whole exchange.
+                // An answer is relayed as it is, a redirect included, for the caller to follow.
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         })
@@ -199,8 +201,21 @@ pub async fn elect(app: AppState, mut stop: watch::Receiver<bool>) {
     }
     let mut lease = Lease::for_database(&app.db, LEASE_ROLE);
     let mut recorded = false;
+    // A database that is down fails every round: said once, not twice a second.
+    let mut failing = false;
     loop {
-        match lease.lead().await {
+        let outcome = lease.lead().await;
+        match (&outcome, failing) {
+            (Err(e), false) => {
+                tracing::warn!(error = %e, "could not take part in the election of the active instance; running write requests here")
+            }
+            (Ok(_), true) => {
+                tracing::info!("taking part in the election of the active instance again")
+            }
+            _ => {}
+        }
+        failing = outcome.is_err();
+        match outcome {
             Ok(true) => {
                 if !recorded {
                     match record_active(&app.db, &own_url).await {
@@ -221,10 +236,9 @@ pub async fn elect(app: AppState, mut stop: watch::Receiver<bool>) {
                     Err(e) => tracing::warn!(error = %e, "could not read which instance is active"),
                 }
             }
-            Err(e) => {
+            Err(_) => {
                 recorded = false;
                 app.forwarding.set_active(None);
-                tracing::warn!(error = %e, "could not take part in the election of the active instance");
             }
         }
         tokio::select! {
