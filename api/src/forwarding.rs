@@ -215,6 +215,9 @@ pub async fn elect(app: AppState, mut stop: watch::Receiver<bool>) {
             _ => {}
         }
         failing = outcome.is_err();
+        app.metrics
+            .active_instance
+            .set(i64::from(matches!(outcome, Ok(true))));
         match outcome {
             Ok(true) => {
                 if !recorded {

@@ -21,6 +21,8 @@ pub struct Metrics {
     pub event_store_head: IntGauge,
     /// Write requests this instance passed on to the active one, by what became of them.
     pub forwarded: IntCounterVec,
+    /// 1 while this instance is the elected active one.
+    pub active_instance: IntGauge,
 }
 
 impl Metrics {
@@ -64,7 +66,13 @@ impl Metrics {
             &["outcome"],
         )?;
         registry.register(Box::new(http_requests.clone()))?;
+        let active_instance = IntGauge::new(
+            "active_instance",
+            "1 while this instance is the one elected to run every write request \
+             (SPSE_TOTP_CLUSTER_URL), else 0",
+        )?;
         registry.register(Box::new(forwarded.clone()))?;
+        registry.register(Box::new(active_instance.clone()))?;
         registry.register(Box::new(http_latency.clone()))?;
         registry.register(Box::new(commands.clone()))?;
         registry.register(Box::new(projection_position.clone()))?;
@@ -77,6 +85,7 @@ impl Metrics {
             projection_position,
             event_store_head,
             forwarded,
+            active_instance,
         })
     }
 

@@ -145,6 +145,12 @@ impl Pair {
 
 /// What `/metrics` on `base` counts of the write requests it forwarded, with `outcome`.
 async fn forwarded(client: &reqwest::Client, base: &str, outcome: &str) -> u64 {
+    let series = format!("spse_totp_forwarded_requests_total{{outcome=\"{outcome}\"}}");
+    metric(client, base, &series).await
+}
+
+/// The value of one series in `/metrics` on `base`; 0 when it has none yet.
+async fn metric(client: &reqwest::Client, base: &str, series: &str) -> u64 {
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()
@@ -153,10 +159,9 @@ async fn forwarded(client: &reqwest::Client, base: &str, outcome: &str) -> u64 {
         .text()
         .await
         .expect("their text");
-    let series = format!("spse_totp_forwarded_requests_total{{outcome=\"{outcome}\"}} ");
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(series.as_str()))
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0, |n| n.trim().parse().expect("a count"))
 }
 
@@ -495,6 +500,14 @@ async fn a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_ref
     assert_eq!(
         forwarded(&pair.client, &b, "answered").await,
         answered_before + 1
+    );
+    assert_eq!(
+        metric(&pair.client, &a, "spse_totp_active_instance").await,
+        1
+    );
+    assert_eq!(
+        metric(&pair.client, &b, "spse_totp_active_instance").await,
+        0
     );
     let db = spse_totp_store::Database::open_existing(&pair.url, None)
         .await
