@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use spse_totp_commands::vault::MasterKey;
 use spse_totp_domain::totp::{code_for_step, step_at};
 use spse_totp_store::test_database::{fresh_postgres_url, skipped};
-use support::{create_key_with, free_port, secret_of, Served};
+use support::{create_key_with, secret_of, Served};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -550,7 +550,9 @@ async fn a_standby_that_cannot_reach_the_active_instance_runs_its_writes_itself(
     };
     let dir = TempDir::new().expect("a temporary folder");
     let master_key = MasterKey::generate().to_base64();
-    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    // Below the ephemeral range every test instance listens in, and served by nothing here:
+    // connections to it are refused.
+    let nowhere = "http://127.0.0.1:1".to_owned();
     let envs = [
         ("SPSE_TOTP_DATABASE_URL", url.as_str()),
         ("SPSE_TOTP_MASTER_KEY", master_key.as_str()),
