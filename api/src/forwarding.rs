@@ -23,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +33,7 @@ use spse_totp_store::{Database, Engine};
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{body_bytes, ApiError, ErrorCode};
 use crate::state::AppState;
 
 /// The lease of the instance that runs write requests.
@@ -301,18 +301,9 @@ pub async fn forward_writes(State(app): State<AppState>, request: Request, next:
     };
     // Read whole, within the same limit the handlers apply, so a request the active instance
     // cannot take can still run here.
-    let bytes = match Bytes::from_request(Request::from_parts(parts.clone(), body), &()).await {
+    let bytes = match body_bytes(Request::from_parts(parts.clone(), body), &()).await {
         Ok(bytes) => bytes,
-        Err(rejection) if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::new(
-                ErrorCode::PayloadTooLarge,
-                "the body is larger than this service accepts",
-            )
-            .into_response();
-        }
-        Err(rejection) => {
-            return ApiError::new(ErrorCode::InvalidRequest, rejection.body_text()).into_response()
-        }
+        Err(refused) => return refused.into_response(),
     };
     let client = crate::state::client_address(&app, &parts);
     match pass_on(&app, &active, &parts, bytes.clone(), client).await {
