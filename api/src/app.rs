@@ -304,6 +304,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/console", crate::console::router())
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
+        .route("/activez", get(system::activez))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
         .fallback(system::not_found)

@@ -155,6 +155,8 @@ error_codes! {
         "Terlalu banyak permintaan yang menunggu; coba lagi nanti.",
     InstanceUnavailable = "instance_unavailable" => SERVICE_UNAVAILABLE,
         "Instans layanan yang menjalankan permintaan ini tidak menjawab; coba lagi.",
+    Standby = "standby" => SERVICE_UNAVAILABLE,
+        "Instans ini meneruskan permintaan tulis ke instans aktif.",
     Internal = "internal" => INTERNAL_SERVER_ERROR,
         "Terjadi kesalahan internal; sudah dicatat.",
 }

@@ -136,6 +136,12 @@ impl Forwarding {
         }
     }
 
+    /// Whether a write request sent here now runs here: this instance is the active one, takes
+    /// no part in an election, knows no active instance, or cannot reach it at the moment.
+    pub fn runs_writes_here(&self) -> bool {
+        !matches!(self.route(), Route::Active(_))
+    }
+
     fn set_active(&self, url: Option<Arc<str>>) {
         let mut active = self.write();
         if active.url != url {

@@ -42,6 +42,7 @@ use crate::routes;
         // For operators and load balancers.
         routes::system::healthz,
         routes::system::readyz,
+        routes::system::activez,
         routes::system::metrics,
         routes::system::openapi,
     ),
@@ -53,7 +54,7 @@ use crate::routes;
         (name = "audit", description = "History, state as of an instant, export and verification (API key, role auditor); the helpdesk's audit search (role helpdesk, X-Operator). Every read is recorded with its purpose."),
         (name = "resets", description = "Self-service reset by emailed link: captcha and request (role portal), confirmation (the link's token)"),
         (name = "helpdesk", description = "Account lookup, reset and unlock (API key, role helpdesk, operator in X-Operator)"),
-        (name = "system", description = "Liveness, readiness, metrics and this document (no authentication)"),
+        (name = "system", description = "Liveness, readiness, the active instance, metrics and this document (no authentication)"),
     )
 )]
 struct ApiDoc;

@@ -540,6 +540,69 @@ async fn a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_ref
     assert_eq!(db.events.head_position().await.expect("the head"), head);
 }
 
+/// What `GET /activez` on `base` answers: its status and the error code, if any.
+async fn activez(client: &reqwest::Client, base: &str) -> (u16, Value) {
+    let response = client
+        .get(format!("{base}/activez"))
+        .send()
+        .await
+        .expect("an answer");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON body"))
+}
+
+/// A load balancer that checks `/activez` sends write requests to the active instance only, and
+/// when that instance dies, finds the survivor answering 200 within its next checks; writes sent
+/// to the survivor then run there, not forwarded to the dead one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_load_balancers_write_check_names_the_active_instance_and_moves_when_it_dies() {
+    let Some(mut pair) = start_pair(Writes::Forwarded).await else {
+        return skipped(
+            "the_load_balancers_write_check_names_the_active_instance_and_moves_when_it_dies",
+        );
+    };
+    let (a, b) = (pair.first.base.clone(), pair.second.base.clone());
+    let (status, body) = activez(&pair.client, &a).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("active")),
+        "{body}"
+    );
+    let (status, body) = activez(&pair.client, &b).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "standby", "{body}");
+    // A standby still serves whatever reaches it.
+    let (status, body) = pair.start_login(&b, "vendor-1").await;
+    assert_eq!(status, 201, "{body}");
+
+    pair.first
+        .child
+        .kill()
+        .expect("the first instance is killed");
+    let _ = pair.first.child.wait();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = activez(&pair.client, &b).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(body["error"]["code"], "standby", "{body}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the survivor never said it runs write requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answered = forwarded(&pair.client, &b, "answered").await;
+    let ran_here = forwarded(&pair.client, &b, "ran_here").await;
+    for user in 0..5 {
+        let (status, body) = pair.start_login(&b, &format!("vendor-{user}")).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    assert_eq!(forwarded(&pair.client, &b, "answered").await, answered);
+    assert_eq!(forwarded(&pair.client, &b, "ran_here").await, ran_here);
+}
+
 /// The first instance is elected but recorded an address where nothing answers (a mistyped
 /// `SPSE_TOTP_CLUSTER_URL`): the second runs its writes itself, and tries the address once per
 /// while rather than making every request wait for a connection to fail.
@@ -584,6 +647,11 @@ async fn a_standby_that_cannot_reach_the_active_instance_runs_its_writes_itself(
         .await;
         assert_eq!(status, 404);
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both run the writes sent to them, so both tell a load balancer so.
+    for base in [&first.base, &second.base] {
+        let (status, body) = activez(&client, base).await;
+        assert_eq!(status, 200, "{base}: {body}");
     }
     let before = forwarded(&client, &second.base, "ran_here").await;
     for user in 0..10 {

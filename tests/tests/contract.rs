@@ -27,7 +27,13 @@ async fn the_openapi_document_lists_every_answer_and_exact_values() {
     let (status, doc) = server.call(Method::GET, "/openapi.json", None, None).await;
     assert_eq!(status, StatusCode::OK);
     let paths = doc["paths"].as_object().unwrap();
-    for route in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+    for route in [
+        "/healthz",
+        "/readyz",
+        "/activez",
+        "/metrics",
+        "/openapi.json",
+    ] {
         assert!(paths[route]["get"].is_object(), "{route} is described");
     }
     for (path, item) in paths {

@@ -1253,6 +1253,13 @@ async fn health_readiness_metrics_and_openapi_answer() {
     assert_eq!(body["projection_lag"], 0, "{body}");
     assert_eq!(body["database"], true, "{body}");
 
+    // One instance, in no election, runs every write request sent to it.
+    let (status, body) = server
+        .call(reqwest::Method::GET, "/activez", None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "active", "{body}");
+
     let response = server
         .client
         .get(server.url("/metrics"))

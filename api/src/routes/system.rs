@@ -1,4 +1,5 @@
-//! For operators and load balancers: liveness, readiness, metrics, and the API's own description.
+//! For operators and load balancers: liveness, readiness, which instance runs writes, metrics,
+//! and the API's own description.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -50,6 +51,27 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
             "the database, the projections or the master key are not ready",
         )
         .detail(body)
+        .into_response()
+    }
+}
+
+/// For a load balancer that sends write requests (every method but GET, HEAD and OPTIONS)
+/// straight to the instance that runs them, sparing the standbys' forwarding: 200 where a write
+/// request runs where it arrives (the elected active instance, or any instance without
+/// `SPSE_TOTP_CLUSTER_URL`, or a standby that cannot reach the active one); 503 `standby` on
+/// an instance that would pass it on. Either way the instance serves every request.
+#[utoipa::path(get, path = "/activez", tag = "system",
+    responses((status = 200, description = "Write requests sent here run here", body = Object,
+            example = json!({"status": "active"})),
+        (status = 503, description = "A standby: it passes write requests on to the active instance (standby)", body = crate::error::ErrorBody)))]
+pub async fn activez(State(app): State<AppState>) -> Response {
+    if app.forwarding.runs_writes_here() {
+        (StatusCode::OK, Json(json!({ "status": "active" }))).into_response()
+    } else {
+        ApiError::new(
+            ErrorCode::Standby,
+            "this instance passes write requests on to the active instance",
+        )
         .into_response()
     }
 }

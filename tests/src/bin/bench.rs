@@ -40,6 +40,16 @@ enum Flow {
     Device,
 }
 
+/// How the benchmark, standing in for the load balancer, spreads requests over the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Balancer {
+    /// Every request to the next instance in turn, so one login's requests cross them.
+    RoundRobin,
+    /// Write requests to the instances whose `GET /activez` answered 200 at the last check
+    /// (every half second, as a load balancer's health check), reads to every instance in turn.
+    WritesToActive,
+}
+
 #[derive(Debug, Parser)]
 #[command(about = "Load benchmark for the SPSE TOTP service")]
 struct Args {
@@ -77,12 +87,18 @@ struct Args {
     /// to the elected active instance (`SPSE_TOTP_CLUSTER_URL`).
     #[arg(long)]
     no_forwarding: bool,
+    /// With several instances: how requests are spread over them.
+    #[arg(long, value_enum, default_value_t = Balancer::RoundRobin)]
+    balancer: Balancer,
 }
 
 struct Target {
     /// One per instance.
     bases: Vec<String>,
     turn: std::sync::atomic::AtomicUsize,
+    balancer: Balancer,
+    /// With [`Balancer::WritesToActive`]: which instances answered 200 at the last check.
+    runs_writes: Vec<std::sync::atomic::AtomicBool>,
     key: String,
     client: reqwest::Client,
     clock: Arc<ManualClock>,
@@ -142,8 +158,7 @@ impl Target {
         bearer: Option<&str>,
         body: Option<Value>,
     ) -> anyhow::Result<(u16, Value)> {
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        let base = &self.bases[turn % self.bases.len()];
+        let base = self.base_for(&method);
         let mut request = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
@@ -154,6 +169,39 @@ impl Target {
         let response = request.send().await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The instance a request goes to. Writes go to the active instance when the balancer
+    /// knows one; with none known (between an active instance's loss and the next check), to
+    /// every instance in turn, as reads do.
+    fn base_for(&self, method: &reqwest::Method) -> &str {
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        let write = !matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD);
+        if write && self.balancer == Balancer::WritesToActive {
+            let active: Vec<&String> = self
+                .bases
+                .iter()
+                .zip(&self.runs_writes)
+                .filter(|(_, here)| here.load(Ordering::Relaxed))
+                .map(|(base, _)| base)
+                .collect();
+            if !active.is_empty() {
+                return active[turn % active.len()];
+            }
+        }
+        &self.bases[turn % self.bases.len()]
+    }
+
+    /// Until the load ends: asks each instance's `/activez` every half second.
+    async fn check_active(self: Arc<Self>) {
+        loop {
+            for (base, here) in self.bases.iter().zip(&self.runs_writes) {
+                let answer = self.client.get(format!("{base}/activez")).send().await;
+                let active = answer.is_ok_and(|a| a.status() == reqwest::StatusCode::OK);
+                here.store(active, Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
 
     /// `POST /v1/logins` as the portal: the login and its id.
@@ -412,9 +460,15 @@ fn run_engine(
         .build()?;
     let flow = args.flow;
     let report = client_rt.block_on(async move {
+        let runs_writes = bases
+            .iter()
+            .map(|_| std::sync::atomic::AtomicBool::new(false))
+            .collect();
         let target = Arc::new(Target {
             bases,
             turn: std::sync::atomic::AtomicUsize::new(0),
+            balancer: args.balancer,
+            runs_writes,
             key,
             client: reqwest::Client::builder()
                 .pool_max_idle_per_host(args.users * 2)
@@ -435,6 +489,17 @@ fn run_engine(
             "server clock: +30 s every {} ms (replay rule: one approval per account per step)",
             args.tick_ms
         );
+        if target.balancer == Balancer::WritesToActive && target.bases.len() > 1 {
+            println!("balancer: write requests to the instance whose /activez answers 200");
+            tokio::spawn(Arc::clone(&target).check_active());
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !target.runs_writes.iter().any(|here| here.load(Ordering::Relaxed)) {
+                if Instant::now() > deadline {
+                    bail!("no instance answered /activez with 200 within 10 s");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
 
         // Setup, not measured: every virtual user's accounts get an authenticator (a bound
         // device for the device flow). The accounts
