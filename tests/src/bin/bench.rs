@@ -204,6 +204,27 @@ impl Target {
         }
     }
 
+    /// The write requests the instances passed on to the active one so far, from their
+    /// `/metrics`.
+    async fn forwarded(&self) -> anyhow::Result<u64> {
+        const SERIES: &str = "spse_totp_forwarded_requests_total{outcome=\"answered\"} ";
+        let mut total = 0;
+        for base in &self.bases {
+            let metrics = self
+                .client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await?
+                .text()
+                .await?;
+            total += metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(SERIES))
+                .map_or(Ok(0), |n| n.trim().parse::<u64>())?;
+        }
+        Ok(total)
+    }
+
     /// `POST /v1/logins` as the portal: the login and its id.
     async fn start_login(&self, user_id: &str) -> anyhow::Result<(Value, String)> {
         let (status, login) = self
@@ -616,6 +637,12 @@ fn run_engine(
                 println!("{}", line("POST .../approve", &mut all.verify));
                 println!("{}", line("GET /v1/logins/{id}", &mut all.status));
             }
+        }
+        if target.bases.len() > 1 {
+            println!(
+                "forwarded by standbys to the active instance: {} write requests",
+                target.forwarded().await?
+            );
         }
         let (bytes, how) = database_bytes(&services.db).await?;
         let events = services.db.events.head_position().await?;
