@@ -31,11 +31,12 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth::KnownKeys;
 use crate::config::Config;
+use crate::device_routes::{self, DeviceRoutes};
 use crate::error::{self, ApiError};
 use crate::forwarding::{self, Forwarding};
 use crate::housekeeping;
 use crate::limits;
-use crate::login_routes::LoginRoutes;
+use crate::login_routes::{self, LoginRoutes};
 use crate::metrics::{self, Metrics};
 use crate::routes::{
     accounts, audit, audit_feed, captcha, device, helpdesk, logins, reset_page, resets, system,
@@ -214,7 +215,8 @@ impl App {
             config,
             db,
             accounts,
-            login_routes: LoginRoutes::default(),
+            login_routes: LoginRoutes::new(login_routes::REMEMBERED),
+            device_routes: DeviceRoutes::new(device_routes::REMEMBERED),
             projections,
             mail_handled: dispatcher.handled(),
             clock,

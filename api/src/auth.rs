@@ -19,6 +19,7 @@ use spse_totp_projections::{api_keys, device_bindings, operators};
 use spse_totp_store::Actor;
 use uuid::Uuid;
 
+use crate::device_routes::DeviceRoute;
 use crate::error::{ApiError, ErrorCode};
 use crate::state::AppState;
 
@@ -312,12 +313,7 @@ impl FromRequestParts<AppState> for DeviceCaller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let not_recognised = || {
-            ApiError::new(
-                ErrorCode::DeviceNotRecognised,
-                "this device is not bound to any account",
-            )
-        };
+        let not_recognised = device_not_recognised;
         let token = bearer(parts).map_err(|_| not_recognised())?;
         let token_sha256 = sha256_hex(token);
         if token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
@@ -342,5 +338,52 @@ impl FromRequestParts<AppState> for DeviceCaller {
             device_id,
             token_sha256,
         })
+    }
+}
+
+fn device_not_recognised() -> ApiError {
+    ApiError::new(
+        ErrorCode::DeviceNotRecognised,
+        "this device is not bound to any account",
+    )
+}
+
+/// A device token on a request that runs a command on the token's account (an approval or a
+/// denial). The account the token was issued to is taken from this instance's memory when it
+/// has it ([`crate::device_routes`]): the command itself refuses a token the account no longer
+/// has bound, with the same `device_not_recognised`. Otherwise it is looked up as for any
+/// [`DeviceCaller`], and remembered.
+pub struct CommandingDevice(pub DeviceCaller);
+
+impl FromRequestParts<AppState> for CommandingDevice {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).map_err(|_| device_not_recognised())?;
+        // An operator's device approves console sign-ins, which no account decides on.
+        if !token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
+            let token_sha256 = sha256_hex(token);
+            if let Some(route) = app.device_routes.get(&token_sha256) {
+                return Ok(CommandingDevice(DeviceCaller {
+                    owner: DeviceOwner::Account(route.account),
+                    device_id: route.device_id,
+                    token_sha256,
+                }));
+            }
+        }
+        let caller = DeviceCaller::from_request_parts(parts, app).await?;
+        if let DeviceOwner::Account(account) = &caller.owner {
+            app.device_routes.remember(
+                caller.token_sha256.clone(),
+                DeviceRoute {
+                    account: account.clone(),
+                    device_id: caller.device_id,
+                },
+            );
+        }
+        Ok(CommandingDevice(caller))
     }
 }

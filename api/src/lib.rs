@@ -12,6 +12,7 @@ pub mod client_address;
 pub mod config;
 pub mod console;
 pub mod demo;
+pub mod device_routes;
 pub mod error;
 pub mod forwarding;
 pub mod housekeeping;
@@ -21,6 +22,7 @@ pub mod login_routes;
 pub mod metrics;
 pub mod openapi;
 pub mod page_headers;
+pub mod remembered;
 pub mod routes;
 pub mod state;
 

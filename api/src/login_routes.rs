@@ -9,15 +9,15 @@
 //! as before, and remembered from then on.
 
 use std::num::NonZeroUsize;
-use std::sync::Mutex;
 
-use lru::LruCache;
 use spse_totp_domain::{AccountKey, LoginId};
+
+use crate::remembered::Remembered;
 
 /// Logins remembered. A login lives for minutes (`SPSE_TOTP_LOGIN_TTL`), so this covers every
 /// login still pending at well over fifty starts a second, in about 4 MB; a login forgotten
 /// early costs one read.
-const REMEMBERED: NonZeroUsize = match NonZeroUsize::new(16_384) {
+pub const REMEMBERED: NonZeroUsize = match NonZeroUsize::new(16_384) {
     Some(n) => n,
     None => panic!("the capacity is not zero"),
 };
@@ -32,65 +32,4 @@ pub struct LoginRoute {
     pub user_agent: Option<String>,
 }
 
-pub struct LoginRoutes {
-    routes: Mutex<LruCache<LoginId, LoginRoute>>,
-}
-
-impl Default for LoginRoutes {
-    fn default() -> Self {
-        LoginRoutes {
-            routes: Mutex::new(LruCache::new(REMEMBERED)),
-        }
-    }
-}
-
-impl LoginRoutes {
-    pub fn get(&self, login_id: LoginId) -> Option<LoginRoute> {
-        self.lock().get(&login_id).cloned()
-    }
-
-    pub fn remember(&self, login_id: LoginId, route: LoginRoute) {
-        self.lock().put(login_id, route);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<LoginId, LoginRoute>> {
-        // The map holds no invariant a panicking holder could break half-way.
-        self.routes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use spse_totp_domain::{UserId, UserType};
-
-    fn route(user: &str) -> LoginRoute {
-        LoginRoute {
-            account: AccountKey::new(UserType::Penyedia, UserId::parse(user).expect("a user id")),
-            client_ip: Some("203.0.113.7".to_owned()),
-            user_agent: None,
-        }
-    }
-
-    #[test]
-    fn a_remembered_login_routes_to_its_account_and_an_unknown_one_to_none() {
-        let routes = LoginRoutes::default();
-        let started = LoginId::generate();
-        routes.remember(started, route("VENDOR-1"));
-        assert_eq!(routes.get(started), Some(route("VENDOR-1")));
-        assert_eq!(routes.get(LoginId::generate()), None);
-    }
-
-    #[test]
-    fn the_oldest_login_is_forgotten_first_when_full() {
-        let routes = LoginRoutes::default();
-        let first = LoginId::generate();
-        routes.remember(first, route("FIRST"));
-        for _ in 0..REMEMBERED.get() {
-            routes.remember(LoginId::generate(), route("LATER"));
-        }
-        assert_eq!(routes.get(first), None);
-    }
-}
+pub type LoginRoutes = Remembered<LoginId, LoginRoute>;

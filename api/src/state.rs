@@ -24,6 +24,7 @@ use spse_totp_store::{Actor, Database, EventMetadata};
 
 use crate::auth::KnownKeys;
 use crate::config::Config;
+use crate::device_routes::DeviceRoutes;
 use crate::error::ApiError;
 use crate::forwarding::{ForwardedClient, Forwarding};
 use crate::login_routes::LoginRoutes;
@@ -40,6 +41,9 @@ pub struct Services {
     pub accounts: Arc<AccountService>,
     /// The account of each login this instance started, so the code that follows skips a read.
     pub login_routes: LoginRoutes,
+    /// The account of each device token this instance issued or looked up, so an approval
+    /// skips a read.
+    pub device_routes: DeviceRoutes,
     pub projections: Arc<ProjectionRunner>,
     /// The position up to which this instance's mail sender has sent (or given up) every message
     /// the log calls for; it stays put while another instance leads the mail, and while a

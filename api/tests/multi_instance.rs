@@ -24,8 +24,9 @@ struct Pair {
     second: Served,
     key: String,
     url: String,
+    master_key: String,
     client: reqwest::Client,
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 /// How the pair writes.
@@ -65,8 +66,9 @@ async fn start_pair(writes: Writes) -> Option<Pair> {
         second,
         key,
         url,
+        master_key,
         client,
-        _dir: dir,
+        dir,
     };
     if writes == Writes::Forwarded {
         pair.await_forwarding().await;
@@ -538,6 +540,106 @@ async fn a_forwarded_write_keeps_the_callers_address_and_a_forged_forward_is_ref
         assert_eq!(body["error"]["code"], "forwarding_refused", "{body}");
     }
     assert_eq!(db.events.head_position().await.expect("the head"), head);
+}
+
+/// Instance A activated the phone and approved with it, so A remembers which account its token
+/// belongs to; the helpdesk then resets the account through B. The old phone is refused by A
+/// all the same, before and after A learns of the reset from the log: whether a token is still
+/// bound is the account's decision, not A's memory's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_device_reset_through_one_instance_is_refused_by_the_other_that_remembers_it() {
+    let Some(pair) = start_pair(Writes::EachItsOwn).await else {
+        return skipped(
+            "a_device_reset_through_one_instance_is_refused_by_the_other_that_remembers_it",
+        );
+    };
+    let (a, b) = (pair.first.base.clone(), pair.second.base.clone());
+    let (status, login) = pair.start_login(&a, "vendor-9").await;
+    assert_eq!(status, 201, "{login}");
+    let secret = secret_of(&login);
+    let step = settled_step().await;
+    let (status, activated) = call(
+        &pair.client,
+        "",
+        reqwest::Method::POST,
+        format!("{a}/v1/device/activations"),
+        Some(json!({
+            "enrollment_id": enrollment_of(&login),
+            "code": code_for_step(&secret, step - 1),
+            "device_label": "old phone",
+        })),
+    )
+    .await;
+    assert_eq!(status, 201, "{activated}");
+    let token = activated["device_token"]
+        .as_str()
+        .expect("a device token")
+        .to_owned();
+    let approve = |base: &str, login: &Value, step: u64| {
+        call(
+            &pair.client,
+            &token,
+            reqwest::Method::POST,
+            format!(
+                "{base}/v1/device/logins/{}/approve",
+                login["login_id"].as_str().unwrap_or_default()
+            ),
+            Some(json!({"code": code_for_step(&secret, step), "number": login["approval_number"]})),
+        )
+    };
+    let (_, login) = pair.start_login(&a, "vendor-9").await;
+    let (status, body) = approve(&a, &login, step).await;
+    assert_eq!(status, 200, "the phone approves through A: {body}");
+
+    let helpdesk = create_key_with(
+        pair.dir.path(),
+        "helpdesk",
+        "helpdesk-test",
+        &[
+            ("SPSE_TOTP_DATABASE_URL", pair.url.as_str()),
+            ("SPSE_TOTP_MASTER_KEY", pair.master_key.as_str()),
+        ],
+    );
+    let response = pair
+        .client
+        .post(format!("{b}/v1/helpdesk/accounts/penyedia/vendor-9/reset"))
+        .bearer_auth(&helpdesk)
+        .header("x-operator", "helpdesk-1")
+        .json(&json!({"reason": "phone lost", "ticket": "HD-1"}))
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 200);
+
+    // Started through B too, so A still holds the account as it was before the reset.
+    let (_, login) = pair.start_login(&b, "vendor-9").await;
+    assert_eq!(login["status"], "awaiting_activation", "{login}");
+    let db = spse_totp_store::Database::open_existing(&pair.url, None)
+        .await
+        .expect("the test schema");
+    let head = db.events.head_position().await.expect("the head");
+    for base in [&a, &a, &b] {
+        let (status, body) = approve(base, &login, step + 1).await;
+        assert_eq!(status, 401, "{base}: {body}");
+        assert_eq!(body["error"]["code"], "device_not_recognised", "{body}");
+    }
+    assert_eq!(
+        db.events.head_position().await.expect("the head"),
+        head,
+        "a refused device records nothing"
+    );
+}
+
+/// The enrollment id the activation QR code of `login` carries.
+fn enrollment_of(login: &Value) -> String {
+    let uri = login["activation"]["otpauth_uri"]
+        .as_str()
+        .expect("an activation QR code");
+    let parsed = url::Url::parse(uri).expect("a URI");
+    parsed
+        .query_pairs()
+        .find_map(|(k, v)| (k == "enrollment_id").then(|| v.into_owned()))
+        .expect("an enrollment id in the URI")
 }
 
 /// What `GET /activez` on `base` answers: its status and the error code, if any.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::accounts::CommandError;
 use spse_totp_commands::operators::OperatorCommandError;
+use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
 use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::DomainError;
@@ -21,7 +22,8 @@ use utoipa::ToSchema;
 
 use super::logins::{decided, parse_code, LoginView, WaitQuery, MAX_WAIT_SECONDS};
 use super::{clean_text, AccountRef};
-use crate::auth::{DeviceCaller, DeviceOwner};
+use crate::auth::{CommandingDevice, DeviceCaller, DeviceOwner};
+use crate::device_routes::DeviceRoute;
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorCode};
 use crate::state::{AppState, RequestContext};
 
@@ -224,6 +226,13 @@ pub async fn activate(
         .device
         .as_ref()
         .ok_or_else(|| ApiError::internal(&"activation left no device"))?;
+    app.device_routes.remember(
+        sha256_hex(&activated.device_token),
+        DeviceRoute {
+            account: activated.account_key.clone(),
+            device_id: device.device_id.0,
+        },
+    );
     let body = ActivationResponse {
         device_token: activated.device_token.clone(),
         account: AccountRef::new(&activated.account_key, activated.account.totp_status),
@@ -293,7 +302,7 @@ pub async fn pending(
         (status = 422, body = super::ErrorBody), (status = 423, description = "account_locked (see Retry-After), or locked_until_unlock after SPSE_TOTP_MAX_LOCKS locks in a row (only a helpdesk unlock lifts it)", body = super::ErrorBody)))]
 pub async fn approve(
     State(app): State<AppState>,
-    device: DeviceCaller,
+    CommandingDevice(device): CommandingDevice,
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
     ApiJson(body): ApiJson<ApproveRequest>,
@@ -345,7 +354,7 @@ pub async fn approve(
         (status = 409, body = super::ErrorBody), (status = 410, body = super::ErrorBody)))]
 pub async fn deny(
     State(app): State<AppState>,
-    device: DeviceCaller,
+    CommandingDevice(device): CommandingDevice,
     ctx: RequestContext,
     ApiPath(login_id): ApiPath<LoginId>,
 ) -> Result<Json<LoginView>, ApiError> {

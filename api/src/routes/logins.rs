@@ -307,7 +307,7 @@ async fn find(app: &AppState, login_id: LoginId) -> Result<LoginRow, ApiError> {
 /// The login's account, and the address and browser it started from: remembered when this
 /// instance started it, read from its row otherwise.
 async fn route(app: &AppState, login_id: LoginId) -> Result<LoginRoute, ApiError> {
-    if let Some(route) = app.login_routes.get(login_id) {
+    if let Some(route) = app.login_routes.get(&login_id) {
         return Ok(route);
     }
     let row = find(app, login_id).await?;
