@@ -10,8 +10,6 @@
 //! A token this instance does not remember (issued on another instance, or pushed out by newer
 //! ones) is looked up as before and remembered from then on.
 
-use std::num::NonZeroUsize;
-
 use spse_totp_domain::AccountKey;
 use uuid::Uuid;
 
@@ -19,10 +17,7 @@ use crate::remembered::Remembered;
 
 /// Tokens remembered, about 2 MB: the devices that approved most recently. A token forgotten
 /// costs one lookup.
-pub const REMEMBERED: NonZeroUsize = match NonZeroUsize::new(16_384) {
-    Some(n) => n,
-    None => panic!("the capacity is not zero"),
-};
+pub const REMEMBERED: usize = 16_384;
 
 /// The account and device a token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]

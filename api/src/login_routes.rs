@@ -8,8 +8,6 @@
 //! (started on another instance, or pushed out by newer ones) is read from `login_sessions`,
 //! as before, and remembered from then on.
 
-use std::num::NonZeroUsize;
-
 use spse_totp_domain::{AccountKey, LoginId};
 
 use crate::remembered::Remembered;
@@ -17,10 +15,7 @@ use crate::remembered::Remembered;
 /// Logins remembered. A login lives for minutes (`SPSE_TOTP_LOGIN_TTL`), so this covers every
 /// login still pending at well over fifty starts a second, in about 4 MB; a login forgotten
 /// early costs one read.
-pub const REMEMBERED: NonZeroUsize = match NonZeroUsize::new(16_384) {
-    Some(n) => n,
-    None => panic!("the capacity is not zero"),
-};
+pub const REMEMBERED: usize = 16_384;
 
 /// What a request about a login needs to know before it runs a command on the account.
 #[derive(Debug, Clone, PartialEq, Eq)]

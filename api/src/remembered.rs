@@ -15,10 +15,12 @@ pub struct Remembered<K: Hash + Eq, V: Clone> {
 }
 
 impl<K: Hash + Eq, V: Clone> Remembered<K, V> {
-    /// Keeps the `capacity` facts used most recently.
-    pub fn new(capacity: NonZeroUsize) -> Self {
+    /// Keeps the `capacity` facts used most recently (at least one).
+    pub fn new(capacity: usize) -> Self {
         Remembered {
-            facts: Mutex::new(LruCache::new(capacity)),
+            facts: Mutex::new(LruCache::new(
+                NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN),
+            )),
         }
     }
 
@@ -44,8 +46,7 @@ mod tests {
 
     #[test]
     fn a_fact_is_recalled_until_newer_ones_push_it_out() {
-        let capacity = NonZeroUsize::new(3).expect("not zero");
-        let remembered = Remembered::new(capacity);
+        let remembered = Remembered::new(3);
         remembered.remember("first", 1);
         assert_eq!(remembered.get(&"first"), Some(1));
         assert_eq!(remembered.get(&"unknown"), None);

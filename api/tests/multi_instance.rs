@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use spse_totp_commands::vault::MasterKey;
 use spse_totp_domain::totp::{code_for_step, step_at};
 use spse_totp_store::test_database::{fresh_postgres_url, skipped};
-use support::{create_key_with, secret_of, Served};
+use support::{create_key_with, enrollment_of, secret_of, Served};
 use tempfile::TempDir;
 use tokio::task::JoinSet;
 
@@ -628,18 +628,6 @@ async fn a_device_reset_through_one_instance_is_refused_by_the_other_that_rememb
         head,
         "a refused device records nothing"
     );
-}
-
-/// The enrollment id the activation QR code of `login` carries.
-fn enrollment_of(login: &Value) -> String {
-    let uri = login["activation"]["otpauth_uri"]
-        .as_str()
-        .expect("an activation QR code");
-    let parsed = url::Url::parse(uri).expect("a URI");
-    parsed
-        .query_pairs()
-        .find_map(|(k, v)| (k == "enrollment_id").then(|| v.into_owned()))
-        .expect("an enrollment id in the URI")
 }
 
 /// What `GET /activez` on `base` answers: its status and the error code, if any.

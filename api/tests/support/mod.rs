@@ -202,20 +202,29 @@ impl Drop for Served {
     }
 }
 
-/// The TOTP secret in a start-login answer's activation QR code, as a phone's camera reads it.
-pub fn secret_of(login: &serde_json::Value) -> spse_totp_domain::totp::TotpSecret {
+/// One parameter of the activation QR code in a start-login answer, as a phone's camera reads it.
+fn activation_param(login: &serde_json::Value, name: &str) -> String {
     let uri = login["activation"]["otpauth_uri"]
         .as_str()
         .expect("an activation QR code");
     let parsed = url::Url::parse(uri).expect("a URI");
-    let secret = parsed
+    parsed
         .query_pairs()
-        .find(|(k, _)| k == "secret")
-        .map(|(_, v)| v.into_owned())
-        .expect("a secret in the URI");
+        .find_map(|(k, v)| (k == name).then(|| v.into_owned()))
+        .unwrap_or_else(|| panic!("no {name} in the activation URI"))
+}
+
+/// The TOTP secret in a start-login answer's activation QR code.
+pub fn secret_of(login: &serde_json::Value) -> spse_totp_domain::totp::TotpSecret {
     spse_totp_domain::totp::TotpSecret::from_bytes(
-        totp_rs::Secret::Encoded(secret)
+        totp_rs::Secret::Encoded(activation_param(login, "secret"))
             .to_bytes()
             .expect("a base32 secret"),
     )
+}
+
+/// The enrollment id in a start-login answer's activation QR code, which a push-capable app
+/// activates with.
+pub fn enrollment_of(login: &serde_json::Value) -> String {
+    activation_param(login, "enrollment_id")
 }
