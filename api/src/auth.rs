@@ -313,32 +313,41 @@ impl FromRequestParts<AppState> for DeviceCaller {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let not_recognised = device_not_recognised;
-        let token = bearer(parts).map_err(|_| not_recognised())?;
-        let token_sha256 = sha256_hex(token);
-        if token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
-            let row = operators::by_device_token(&app.db.pool, &token_sha256)
-                .await?
-                .ok_or_else(not_recognised)?;
-            return Ok(DeviceCaller {
-                owner: DeviceOwner::Operator(
-                    Username::parse(&row.username).map_err(|_| not_recognised())?,
-                ),
-                device_id: row.device_id.parse().map_err(|_| not_recognised())?,
-                token_sha256,
-            });
-        }
-        let row = device_bindings::by_token(&app.db.pool, &token_sha256)
+        let token = bearer(parts).map_err(|_| device_not_recognised())?;
+        look_up_device(app, token, sha256_hex(token)).await
+    }
+}
+
+/// The device a token was issued to, looked up by its digest in its owner's table: the
+/// operators' for an operator's token, the accounts' bindings otherwise.
+async fn look_up_device(
+    app: &AppState,
+    token: &str,
+    token_sha256: String,
+) -> Result<DeviceCaller, ApiError> {
+    let not_recognised = device_not_recognised;
+    if token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
+        let row = operators::by_device_token(&app.db.pool, &token_sha256)
             .await?
             .ok_or_else(not_recognised)?;
-        let account = AccountKey::from_stream_name(&row.stream).ok_or_else(not_recognised)?;
-        let device_id = row.device_id.parse().map_err(|_| not_recognised())?;
-        Ok(DeviceCaller {
-            owner: DeviceOwner::Account(account),
-            device_id,
+        return Ok(DeviceCaller {
+            owner: DeviceOwner::Operator(
+                Username::parse(&row.username).map_err(|_| not_recognised())?,
+            ),
+            device_id: row.device_id.parse().map_err(|_| not_recognised())?,
             token_sha256,
-        })
+        });
     }
+    let row = device_bindings::by_token(&app.db.pool, &token_sha256)
+        .await?
+        .ok_or_else(not_recognised)?;
+    let account = AccountKey::from_stream_name(&row.stream).ok_or_else(not_recognised)?;
+    let device_id = row.device_id.parse().map_err(|_| not_recognised())?;
+    Ok(DeviceCaller {
+        owner: DeviceOwner::Account(account),
+        device_id,
+        token_sha256,
+    })
 }
 
 fn device_not_recognised() -> ApiError {
@@ -363,9 +372,9 @@ impl FromRequestParts<AppState> for CommandingDevice {
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).map_err(|_| device_not_recognised())?;
+        let token_sha256 = sha256_hex(token);
         // An operator's device approves console sign-ins, which no account decides on.
         if !token.starts_with(OPERATOR_DEVICE_TOKEN_PREFIX) {
-            let token_sha256 = sha256_hex(token);
             if let Some(route) = app.device_routes.get(&token_sha256) {
                 return Ok(CommandingDevice(DeviceCaller {
                     owner: DeviceOwner::Account(route.account),
@@ -374,7 +383,7 @@ impl FromRequestParts<AppState> for CommandingDevice {
                 }));
             }
         }
-        let caller = DeviceCaller::from_request_parts(parts, app).await?;
+        let caller = look_up_device(app, token, token_sha256).await?;
         if let DeviceOwner::Account(account) = &caller.owner {
             app.device_routes.remember(
                 caller.token_sha256.clone(),

@@ -11,7 +11,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use spse_totp_commands::accounts::CommandError;
 use spse_totp_commands::operators::OperatorCommandError;
-use spse_totp_commands::tokens::sha256_hex;
 use spse_totp_domain::account::{ApproveOnDevice, DenyOnDevice};
 use spse_totp_domain::operator::{OperatorError, Username};
 use spse_totp_domain::DomainError;
@@ -226,13 +225,15 @@ pub async fn activate(
         .device
         .as_ref()
         .ok_or_else(|| ApiError::internal(&"activation left no device"))?;
-    app.device_routes.remember(
-        sha256_hex(&activated.device_token),
-        DeviceRoute {
-            account: activated.account_key.clone(),
-            device_id: device.device_id.0,
-        },
-    );
+    if let Some(token_sha256) = &device.token_sha256 {
+        app.device_routes.remember(
+            token_sha256.clone(),
+            DeviceRoute {
+                account: activated.account_key.clone(),
+                device_id: device.device_id.0,
+            },
+        );
+    }
     let body = ActivationResponse {
         device_token: activated.device_token.clone(),
         account: AccountRef::new(&activated.account_key, activated.account.totp_status),

@@ -178,15 +178,16 @@ impl Target {
         let turn = self.turn.fetch_add(1, Ordering::Relaxed);
         let write = !matches!(*method, reqwest::Method::GET | reqwest::Method::HEAD);
         if write && self.balancer == Balancer::WritesToActive {
-            let active: Vec<&String> = self
-                .bases
-                .iter()
-                .zip(&self.runs_writes)
-                .filter(|(_, here)| here.load(Ordering::Relaxed))
-                .map(|(base, _)| base)
-                .collect();
-            if !active.is_empty() {
-                return active[turn % active.len()];
+            let active = || {
+                self.bases
+                    .iter()
+                    .zip(&self.runs_writes)
+                    .filter(|(_, here)| here.load(Ordering::Relaxed))
+                    .map(|(base, _)| base)
+            };
+            let count = active().count();
+            if let Some(base) = active().nth(turn % count.max(1)) {
+                return base;
             }
         }
         &self.bases[turn % self.bases.len()]
